@@ -1,0 +1,89 @@
+"""The in-memory form of a signature file (signatures/<id>.toml), shared by loader, matcher and
+verdicts. The loader (load.py) validates TOML into these; nothing else parses TOML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+SOURCES = ("gateway_log", "portal_events", "vcenter_log", "vcenter_tasks", "vcenter_events")
+SCOPES = ("vm", "host", "appliance")
+CONFIDENCES = ("high", "medium", "low")
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One way a signature shows in one source table.
+
+    A row matches when every `where` condition holds, the `column` contains any `literal`
+    (when given) and `regex` (when given) matches. Named groups of `regex` become captures.
+    """
+
+    source: str  # one of SOURCES
+    column: str  # column the literal/regex apply to
+    literal: tuple[str, ...] = ()  # prefilter: any of these substrings (case-sensitive)
+    regex: str | None = None  # Rust-regex compatible, named groups = captures
+    ignore_case: bool = False  # applies to literal and regex
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, allowed values): exact match
+
+
+@dataclass(frozen=True)
+class Cause:
+    id: str  # catalogue cause id
+    evidence: tuple[str, ...]  # evidence signature ids or built-in detector ids; any one suffices
+    scope: str  # vm | host | appliance: where evidence must be to count
+    before: timedelta  # evidence window before the failure
+    after: timedelta  # ...and after it (appliance silence spans the failure)
+    confidence: str  # confidence when the evidence is present (high | medium)
+    remediation: tuple[str, ...]
+    fallback: bool = False  # chosen with confidence low when no cause has evidence
+
+
+@dataclass(frozen=True)
+class Example:
+    source: str
+    text: str  # the value of the matcher's column (for gateway_log: the message)
+    captures: tuple[tuple[str, str], ...] = ()  # expected captures (subset)
+    columns: tuple[tuple[str, str], ...] = ()  # other column values the `where` needs
+    matches: bool = True  # False for near-misses that must not match
+
+
+@dataclass(frozen=True)
+class Signature:
+    id: str  # = file stem
+    title: str
+    kind: str  # error | evidence
+    severity: str  # critical | warning | info
+    codes: tuple[str, ...] = ()  # portal Error IDs
+    summary: str = ""  # one sentence for people, may use {vm} {host} {cause} placeholders
+    scope: str = "vm"  # for evidence: what it can explain
+    matchers: tuple[Matcher, ...] = ()
+    causes: tuple[Cause, ...] = ()  # errors only
+    undetermined: tuple[str, ...] = ()  # errors: the full diagnostic checklist
+    references: tuple[str, ...] = ()
+    params: tuple[tuple[str, float], ...] = ()  # thresholds for built-in detectors
+    examples: tuple[Example, ...] = ()
+    path: str = ""  # the file it came from
+
+    def param(self, name: str, default: float) -> float:
+        return dict(self.params).get(name, default)
+
+    def cause(self, cause_id: str) -> Cause | None:
+        return next((c for c in self.causes if c.id == cause_id), None)
+
+
+@dataclass
+class Library:
+    signatures: dict[str, Signature] = field(default_factory=dict)
+    digest: str = ""  # sha256 over the files, for batch caching
+
+    def errors(self) -> list[Signature]:
+        return [s for s in self.signatures.values() if s.kind == "error"]
+
+    def evidence(self) -> list[Signature]:
+        return [s for s in self.signatures.values() if s.kind == "evidence"]
+
+    def by_code(self, code: str) -> list[Signature]:
+        return [s for s in self.errors() if code in s.codes]

@@ -1,0 +1,66 @@
+"""The source registry: which kinds of member the analyzer reads, how each is recognised, parsed.
+
+Sources are detected by content, never by name alone: `sniff` looks at the decoded head of a
+member (first 64 KiB). Adding a log type = one entry here, one parser module, one test module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import polars as pl
+
+from analyzer.diagnostics import Diagnostics
+
+SNIFF_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a parser needs beyond the text. Zones are "+09:00", "-07:00", "Z" or IANA names."""
+
+    appliance_tz: str | None = None  # naive gateway timestamps
+    portal_tz: str | None = None  # portal display times
+    vcenter_tz: str | None = None  # Windows vpxd layout, task CSV display times
+    vcenter: str | None = None  # the vCenter this member belongs to (vc-support archive name)
+
+
+@dataclass
+class Parsed:
+    """One member's parse result."""
+
+    tables: dict[str, pl.DataFrame]  # table name (tables.SCHEMAS) -> conforming frame
+    records: int = 0
+    unparsed: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # source key in the analysis JSON: gateway_log | portal_events | vcenter_tasks | ...
+    form: str  # finer kind shown by inspect: gateway_log, events_csv, events_json, ...
+    sniff: Callable[[str, str], bool]  # (head text, member path) -> True when this source
+    parse: Callable[[str, str, ParseContext], Parsed]  # (text, member path, ctx)
+
+
+def registry() -> list[Source]:
+    """All sources, most specific sniffers first."""
+    from analyzer.parsers import gateway_log, portal_events, vcenter_log, vcenter_task_csv
+
+    return [
+        *portal_events.SOURCES,  # events CSV / JSON / pasted text, replication status table
+        vcenter_task_csv.SOURCE,
+        gateway_log.SOURCE,
+        vcenter_log.SOURCE,
+    ]
+
+
+def sniff(head: str, member: str, sources: list[Source] | None = None) -> Source | None:
+    for source in sources or registry():
+        if source.sniff(head, member):
+            return source
+    return None

@@ -1,0 +1,260 @@
+"""The schema of every frame that passes between stages.
+
+Stages meet only at these frames. A parser returns frames with exactly these columns (in this
+order, see `empty` / `conform`); later stages may rely on every column existing with this dtype.
+All times are UTC (`TS`). `member` is the path inside the bundle (nested archives joined with
+`!/`), `line` the 1-based line number of the record's first line in that member.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+TS = pl.Datetime("us", "UTC")
+STR = pl.Utf8
+INT = pl.Int64
+FLOAT = pl.Float64
+BOOL = pl.Boolean
+
+PROVENANCE = {"member": STR, "line": INT}
+
+# Gateway service log (appliance). One row per record; continuation lines folded into `detail`.
+#   2024-05-14T10:21:33.512Z Info [12] Gateway...SnapshotReplicationEngine - Replication cycle started. vm=APP01 ...
+# `event` classifies the fixed message shapes of FORMATS.md section 1:
+#   service_starting service_started service_stopping service_stopped heartbeat vddk
+#   vcenter_connected cycle_started state_changed snapshot_creating snapshot_created
+#   snapshot_removing snapshot_removal_deferred disk_progress cycle_completed cycle_failed
+# and is null for any other message.
+GATEWAY_LOG = {
+    **PROVENANCE,
+    "ts": TS,
+    "naive": BOOL,  # timestamp had no zone; appliance_tz (or UTC) was applied
+    "level": STR,  # Verbose | Info | Warning | Error | Critical (normalised case)
+    "thread": STR,
+    "component": STR,
+    "message": STR,  # the first line's message
+    "detail": STR,  # continuation lines joined with "\n", null when none
+    "event": STR,
+    # key=value tokens (null when absent)
+    "vm": STR,  # vm= or the embedded "VM: APP01." / "virtual machine APP01;"
+    "vm_id": STR,  # vmId= (MoRef, vm-1042)
+    "host": STR,
+    "vcenter": STR,
+    "datastore": STR,
+    "cycle_id": INT,
+    "cycle_type": STR,  # InitialReplication | DeltaReplication | Resync | FinalDeltaReplication
+    "state_from": STR,
+    "state_to": STR,
+    "disk": STR,
+    "disk_id": STR,
+    "disks": INT,
+    "uploaded_bytes": INT,
+    "total_bytes": INT,
+    "rate_mbps": FLOAT,
+    "duration_sec": FLOAT,
+    "duration_ms": FLOAT,
+    "error_id": STR,
+    "error": STR,  # error= token, e.g. DiskUploadTimedOut
+    "error_message": STR,  # message="..." token (the portal text)
+    "active_cycles": INT,
+    "queued_cycles": INT,
+    "version": STR,  # version= (service or VDDK)
+    "reason": STR,
+    "snapshot_name": STR,  # name= on snapshot lines
+}
+
+# Portal replication events: CSV export, az/REST JSON (one row per health error), pasted text.
+PORTAL_EVENTS = {
+    **PROVENANCE,
+    "form": STR,  # csv | json | text
+    "ts": TS,
+    "naive": BOOL,
+    "severity": STR,
+    "event": STR,  # as written (English or Korean)
+    "machine": STR,
+    "event_type": STR,
+    "error_id": STR,
+    "error_message": STR,
+    "possible_causes": STR,
+    "recommendation": STR,
+    "event_code": STR,
+    "initiated_by": STR,
+}
+
+# Get-AzMigrateServerMigrationStatus table.
+REPLICATION_STATUS = {
+    **PROVENANCE,
+    "appliance": STR,
+    "server": STR,
+    "state": STR,
+    "progress": STR,
+    "time_elapsed": STR,
+    "time_remaining": STR,
+    "upload_speed": STR,
+    "health": STR,  # Normal | Warning | Critical
+    "last_sync": TS,
+    "datastore": STR,
+}
+
+# vCenter / ESXi log records (vpxd.log and relatives), `-->` continuations folded into `detail`.
+#   2024-05-14T10:21:33.123Z info vpxd[7FE11CC03700] [Originator@6876 sub=vpxLro opID=68209c6d] msg
+# layout: vpxd65 | vpxd55 | win5x | esxi8 | generic
+VCENTER_LOG = {
+    **PROVENANCE,
+    "vcenter": STR,  # which vCenter this member belongs to (vc-support archive / hostname), or null
+    "ts": TS,
+    "naive": BOOL,
+    "layout": STR,
+    "level": STR,  # lowercase word
+    "process": STR,
+    "sub": STR,
+    "op_id": STR,
+    "message": STR,
+    "detail": STR,
+}
+
+# vCenter long-running operations: vpxd BEGIN/FINISH/ERROR paired by id, or the vSphere Client
+# task CSV. One row per task.
+VCENTER_TASKS = {
+    **PROVENANCE,  # the BEGIN line (or CSV row)
+    "form": STR,  # vpxd | csv
+    "vcenter": STR,
+    "task_id": STR,  # task-88231, task-internal-5, lro-12 (null for CSV rows)
+    "entity": STR,  # MoRef the task ran on: vm-1042, snapshot-77, host-12
+    "vm_id": STR,  # entity when it is a vm-, else resolved later (null)
+    "vm_name": STR,  # CSV Target, or resolved later
+    "method": STR,  # vim.VirtualMachine.createSnapshot (CSV display names mapped to methods)
+    "task_name": STR,  # display name when known
+    "start": TS,
+    "end": TS,  # null while running / hung
+    "outcome": STR,  # succeeded | failed | running
+    "fault_type": STR,  # vim.fault.TaskInProgress
+    "fault_message": STR,  # from the `msg = "..."` continuation
+    "initiator": STR,
+    "op_id": STR,
+    "progress": INT,  # last info.progress seen (0-100), null when never reported
+    "progress_ts": TS,  # when progress last changed
+    "end_member": STR,
+    "end_line": INT,
+}
+
+# vCenter events logged by vpxd: `Event <key> : <type> : <msg>` or the syslog form.
+VCENTER_EVENTS = {
+    **PROVENANCE,
+    "vcenter": STR,
+    "ts": TS,
+    "event_key": STR,
+    "event_type": STR,  # com.vmware.vc.VmDiskConsolidatedEvent, VmMigratedEvent, ...
+    "severity": STR,
+    "user": STR,
+    "datacenter": STR,
+    "chain_id": STR,
+    "message": STR,
+}
+
+# One row per VM identity, built from every (name, MoRef) pair seen together.
+IDENTITIES = {
+    "vm_key": STR,  # stable key: lowercased name, or "<vcenter>/<moref>" when no name is known
+    "vm": STR,  # display name as first seen (null when only a MoRef is known)
+    "vm_id": STR,  # one row per MoRef; null when the VM has none
+    "vcenter": STR,
+    "host": STR,  # last ESXi host seen for the VM
+}
+
+# Signature matches over any source table.
+MATCHES = {
+    **PROVENANCE,
+    "signature": STR,
+    "kind": STR,  # error | evidence
+    "source": STR,  # gateway_log | portal_events | vcenter_log | vcenter_tasks | vcenter_events
+    "ts": TS,
+    "vm": STR,
+    "vm_id": STR,
+    "host": STR,
+    "text": STR,  # the matched text (not yet redacted)
+    "captures": pl.List(pl.Struct({"name": STR, "value": STR})),
+}
+
+# Replication cycles per VM (one row per cycle); disks in CYCLE_DISKS.
+CYCLES = {
+    "vm_key": STR,
+    "vm": STR,
+    "vm_id": STR,
+    "host": STR,
+    "cycle": STR,  # "APP01#17"
+    "cycle_id": INT,
+    "type": STR,  # initial | delta | resync | final_delta
+    "start": TS,
+    "end": TS,
+    "outcome": STR,  # succeeded | failed | in_progress | incomplete
+    "failed_state": STR,
+    "error": STR,  # catalogue error id
+    "error_code": STR,
+    "error_text": STR,
+    "uploaded_bytes": INT,
+    "total_bytes": INT,
+    "duration_sec": FLOAT,
+    "rate_mbps": FLOAT,
+    "disks": INT,
+    "member": STR,
+    "line": INT,
+}
+
+CYCLE_DISKS = {
+    "cycle": STR,
+    "vm_key": STR,
+    "disk": STR,
+    "disk_id": STR,
+    "uploaded_bytes": INT,
+    "total_bytes": INT,
+    "rate_mbps": FLOAT,
+    "first_progress": TS,
+    "last_progress": TS,
+}
+
+# Records per minute per source, kept instead of every row so silence can be told from quiet.
+ACTIVITY = {
+    "source": STR,  # gateway_log | vcenter_log | ...
+    "member": STR,
+    "minute": TS,
+    "records": INT,
+}
+
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "activity": ACTIVITY,
+    "gateway_log": GATEWAY_LOG,
+    "portal_events": PORTAL_EVENTS,
+    "replication_status": REPLICATION_STATUS,
+    "vcenter_log": VCENTER_LOG,
+    "vcenter_tasks": VCENTER_TASKS,
+    "vcenter_events": VCENTER_EVENTS,
+    "identities": IDENTITIES,
+    "matches": MATCHES,
+    "cycles": CYCLES,
+    "cycle_disks": CYCLE_DISKS,
+}
+
+
+def empty(name: str) -> pl.DataFrame:
+    """An empty frame with the declared schema of table `name`."""
+    return pl.DataFrame(schema=SCHEMAS[name])
+
+
+def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Add missing columns as nulls, cast to the declared dtypes, order as declared.
+
+    Extra columns are dropped: the schema is the contract between stages.
+    """
+    schema = SCHEMAS[name]
+    exprs = []
+    for col, dtype in schema.items():
+        if col in frame.columns:
+            exprs.append(pl.col(col).cast(dtype, strict=False))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(col))
+    return frame.select(exprs)
+
+
+def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [conform(name, f) for f in frames if f.height]
+    return pl.concat(frames, how="vertical") if frames else empty(name)
