@@ -1,0 +1,257 @@
+"""Gateway service log of the appliance (asrgwy): one record per line, stack traces folded in.
+
+    2024-05-14T10:21:33.512Z Info [12] Gateway.Service.StateMachine.SnapshotReplication.SnapshotReplicationEngine - Replication cycle started. vm=APP01 vmId=vm-1042 cycleId=17 type=DeltaReplication disks=2
+    2024-05-14 19:34:02.118 ERROR [31] Gateway.Service.Upload.DiskUploader - Replication cycle failed. vm=APP01 cycleId=17 errorId=1011 error=DiskUploadTimedOut message="The upload ... did not complete"
+       at Gateway.Service.Upload.DiskUploader.UploadAsync()
+
+become GATEWAY_LOG rows: ts (UTC; the naive second line read in appliance_tz, naive=true),
+level=Error, thread=31, component, message, event=cycle_failed, vm=APP01, cycle_id=17,
+error_id=1011, error=DiskUploadTimedOut, error_message="The upload ...", detail="   at ...".
+
+A line that starts with a timestamp but is not an envelope, and lines before the first record,
+are unparsed (counted, sampled). A record whose timestamp is impossible (9999-99-99, or a year
+outside 1970..2099) is kept with a null ts: its text can still be evidence.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from analyzer import tables
+from analyzer.diagnostics import Diagnostics
+from analyzer.parsers import timeparse
+from analyzer.sources import ParseContext, Parsed, Source
+
+MAX_VALUE_CHARS = 64 * 1024  # longest message/detail kept; a 20 MB line must not flow downstream
+SAMPLE_CHARS = 120
+SNIFF_LINES = 50
+PLAUSIBLE_YEARS = (1970, 2099)
+
+_TS = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:\s?(?:Z|[+-]\d{2}:?\d{2}))?"
+# Only the header is captured; the message is the rest of the line (sliced, not captured), so the
+# regex engine never has to track groups across a very long message.
+_HEADER = (
+    rf"^(?P<head>(?P<ts>{_TS})\s+(?P<level>(?i:verbose|info|warning|error|critical))\s+"
+    r"\[(?P<thread>[^\]]*)\]\s+(?P<component>\S+)\s+-(?:\s|$))"
+)
+_HEADER_RE = re.compile(_HEADER)
+_STARTS_WITH_TS = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
+# A key=value token; a quoted value swallows any key=value text inside it.
+_TOKEN = r'(?:^|\s)[A-Za-z]\w*=(?:"(?:[^"\\]|\\.)*"|\S+)'
+
+LEVELS = {name.lower(): name for name in ("Verbose", "Info", "Warning", "Error", "Critical")}
+
+TOKENS = {
+    "vm": "vm", "vmId": "vm_id", "host": "host", "vcenter": "vcenter", "datastore": "datastore",
+    "cycleId": "cycle_id", "type": "cycle_type", "from": "state_from", "to": "state_to",
+    "disk": "disk", "diskId": "disk_id", "disks": "disks", "uploadedBytes": "uploaded_bytes",
+    "totalBytes": "total_bytes", "rateMBps": "rate_mbps", "durationSec": "duration_sec",
+    "durationMs": "duration_ms", "errorId": "error_id", "error": "error",
+    "message": "error_message", "activeCycles": "active_cycles", "queuedCycles": "queued_cycles",
+    "version": "version", "reason": "reason", "name": "snapshot_name",
+}
+
+EVENTS = (  # message prefix -> event (FORMATS.md section 1)
+    ("Service asrgwy starting", "service_starting"),
+    ("Service asrgwy started", "service_started"),
+    ("Service asrgwy stopping", "service_stopping"),
+    ("Service asrgwy stopped", "service_stopped"),
+    ("Heartbeat.", "heartbeat"),
+    ("VDDK initialised", "vddk"),
+    ("Connected to vCenter", "vcenter_connected"),
+    ("Replication cycle started", "cycle_started"),
+    ("State changed", "state_changed"),
+    ("Creating snapshot", "snapshot_creating"),
+    ("Snapshot created", "snapshot_created"),
+    ("Removing snapshot", "snapshot_removing"),
+    ("Snapshot removal did not complete", "snapshot_removal_deferred"),
+    ("Disk upload progress", "disk_progress"),
+    ("Replication cycle completed", "cycle_completed"),
+    ("Replication cycle failed", "cycle_failed"),
+)
+
+
+def sniff(head: str, member: str) -> bool:
+    """Several of the first non-empty lines are gateway envelopes (the name is not consulted)."""
+    lines = [line for line in head.splitlines()[: SNIFF_LINES * 20] if line.strip()][:SNIFF_LINES]
+    hits = sum(1 for line in lines if _HEADER_RE.match(line))
+    return hits > 0 and hits >= min(3, len(lines))
+
+
+def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
+    diags = Diagnostics()
+    lines = _split_lines(text)
+    records, unparsed = _fold(lines)
+
+    tz = ctx.appliance_tz
+    try:
+        timeparse.zone_offset(tz)
+    except timeparse.BadZone as exc:
+        diags.add("error", "bad-time-zone", f"{exc}; gateway times read as UTC", member)
+        tz = None
+
+    records = _header_columns(records, tz)
+    records = _truncate(records, member, diags)
+    records = _with_tokens(records)
+    records = _with_event_and_vm(records)
+    frame = tables.conform("gateway_log", records.with_columns(member=pl.lit(member)))
+
+    _report_unparsed(unparsed, member, diags)
+    _report_times(frame, records, member, ctx.appliance_tz, diags)
+    ts = frame["ts"].drop_nulls()
+    return Parsed(
+        tables={"gateway_log": frame},
+        records=frame.height,
+        unparsed=unparsed.height,
+        first=ts.min() if ts.len() else None,
+        last=ts.max() if ts.len() else None,
+        diagnostics=diags,
+    )
+
+
+def _split_lines(text: str) -> pl.DataFrame:
+    """One row per line: line (1-based), text without a trailing CR."""
+    return (
+        pl.DataFrame({"text": [text]}, schema={"text": pl.Utf8})
+        .select(pl.col("text").str.split("\n"))
+        .explode("text")
+        .with_row_index("line", offset=1)
+        .with_columns(pl.col("line").cast(pl.Int64), pl.col("text").str.strip_suffix("\r"))
+    )
+
+
+def _fold(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Records (header parsed, continuation lines joined into `detail`) and unparsed lines.
+
+    A continuation belongs to the nearest line above that starts with a timestamp; if that line
+    is not a valid envelope (or there is none), the continuation is unparsed with it.
+    """
+    header = pl.col("text").str.extract_groups(_HEADER)
+    lines = lines.with_columns(header=header).with_columns(
+        is_record=pl.col("header").struct.field("head").is_not_null(),
+        is_blank=pl.col("text").str.strip_chars() == "",
+    )
+    starts = pl.col("is_record") | (
+        pl.when(~pl.col("is_record")).then(pl.col("text")).str.contains(_STARTS_WITH_TS))
+    lines = lines.with_columns(
+        owner=pl.when(starts).then(pl.col("line")).forward_fill(),
+        owner_ok=pl.when(starts).then(pl.col("is_record")).forward_fill().fill_null(False),
+    )
+    records = lines.filter("is_record").select("line", "text", "header")
+    continuation = (
+        lines.filter(~pl.col("is_record") & pl.col("owner_ok") & ~pl.col("is_blank"))
+        .group_by("owner")
+        .agg(detail=pl.col("text").str.join("\n"))
+    )
+    records = records.join(continuation, left_on="line", right_on="owner", how="left",
+                           maintain_order="left")
+    unparsed = lines.filter(~pl.col("owner_ok") & ~pl.col("is_blank")).select("line", "text")
+    return records, unparsed
+
+
+def _header_columns(records: pl.DataFrame, tz: str | None) -> pl.DataFrame:
+    field = pl.col("header").struct.field
+    ts, naive = timeparse.iso(field("ts"), tz)
+    records = records.with_columns(
+        ts=ts,
+        naive=naive,
+        ts_text=field("ts"),
+        level=field("level").str.to_lowercase().replace_strict(LEVELS, default=None),
+        thread=field("thread"),
+        component=field("component"),
+        message=pl.col("text").str.slice(field("head").str.len_chars()),
+    ).drop("header", "text")
+    return records.with_columns(ts=pl.when(pl.col("ts").dt.year().is_between(*PLAUSIBLE_YEARS))
+                                .then("ts"))
+
+
+def _truncate(records: pl.DataFrame, member: str, diags: Diagnostics) -> pl.DataFrame:
+    too_long = (pl.col("message").str.len_chars() > MAX_VALUE_CHARS) | (
+        pl.col("detail").str.len_chars() > MAX_VALUE_CHARS)
+    long_rows = records.filter(too_long)
+    if long_rows.height:
+        diags.add("info", "truncated-values",
+                  f"{long_rows.height} record(s) longer than {MAX_VALUE_CHARS} characters were "
+                  f"cut to that length (first at line {long_rows['line'][0]})",
+                  f"{member}:{long_rows['line'][0]}")
+        records = records.with_columns(pl.col("message", "detail").str.slice(0, MAX_VALUE_CHARS))
+    return records
+
+
+def _with_tokens(records: pl.DataFrame) -> pl.DataFrame:
+    """key=value tokens of the message as columns (names of TOKENS' values), strings for now."""
+    with_eq = records.filter(pl.col("message").str.contains("=", literal=True))
+    tokens = (
+        with_eq.select("line", token=pl.col("message").str.extract_all(_TOKEN))
+        .explode("token")
+        .drop_nulls("token")
+        .with_columns(pl.col("token").str.strip_chars_start()
+                      .str.extract_groups(r"(?s)^(?P<key>[^=]+)=(?P<value>.*)$"))
+        .unnest("token")
+        .with_columns(pl.col("key").replace_strict(TOKENS, default=None))
+        .drop_nulls("key")
+        .with_columns(value=_clean_value(pl.col("value")))
+    )
+    if tokens.height == 0:
+        return records
+    wide = tokens.pivot(on="key", index="line", values="value", aggregate_function="first")
+    return records.join(wide, on="line", how="left", maintain_order="left")
+
+
+def _clean_value(value: pl.Expr) -> pl.Expr:
+    """`"a \\"b\\""` -> `a "b"`; `APP01.` -> `APP01` (a bare value may end a sentence)."""
+    quoted = value.str.starts_with('"') & value.str.ends_with('"') & (value.str.len_chars() >= 2)
+    inner = value.str.slice(1, value.str.len_chars() - 2).str.replace_all(r'\\(["\\])', "$1")
+    bare = value.str.strip_chars_start('"').str.strip_chars_end(".,;")
+    return pl.when(quoted).then(inner).otherwise(bare)
+
+
+def _with_event_and_vm(records: pl.DataFrame) -> pl.DataFrame:
+    message = pl.col("message")
+    event = pl.lit(None, dtype=pl.Utf8)
+    for prefix, name in reversed(EVENTS):
+        event = pl.when(message.str.starts_with(prefix)).then(pl.lit(name)).otherwise(event)
+    for col in ("vm", "vm_id", "snapshot_name"):
+        if col not in records.columns:
+            records = records.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
+    # Portal texts name the VM inside the sentence: "VM: APP01." / "virtual machine APP01; vm-1042".
+    embedded = pl.when(pl.col("vm").is_null() | pl.col("vm_id").is_null()).then(message).str.extract_groups(
+        r"\bVM: (?P<a>\S+?)[.;,]?(?:\s|$)|(?i:virtual machine) (?P<b>[^\s;]+);\s*(?P<id>vm-\d+)?")
+    return records.with_columns(event=event).with_columns(
+        vm=pl.coalesce("vm", embedded.struct.field("a"), embedded.struct.field("b")),
+        vm_id=pl.coalesce("vm_id", embedded.struct.field("id")),
+        snapshot_name=pl.when(pl.col("event").str.starts_with("snapshot")).then("snapshot_name"),
+    )
+
+
+def _report_unparsed(unparsed: pl.DataFrame, member: str, diags: Diagnostics) -> None:
+    if unparsed.height == 0:
+        return
+    samples = "; ".join(
+        f"{member}:{line}: {text[:SAMPLE_CHARS]!r}"
+        for line, text in unparsed.head(5).iter_rows())
+    diags.add("warning", "unparsed-lines",
+              f"{unparsed.height} line(s) are not gateway log records (samples: {samples})",
+              f"{member}:{unparsed['line'][0]}",
+              "Lines before the first record, or starting with a timestamp but not in the "
+              "'<time> <Level> [<thread>] <Component> - <message>' shape, are skipped.")
+
+
+def _report_times(frame: pl.DataFrame, records: pl.DataFrame, member: str, tz: str | None,
+                  diags: Diagnostics) -> None:
+    bad = records.filter(pl.col("ts").is_null()).select("line", "ts_text")
+    if bad.height:
+        line, text = bad.row(0)
+        diags.add("warning", "bad-timestamps",
+                  f"{bad.height} record(s) have an impossible timestamp (first: {text!r}); "
+                  "they are kept without a time", f"{member}:{line}")
+    if tz is None and frame["naive"].any():
+        diags.add("warning", "naive-timestamps",
+                  "Gateway log times carry no zone; they were read as UTC.", member,
+                  "Give the appliance's zone with --appliance-tz (e.g. +09:00) or appliance_tz "
+                  "in bundle.toml.")
+
+
+SOURCE = Source(name="gateway_log", form="gateway_log", sniff=sniff, parse=parse)
