@@ -40,6 +40,7 @@ from analyzer import __version__, tables
 from analyzer.pipeline import Options, UnusableBundle
 
 CACHE_FILE = ".cache.json"
+SCHEDULER_TIMEOUT = "15s"
 CACHE_VERSION = 1
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".gz")
 # Export table name -> analysis table it comes from ("verdicts" is built from the document).
@@ -412,6 +413,7 @@ def _plan(paths: list[Path], store: Store, library: str, options: Options,
 
     fingerprint = options_fingerprint(options)
     jobs = []
+    planned: set[str] = set()
     for path in paths:
         try:
             sha = file_sha256(path)
@@ -420,13 +422,16 @@ def _plan(paths: list[Path], store: Store, library: str, options: Options,
             continue
         bundle = bundle_id(path, sha)
         key = hashlib.sha256(f"{sha}|{library}|{fingerprint}".encode()).hexdigest()
-        if store.cached(bundle, key):
+        if bundle in planned:  # the same bytes under another name: one result serves both
+            result.skipped += 1
+        elif store.cached(bundle, key):
             result.skipped += 1
             result.bundle_ids.append(bundle)
         elif (message := store.cached_failure(str(path), key)) is not None:
             result.failed.append((str(path), message))
         else:
             jobs.append(_Job(str(path), bundle, key, sha))
+            planned.add(bundle)
     return jobs
 
 
@@ -459,16 +464,31 @@ def _run_local(jobs: list[_Job], workers: int, options: Options, on_result) -> N
                         else:
                             broken_once.add(job.path)
                             retry.append(job)
-            except BaseException:
+            except BaseException:  # Ctrl-C: do not wait for bundles in flight
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
         pending = retry
 
 
+class SchedulerUnreachable(Exception):
+    """`--scheduler` names no Dask scheduler that answers. The message is one line."""
+
+
 def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> None:
+    """Per-bundle jobs on a Dask cluster. Workers need this package installed and the bundle
+    paths readable (a shared file system); results come back to this process, which writes OUT."""
     from distributed import Client, as_completed
 
-    with Client(scheduler) as client:
+    if not jobs:  # a no-change re-run needs no cluster
+        return
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachable(f"{scheduler}: no Dask scheduler answered ({exc}) — check the "
+                                   "address, or leave out --scheduler to run here") from exc
+    with client:
         futures = {}
         for job in jobs:
             future = client.submit(analyze_bundle, job.path, job.bundle_id, options, pure=False)
