@@ -41,6 +41,7 @@ from analyzer.pipeline import Options, UnusableBundle
 
 CACHE_FILE = ".cache.json"
 SCHEDULER_TIMEOUT = "15s"
+MAX_LISTED_FAILURES = 50  # on the terminal; the fleet page lists them all
 CACHE_VERSION = 1
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".gz")
 # Export table name -> analysis table it comes from ("verdicts" is built from the document).
@@ -511,13 +512,20 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
     paths, problems = expand_inputs(inputs)
-    return run_paths(paths, out, jobs, options, scheduler, console, problems)
+    result = run_paths(paths, out, jobs, options, scheduler, console, problems)
+    console.print(f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
+                  f"failed in {result.seconds:.1f} s → {Path(out) / 'index.html'}", highlight=False)
+    for path, message in result.failed[:MAX_LISTED_FAILURES]:
+        console.print(f"  [red]failed[/] {path}: {message}", highlight=False)
+    if len(result.failed) > MAX_LISTED_FAILURES:
+        console.print(f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
+                      "index.html", highlight=False)
+    return result
 
 
 def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console,
-              problems: list[tuple[str, str]] | None = None,
-              print_failures: bool = True) -> BatchResult:
+              problems: list[tuple[str, str]] | None = None) -> BatchResult:
     """Analyze these bundles into `out`: skip unchanged ones, then rebuild the fleet outputs."""
     started = time.perf_counter()
     out = Path(out)
@@ -537,8 +545,6 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
         store.record(bundle, job.key, job.sha256)
         if bundle.error:
             result.failed.append((job.path, bundle.error))
-            if print_failures:
-                console.print(f"[red]failed[/] {job.path}: {bundle.error}", highlight=False)
         else:
             result.done += 1
             result.bundle_ids.append(job.bundle_id)

@@ -118,8 +118,7 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
         while not stop.is_set():
             ready = ready_bundles(folder, out, seen)
             if ready:
-                result = run_paths(ready, out, jobs, options, None, console,
-                                   print_failures=False)
+                result = run_paths(ready, out, jobs, options, None, console)
                 for path in ready:
                     failure = next((m for p, m in result.failed if p == str(path.resolve())), None)
                     if failure:
