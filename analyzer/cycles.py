@@ -1,0 +1,362 @@
+"""Replication cycles per VM and disk, rebuilt from the gateway log and joined with vCenter tasks
+and portal events.
+
+    Replication cycle started. vm=APP01 vmId=vm-1042 host=esx07 cycleId=17 type=DeltaReplication disks=2
+    Disk upload progress. vm=APP01 cycleId=17 disk="[ds01] APP01/APP01_1.vmdk" diskId=6000C29a uploadedBytes=... rateMBps=41.7
+    Replication cycle failed. vm=APP01 cycleId=17 errorId=1011 error=DiskUploadTimedOut message="..."
+become one CYCLES row `APP01#17` (type delta, outcome failed, failed_state UploadingDisks, ...) and
+one CYCLE_DISKS row per disk.
+
+The appliance and vCenter clocks are often minutes apart. The skew is the median difference
+between the VM's createSnapshot task start (vCenter clock) and the gateway's `Creating snapshot`
+line (appliance clock); every vCenter time is shifted onto the appliance clock before joining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from analyzer import tables as T
+from analyzer.diagnostics import Diagnostics
+
+CYCLE_TYPES = {
+    "InitialReplication": "initial",
+    "DeltaReplication": "delta",
+    "Resync": "resync",
+    "FinalDeltaReplication": "final_delta",
+}
+CYCLE_EVENTS = ["cycle_started", "state_changed", "disk_progress", "cycle_completed", "cycle_failed"]
+LIFECYCLE_EVENTS = ["service_starting", "service_started", "service_stopping", "service_stopped"]
+SNAPSHOT_METHODS = ["vim.VirtualMachine.createSnapshot", "vim.vm.Snapshot.remove",
+                    "vim.VirtualMachine.removeAllSnapshots", "vim.VirtualMachine.consolidateDisks"]
+CREATE_SNAPSHOT = "vim.VirtualMachine.createSnapshot"
+SKEW_PAIR_TOLERANCE = timedelta(minutes=30)  # a snapshot task further than this from the line is another one
+OWN_TASK_TOLERANCE = timedelta(minutes=2)  # after skew correction
+SKEW_REPORT_SECONDS = 30.0
+# A cycle with no end is `in_progress` only when the gateway log runs up to the end of the bundle.
+IN_PROGRESS_TAIL = timedelta(minutes=15)
+VCENTER_SOURCES = ("vcenter_log", "vcenter_tasks", "vcenter_events")
+MB = 1_000_000  # rateMBps of the gateway is decimal megabytes per second
+
+
+@dataclass
+class CycleResult:
+    cycles: pl.DataFrame  # tables.CYCLES
+    disks: pl.DataFrame  # tables.CYCLE_DISKS
+    clock_skew: float | None  # seconds, vCenter minus appliance (median over matched pairs)
+    skew_basis: int  # pairs used
+    # vCenter-sourced frames shifted onto the appliance clock: vcenter_tasks (plus `vm_key` and
+    # `own`: the appliance's own snapshot work), vcenter_events, matches, activity.
+    corrected: dict[str, pl.DataFrame] = field(default_factory=dict)
+    bundle_end: datetime | None = None  # latest record in any source (appliance clock)
+    appliance_user: str | None = None  # vCenter user of the gateway's session, when logged
+
+
+def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
+    frame = tables.get(name)
+    return T.empty(name) if frame is None else T.conform(name, frame)
+
+
+def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "vm",
+                id_col: str = "vm_id") -> pl.DataFrame:
+    """Add `vm_key`: the lowercased name, else the identity of the MoRef, else the MoRef itself."""
+    ids = (identities.filter(pl.col("vm_id").is_not_null())
+           .sort("vm_key").unique("vm_id", keep="first")
+           .select(pl.col("vm_id").alias("_id"), pl.col("vm_key").alias("_key")))
+    keyed = frame.with_columns(pl.col(id_col).cast(pl.Utf8).alias("_id")).join(ids, on="_id", how="left")
+    return keyed.with_columns(
+        pl.coalesce(pl.col(name_col).str.to_lowercase(), pl.col("_key"), pl.col("_id")).alias("vm_key")
+    ).drop("_id", "_key")
+
+
+def _shift(frame: pl.DataFrame, columns: list[str], seconds: float, only: pl.Expr | None = None) -> pl.DataFrame:
+    if not seconds or not frame.height:
+        return frame
+    delta = pl.duration(microseconds=round(seconds * 1e6))
+    return frame.with_columns(
+        (pl.when(only).then(pl.col(c) - delta).otherwise(pl.col(c)) if only is not None
+         else pl.col(c) - delta).alias(c)
+        for c in columns
+    )
+
+
+def bundle_span(tables: dict[str, pl.DataFrame]) -> tuple[datetime | None, datetime | None]:
+    """First and last record over every source (activity minutes count to their end)."""
+    lows, highs = [], []
+    for name, cols in (("gateway_log", ["ts"]), ("portal_events", ["ts"]), ("vcenter_events", ["ts"]),
+                       ("vcenter_tasks", ["start", "end"]), ("matches", ["ts"])):
+        frame = tables.get(name)
+        if frame is None or not frame.height:
+            continue
+        for c in cols:
+            lows.append(frame[c].min())
+            highs.append(frame[c].max())
+    activity = tables.get("activity")
+    if activity is not None and activity.height:
+        lows.append(activity["minute"].min())
+        highs.append(activity["minute"].max() + timedelta(seconds=59))
+    lows = [v for v in lows if v is not None]
+    highs = [v for v in highs if v is not None]
+    return (min(lows) if lows else None), (max(highs) if highs else None)
+
+
+def estimate_skew(gateway: pl.DataFrame, tasks: pl.DataFrame) -> tuple[float | None, int]:
+    """Median of (createSnapshot task start - gateway snapshot start) over the VM's nearest pairs.
+
+    `gateway` and `tasks` carry `vm_key`. Each gateway snapshot start is paired with the nearest
+    createSnapshot task of the same VM within SKEW_PAIR_TOLERANCE.
+    """
+    marks = (gateway.filter((pl.col("event") == "snapshot_creating")
+                            | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
+             .filter(pl.col("vm_key").is_not_null() & pl.col("ts").is_not_null())
+             .group_by("vm_key", pl.col("ts").dt.truncate("1m").alias("_m"))  # both lines of one snapshot
+             .agg(pl.col("ts").min()).drop("_m").sort("ts"))
+    creates = (tasks.filter((pl.col("method") == CREATE_SNAPSHOT) & pl.col("vm_key").is_not_null()
+                            & pl.col("start").is_not_null())
+               .select("vm_key", pl.col("start").alias("task_start")).sort("task_start"))
+    if not marks.height or not creates.height:
+        return None, 0
+    pairs = marks.join_asof(creates, left_on="ts", right_on="task_start", by="vm_key", strategy="nearest",
+                            tolerance=SKEW_PAIR_TOLERANCE, check_sortedness=False).drop_nulls("task_start")
+    if not pairs.height:
+        return None, 0
+    diffs = (pairs["task_start"] - pairs["ts"]).dt.total_microseconds() / 1e6
+    return float(round(diffs.median(), 3)), pairs.height
+
+
+def appliance_user(gateway: pl.DataFrame) -> str | None:
+    users = (gateway.filter(pl.col("event") == "vcenter_connected")
+             .select(pl.col("message").str.extract(r"\buser=\"?([^\s\"]+)", 1).alias("u"))
+             .drop_nulls())
+    return users["u"][-1] if users.height else None
+
+
+def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> pl.DataFrame:
+    """Tie remove-snapshot tasks (entity snapshot-N) to their VM through the gateway's `Removing
+    snapshot` lines, and mark the appliance's own snapshot tasks (`own`)."""
+    removing = (gateway.filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null())
+                .select(pl.col("ts").alias("_gts"), pl.col("vm_key").alias("_gkey")).sort("_gts"))
+    unkeyed = tasks["vm_key"].is_null() & tasks["method"].is_in(SNAPSHOT_METHODS)
+    if removing.height and unkeyed.any():
+        tasks = (tasks.with_row_index("_i").sort("start")
+                 .join_asof(removing, left_on="start", right_on="_gts", strategy="nearest",
+                            tolerance=OWN_TASK_TOLERANCE)
+                 .with_columns(pl.when(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS))
+                               .then(pl.col("_gkey")).otherwise(pl.col("vm_key")).alias("vm_key"))
+                 .sort("_i").drop("_i", "_gts", "_gkey"))
+    snapshot_lines = (gateway.filter(pl.col("event").is_in(["snapshot_creating", "snapshot_removing"])
+                                     & pl.col("vm_key").is_not_null())
+                      .select(pl.col("ts").alias("_sts"), "vm_key").sort("_sts"))
+    tasks = tasks.with_row_index("_i").sort("start")
+    if snapshot_lines.height:
+        tasks = tasks.join_asof(snapshot_lines, left_on="start", right_on="_sts", by="vm_key",
+                                strategy="nearest", tolerance=OWN_TASK_TOLERANCE, check_sortedness=False)
+    else:
+        tasks = tasks.with_columns(pl.lit(None, T.TS).alias("_sts"))
+    initiator = pl.col("initiator").str.to_lowercase()
+    by_user = initiator == user.lower() if user else pl.lit(False)
+    paired = pl.col("method").is_in(SNAPSHOT_METHODS) & pl.col("_sts").is_not_null()
+    other_user = initiator.is_not_null() & pl.lit(user is not None) & ~by_user
+    return (tasks.with_columns((by_user | (paired & ~other_user)).fill_null(False).alias("own"))
+            .sort("_i").drop("_i", "_sts"))
+
+
+def _ends(gw: pl.DataFrame) -> pl.DataFrame:
+    ends = gw.filter(pl.col("event").is_in(["cycle_completed", "cycle_failed"])).sort("ts", "line")
+    return ends.group_by("vm_key", "cycle_id").agg(
+        pl.col("ts").last().alias("end"),
+        pl.when(pl.col("event").last() == "cycle_completed").then(pl.lit("succeeded"))
+        .otherwise(pl.lit("failed")).alias("outcome"),
+        pl.col("duration_sec").last().alias("end_duration"),
+        pl.col("uploaded_bytes").last().alias("end_uploaded"),
+        pl.col("error_id").last().alias("error_code"),
+        pl.col("error_message").last().alias("error_text"),
+        pl.col("member").last().alias("end_member"),
+        pl.col("line").last().alias("end_line"),
+        pl.col("vm").last().alias("end_vm"),
+    )
+
+
+def _starts(gw: pl.DataFrame) -> pl.DataFrame:
+    starts = gw.filter(pl.col("event") == "cycle_started").sort("ts", "line")
+    return starts.group_by("vm_key", "cycle_id").agg(
+        pl.col("ts").first().alias("start"),
+        pl.col("vm").first(),
+        pl.col("vm_id").drop_nulls().first(),
+        pl.col("host").drop_nulls().last(),
+        pl.col("cycle_type").first(),
+        pl.col("disks").first(),
+        pl.col("member").first(),
+        pl.col("line").first(),
+    )
+
+
+def _states(gw: pl.DataFrame) -> pl.DataFrame:
+    states = gw.filter(pl.col("event") == "state_changed").sort("ts", "line")
+    return states.group_by("vm_key", "cycle_id").agg(
+        pl.col("state_from").filter(pl.col("state_to") == "Failed").last().alias("from_failed"),
+        pl.col("state_to").filter(pl.col("state_to") != "Failed").last().alias("last_state"),
+        pl.col("ts").max().alias("last_state_ts"),
+    )
+
+
+def _disks(gw: pl.DataFrame) -> pl.DataFrame:
+    progress = gw.filter(pl.col("event") == "disk_progress").with_columns(
+        pl.coalesce("disk_id", "disk").alias("_disk"))
+    return progress.group_by("vm_key", "cycle_id", "_disk").agg(
+        pl.col("disk").drop_nulls().first(),
+        pl.col("disk_id").drop_nulls().first(),
+        pl.col("uploaded_bytes").max(),
+        pl.col("total_bytes").max(),
+        pl.col("rate_mbps").mean(),
+        pl.col("ts").min().alias("first_progress"),
+        pl.col("ts").max().alias("last_progress"),
+    ).drop("_disk")
+
+
+def _portal_failures(portal: pl.DataFrame, identities: pl.DataFrame) -> pl.DataFrame:
+    failed = portal.filter(pl.col("error_id").is_not_null()
+                           | pl.col("severity").str.to_lowercase().is_in(["error", "critical"]))
+    return (with_vm_key(failed.with_columns(pl.lit(None, T.STR).alias("vm_id")), identities, "machine")
+            .filter(pl.col("vm_key").is_not_null() & pl.col("ts").is_not_null())
+            .select("vm_key", pl.col("ts").alias("p_ts"), pl.col("error_id").alias("p_code"),
+                    pl.col("error_message").alias("p_text"), pl.col("member").alias("p_member"),
+                    pl.col("line").alias("p_line"))
+            .sort("p_ts"))
+
+
+def _error_of_lines(matches: pl.DataFrame) -> pl.DataFrame:
+    """The catalogue error id of each matched line (first signature id when several match)."""
+    return (matches.filter(pl.col("kind") == "error").sort("signature")
+            .group_by("member", "line").agg(pl.col("signature").first().alias("_error")))
+
+
+def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
+    identities = _table(tables, "identities")
+    gateway = with_vm_key(_table(tables, "gateway_log"), identities)
+    tasks = with_vm_key(_table(tables, "vcenter_tasks"), identities, "vm_name")
+    matches = _table(tables, "matches")
+    activity = _table(tables, "activity")
+    events = _table(tables, "vcenter_events")
+
+    skew, basis = estimate_skew(gateway, tasks)
+    if skew is not None and abs(skew) > SKEW_REPORT_SECONDS:
+        diags.add("warning", "clock-skew",
+                  f"vCenter clock is {skew:+.0f} s off the appliance clock (median over {basis} "
+                  "snapshot task/cycle pairs); vCenter times were shifted onto the appliance clock.",
+                  "vcenter_tasks")
+    shift = skew or 0.0
+    tasks = _shift(tasks, ["start", "end", "progress_ts"], shift)
+    events = _shift(events, ["ts"], shift)
+    matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(VCENTER_SOURCES)))
+    activity = _shift(activity, ["minute"], shift, pl.col("source").str.starts_with("vcenter"))
+    user = appliance_user(gateway)
+    tasks = _tie_tasks(tasks, gateway, user)
+    corrected = {"vcenter_tasks": tasks, "vcenter_events": events, "matches": matches,
+                 "activity": activity}
+    _, end_of_bundle = bundle_span({**tables, **corrected})
+
+    gw = gateway.filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
+                        & pl.col("vm_key").is_not_null())
+    disks = _disks(gw)
+    cycles = _assemble(gw, disks, _portal_failures(_table(tables, "portal_events"), identities),
+                       matches, identities, gateway, end_of_bundle)
+    disk_frame = (disks.join(cycles.select("vm_key", "cycle_id", "cycle"), on=["vm_key", "cycle_id"])
+                  .sort("cycle", "disk_id", "disk", nulls_last=True))
+    return CycleResult(
+        cycles=T.conform("cycles", cycles), disks=T.conform("cycle_disks", disk_frame),
+        clock_skew=skew, skew_basis=basis, corrected=corrected, bundle_end=end_of_bundle,
+        appliance_user=user,
+    )
+
+
+def _assemble(gw: pl.DataFrame, disks: pl.DataFrame, portal: pl.DataFrame, matches: pl.DataFrame,
+              identities: pl.DataFrame, gateway: pl.DataFrame, end_of_bundle: datetime | None) -> pl.DataFrame:
+    keys = gw.select("vm_key", "cycle_id").unique()
+    if not keys.height:
+        return T.empty("cycles")
+    by_disk = disks.group_by("vm_key", "cycle_id").agg(
+        pl.col("uploaded_bytes").sum().alias("disk_uploaded"),
+        pl.col("total_bytes").sum().alias("disk_total"),
+        pl.col("last_progress").max(),
+        pl.len().alias("disk_rows"),
+    )
+    names = (identities.filter(pl.col("vm").is_not_null()).sort("vm")
+             .group_by("vm_key").agg(pl.col("vm").first().alias("id_vm"), pl.col("host").drop_nulls().first().alias("id_host")))
+    frame = (keys.join(_starts(gw), on=["vm_key", "cycle_id"], how="left")
+             .join(_ends(gw), on=["vm_key", "cycle_id"], how="left")
+             .join(_states(gw), on=["vm_key", "cycle_id"], how="left")
+             .join(by_disk, on=["vm_key", "cycle_id"], how="left")
+             .join(names, on="vm_key", how="left"))
+    any_vm = gw.sort("ts").group_by("vm_key").agg(pl.col("vm").drop_nulls().first().alias("gw_vm"))
+    frame = frame.join(any_vm, on="vm_key", how="left").with_columns(
+        pl.coalesce("id_vm", "vm", "end_vm", "gw_vm", "vm_key").alias("vm"),
+        pl.coalesce("host", "id_host").alias("host"),
+        pl.coalesce("start", pl.min_horizontal("last_state_ts", "end")).alias("_order"),
+    )
+    # The next start of the same VM bounds where a portal failure or an open cycle can belong.
+    frame = frame.sort("vm_key", "_order", "cycle_id").with_columns(
+        pl.col("start").shift(-1).over("vm_key").alias("next_start"))
+    frame = _join_portal(frame, portal)
+
+    lifecycle = gateway.filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
+    gateway_last = gateway["ts"].max()
+    open_ = pl.col("outcome").is_null()
+    restarted = pl.lit(lifecycle, T.TS) >= pl.col("start") if lifecycle is not None else pl.lit(False)
+    runs_to_end = (gateway_last is not None and end_of_bundle is not None
+                   and gateway_last >= end_of_bundle - IN_PROGRESS_TAIL)
+    frame = frame.with_columns(
+        pl.when(~open_).then(pl.col("outcome"))
+        .when(pl.col("next_start").is_null() & ~restarted.fill_null(True) & pl.lit(runs_to_end))
+        .then(pl.lit("in_progress")).otherwise(pl.lit("incomplete")).alias("outcome"))
+
+    last_seen = pl.max_horizontal("last_state_ts", "last_progress", "start")
+    duration = pl.coalesce(
+        "end_duration",
+        (pl.coalesce("end", last_seen) - pl.col("start")).dt.total_microseconds() / 1e6)
+    uploaded = pl.coalesce("end_uploaded", "disk_uploaded")
+    frame = frame.with_columns(
+        pl.format("{}#{}", "vm", "cycle_id").alias("cycle"),
+        pl.col("cycle_type").replace_strict(CYCLE_TYPES, default=None).alias("type"),
+        pl.when(pl.col("outcome") == "failed").then(pl.coalesce("from_failed", "last_state"))
+        .alias("failed_state"),
+        uploaded.alias("uploaded_bytes"),
+        pl.col("disk_total").alias("total_bytes"),
+        duration.alias("duration_sec"),
+        pl.when(duration > 0).then(uploaded / duration / MB).alias("rate_mbps"),
+        pl.coalesce("disks", "disk_rows").alias("disks"),
+        pl.coalesce("member", "end_member").alias("member"),
+        pl.coalesce("line", "end_line").alias("line"),
+    )
+    line_errors = _error_of_lines(matches)
+    frame = (frame.join(line_errors.rename({"member": "end_member", "line": "end_line"}),
+                        on=["end_member", "end_line"], how="left")
+             .join(line_errors.rename({"member": "p_member", "line": "p_line", "_error": "_perror"}),
+                   on=["p_member", "p_line"], how="left")
+             .with_columns(pl.coalesce("_error", "_perror").alias("error")))
+    return T.conform("cycles", frame).sort("vm_key", "start", "cycle_id", nulls_last=True)
+
+
+def _join_portal(frame: pl.DataFrame, portal: pl.DataFrame) -> pl.DataFrame:
+    """A cycle the gateway never ended takes the VM's first portal failure after its start."""
+    if not portal.height:
+        return frame.with_columns(pl.lit(None, T.STR).alias("p_member"), pl.lit(None, T.INT).alias("p_line"))
+    open_cycles = frame.filter(pl.col("end").is_null() & pl.col("start").is_not_null()).sort("start")
+    joined = open_cycles.join_asof(portal, left_on="start", right_on="p_ts", by="vm_key", strategy="forward",
+                                     check_sortedness=False)
+    joined = joined.with_columns(
+        pl.when(pl.col("next_start").is_null() | (pl.col("p_ts") < pl.col("next_start")))
+        .then(pl.struct("p_ts", "p_code", "p_text", "p_member", "p_line")).alias("_p")
+    ).drop("p_ts", "p_code", "p_text", "p_member", "p_line").unnest("_p")
+    joined = joined.with_columns(
+        pl.coalesce("end", "p_ts").alias("end"),
+        pl.when(pl.col("p_ts").is_not_null()).then(pl.lit("failed")).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.coalesce("error_code", "p_code").alias("error_code"),
+        pl.coalesce("error_text", "p_text").alias("error_text"),
+    ).drop("p_ts", "p_code", "p_text")
+    closed = frame.filter(~(pl.col("end").is_null() & pl.col("start").is_not_null())).with_columns(
+        pl.lit(None, T.STR).alias("p_member"), pl.lit(None, T.INT).alias("p_line"))
+    return pl.concat([closed, joined.select(closed.columns)], how="vertical")
