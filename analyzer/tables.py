@@ -150,6 +150,7 @@ VCENTER_EVENTS = {
     "datacenter": STR,
     "chain_id": STR,
     "message": STR,
+    "op_id": STR,  # opID of the vpxd line that logged the event (ties a TaskEvent to its task)
 }
 
 # One row per VM identity, built from every (name, MoRef) pair seen together.
