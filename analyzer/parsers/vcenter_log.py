@@ -1,0 +1,402 @@
+"""vCenter vpxd.log and its relatives (hostd, vpxa, vmkernel, VCSA services) -> vcenter_log rows.
+
+    2024-05-14T10:21:33.123Z info vpxd[7FE11CC03700] [Originator@6876 sub=vpxLro opID=68209c6d] [VpxLRO] -- BEGIN task-88231 -- vm-1042 -- vim.VirtualMachine.createSnapshot -- 52b1(52a9)
+    2015-03-06T04:01:43.419-07:00 [13072 info 'commonvpxLro' opID=2408fce-ee] [VpxLRO] -- FINISH task-88231
+    [2012-04-16 21:42:11.096 02584 info 'App'] Event 5512 : vim.event.TaskEvent : Task: Create virtual machine snapshot user=CONTOSO\\svc-backup
+    --> (vim.fault.TaskInProgress) {
+
+  -> ts, naive, layout (vpxd65 | vpxd55 | win5x | esxi8 | generic), level (lowercase word), process,
+     sub, op_id, message (first line after the header), detail (continuation lines joined by "\\n",
+     `--> ` marker removed). Events of the vpxd event log become vcenter_events rows.
+
+Layouts: `esxi8` is the ESXi 8 syslog prefix (`...Z In(166) Hostd[1001392583]: [Originator@6876 ...]`),
+`generic` any other line that starts with an ISO timestamp (VCSA services, vmkernel, banners).
+Naive timestamps (Windows 5.x, some services) are vCenter local time: `ctx.vcenter_tz`, else UTC.
+
+Tasks are paired across members by `build_tasks`, which the pipeline calls once with the
+`vcenter_log` rows of every member (keep at least the rows `TASK_ROWS` selects). For the
+generated bundles, task progress and initiators are read from these shapes:
+
+    ... [Originator@6876 sub=PropertyProvider opID=...] RecordOp ASSIGN: info.progress, task-88231 = 95
+    ... [Originator@6876 sub=vpxdEvent opID=<the task's opID>] Event 5512 : vim.event.TaskEvent : Task: Create virtual machine snapshot user=VSPHERE.LOCAL\\svc-backup
+    ... Event [5512] [1-1] [2024-05-14T10:21:33.120Z] [vim.event.TaskEvent] [info] [VSPHERE.LOCAL\\svc-backup] [DC01] [5512] [Task: Create virtual machine snapshot]
+
+(`= <n>` is optional: real vpxd writes `info.progress, task-88231. Applied change to temp map.`;
+a TaskEvent names the task by its display name, METHOD_NAMES, within 2 s of the BEGIN line.)
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from analyzer import tables
+from analyzer.diagnostics import Diagnostics
+from analyzer.parsers import timeparse
+from analyzer.sources import ParseContext, Parsed, Source
+
+# vSphere API method -> the display name the vSphere Client and TaskEvents use.
+METHOD_NAMES: dict[str, str] = {
+    "vim.VirtualMachine.createSnapshot": "Create virtual machine snapshot",
+    "vim.vm.Snapshot.remove": "Remove snapshot",
+    "vim.VirtualMachine.removeAllSnapshots": "Remove all snapshots",
+    "vim.VirtualMachine.consolidateDisks": "Consolidate virtual machine disk files",
+    "vim.VirtualMachine.reconfigure": "Reconfigure virtual machine",
+    "vim.VirtualMachine.relocate": "Relocate virtual machine",
+    "vim.VirtualMachine.queryChangedDiskAreas": "Query changed disk areas",
+}
+
+# Fault texts (the start of `msg = "..."`) -> fault type, for sources that carry only the text.
+FAULT_TEXTS: dict[str, str] = {
+    "Another task is already in progress": "vim.fault.TaskInProgress",
+    "The operation is not allowed in the current state": "vim.fault.InvalidState",
+    "An invalid snapshot configuration was detected": "vim.fault.InvalidSnapshotFormat",
+    "Unable to access file": "vim.fault.FileLocked",
+    "Change tracking invalid or disk in use": "vim.fault.FileFault",
+    "Operation timed out": "vim.fault.Timedout",
+    "A general system error occurred": "vmodl.fault.SystemError",
+}
+
+# Longest message/detail kept per record (bytes); longer text is cut and a diagnostic says so.
+MAX_TEXT = 64 * 1024
+SNIFF_LINES = 10
+
+# Rows build_tasks needs; the pipeline keeps these when it reduces vcenter_log.
+TASK_ROWS = pl.col("message").str.contains_any(["[VpxLRO]", "info.progress"])
+
+_TS = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?"
+# `[Originator@6876 sub=... opID=...]`: sub values may hold one level of brackets.
+_META = (r"\[(?P<meta>(?:[\w.-]+@\d+|[^\[\]]*?(?i:opid)=)"
+         r"(?:[^\[\]]|\[[^\[\]]*\])*)\]")
+
+LAYOUTS: dict[str, str] = {
+    # vpxd[7FE11CC03700] / vpxd[45715]; vCenter 9 writes `INFO vpxd 20973 [Originator@4413 ...]`
+    "vpxd65": (rf"^(?P<head>(?P<ts>{_TS}) (?P<level>[A-Za-z]+) (?P<process>[^\s\[\]]+)"
+               rf"(?:\[\w+\]| \d+)(?: {_META})? ?)"),
+    "vpxd55": (rf"^(?P<head>(?P<ts>{_TS}) \[[0-9A-Fa-f]+ (?P<level>[A-Za-z]+) '(?P<sub>[^']*)'"
+               r"(?P<meta>[^\]]*)\] ?)"),
+    "win5x": (r"^(?P<head>\[(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) [0-9A-Fa-f]+ "
+              r"(?P<level>[A-Za-z]+) '(?P<sub>[^']*)'(?P<meta>[^\]]*)\] ?)"),
+    # the old `info -[pid] ` header may sit inside the ESXi 8 one
+    "esxi8": (rf"^(?P<head>(?P<ts>{_TS}) (?P<level>[A-Z][a-z])\(\d+\)(?:\[\+\])? "
+              r"(?P<process>[^\s\[\]:]+)(?:\[\w+\])?:? ?(?:[a-z]+ [^\s\[\]]*\[\w+\] )?"
+              rf"(?:{_META} ?)?)"),
+    "generic": (r"^(?P<head>\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,:]\d{1,9})?)"
+                r"(?: (?P<ampm>[AP]M))?(?:(?P<zone>Z|[+-]\d{2}:?\d{2})| (?P<zname>UTC|GMT))?"
+                r"(?:[\s:\]]+|$)(?:(?P<level>(?i:verbose|trivia|debug|info|warning|warn|error|"
+                r"critical|fatal))(?:[\s:]+|$))?)"),
+}
+_ESXI_LEVELS = {"In": "info", "No": "info", "Wa": "warning", "Er": "error", "Db": "verbose",
+                "Cr": "critical", "Al": "alert", "Em": "emergency"}
+_BANNER = re.compile(r"^\S+ .*Section for VMware VirtualCenter")
+_SNIFF_RES = [re.compile(LAYOUTS[name]) for name in ("vpxd65", "vpxd55", "win5x", "esxi8")]
+
+_EVENT_PLAIN = r"^Event (?P<key>\d+) : (?P<type>[\w.]+) : (?P<msg>.*)$"
+_EVENT_SYSLOG = (r"Event \[(?P<key>\d+)\] \[[^\]]*\] \[(?P<created>[^\]]*)\] \[(?P<type>[^\]]*)\] "
+                 r"\[(?P<sev>[^\]]*)\] \[(?P<user>[^\]]*)\] \[(?P<dc>[^\]]*)\] "
+                 r"\[(?P<chain>[^\]]*)\] \[(?P<msg>.*)$")
+_EVENT_USER = r"\s+user=(\"[^\"]*\"|\S+)\s*$"
+
+_LRO = (r"\[VpxLRO\] -- (?P<kind>BEGIN|FINISH|ERROR) (?P<id>\S+)"
+        r"(?: -- (?P<entity>\S*) -- (?P<method>[\w.]+)(?::\s*(?P<fault>[\w.]+))?)?")
+_PROGRESS = r"RecordOp ASSIGN: info\.progress, (?P<id>[\w-]*\d)\b(?:\s*=\s*(?P<value>\d+))?"
+_FAULT_MSG = r'msg = "(?P<msg>(?:[^"\\]|\\.)*)"'
+_FAULT_BLOCK = r"\((?P<type>(?:vim|vmodl)\.[\w.]*fault\.\w+)\) \{"
+
+
+def sniff(head: str, member: str) -> bool:
+    """Several of the first non-empty lines are vpxd / ESXi headers (or the vpxd start banner)."""
+    lines = [line.lstrip("\ufeff") for line in head.splitlines()[: SNIFF_LINES * 20]
+             if line.strip() and not line.startswith("-->")][:SNIFF_LINES]
+    hits = sum(1 for line in lines
+               if _BANNER.match(line) or any(rx.match(line) for rx in _SNIFF_RES))
+    return hits > 0 and hits >= min(2, len(lines))
+
+
+def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
+    diags = Diagnostics()
+    lines = _split_lines(text)
+    lines = _cap(lines, "text", member, diags, "long-line",
+                 "lines longer than 64 KiB were cut to 64 KiB")
+    headers = _headers(lines, ctx.vcenter_tz)
+    records, unparsed = _fold(headers, member, diags)
+    records = records.with_columns(member=pl.lit(member), vcenter=pl.lit(ctx.vcenter, pl.Utf8))
+    records = _cap(records, "detail", member, diags, "long-record",
+                   "continuation text longer than 64 KiB was cut to 64 KiB")
+
+    naive = records.filter(pl.col("naive")).height
+    if naive and not ctx.vcenter_tz:
+        diags.add("warning", "naive-timestamps",
+                  f"{naive} records carry no time zone; they were read as UTC", member,
+                  hint="give --vcenter-tz or vcenter_tz in bundle.toml")
+    bad_ts = records.filter(pl.col("ts").is_null()).height
+    if bad_ts:
+        diags.add("warning", "bad-timestamps",
+                  f"{bad_ts} records have a timestamp that is not a valid date", member)
+
+    records = tables.conform("vcenter_log", records)
+    events = tables.conform("vcenter_events", _events(records))
+    ts = records["ts"].drop_nulls()
+    return Parsed(tables={"vcenter_log": records, "vcenter_events": events},
+                  records=records.height, unparsed=unparsed,
+                  first=ts.min() if len(ts) else None, last=ts.max() if len(ts) else None,
+                  diagnostics=diags)
+
+
+def _split_lines(text: str) -> pl.DataFrame:
+    text = text.removeprefix("\ufeff")
+    if text.endswith("\n"):
+        text = text[:-1]
+    frame = pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n").explode())
+    frame = frame.with_row_index("line", offset=1).with_columns(
+        pl.col("line").cast(pl.Int64), pl.col("text").str.strip_suffix("\r"))
+    return frame if text else frame.clear()
+
+
+def _cap(frame: pl.DataFrame, col: str, member: str, diags: Diagnostics, code: str,
+         message: str) -> pl.DataFrame:
+    """Cut `col` to MAX_TEXT bytes (cutting at a character boundary)."""
+    too_long = frame.select((pl.col(col).str.len_bytes() > MAX_TEXT).sum()).item()
+    if not too_long:
+        return frame
+    diags.add("warning", code, f"{too_long} {message}", member)
+    cut = pl.col(col).str.slice(0, MAX_TEXT)
+    cut = pl.when(cut.str.len_bytes() > MAX_TEXT).then(cut.str.slice(0, MAX_TEXT // 4)).otherwise(cut)
+    return frame.with_columns(pl.when(pl.col(col).str.len_bytes() > MAX_TEXT).then(cut)
+                              .otherwise(pl.col(col)).alias(col))
+
+
+def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
+    """Try every layout on every line; the first that matches wins.
+
+    (Running each layout only on the lines earlier ones left is slower: the filtering copies.)
+    """
+    found = lines.with_columns(
+        pl.col("text").str.extract_groups(pattern).alias(name) for name, pattern in LAYOUTS.items())
+    layout = pl.lit(None, pl.Utf8)
+    for name in reversed(LAYOUTS):
+        layout = (pl.when(pl.col(name).struct.field("head").is_not_null()).then(pl.lit(name))
+                  .otherwise(layout))
+    found = found.with_columns(layout=layout)
+
+    def field(group: str) -> pl.Expr:
+        value = pl.lit(None, pl.Utf8)
+        for name, pattern in LAYOUTS.items():
+            if f"?P<{group}>" in pattern:
+                value = (pl.when(pl.col("layout") == name).then(pl.col(name).struct.field(group))
+                         .otherwise(value))
+        return value
+
+    found = found.with_columns(
+        ts_text=field("ts"), head=field("head"), raw_level=field("level"), process=field("process"),
+        sub=field("sub"), meta=field("meta"), ampm=field("ampm"), zone=field("zone"),
+        zname=field("zname"),
+    ).drop(list(LAYOUTS))
+    found = _with_timestamps(found, vcenter_tz)
+    level = pl.col("raw_level")
+    level = (pl.when(pl.col("layout") == "esxi8")
+             .then(level.replace_strict(_ESXI_LEVELS, default=level.str.to_lowercase()))
+             .otherwise(level.str.to_lowercase().replace("warn", "warning")))
+    meta = pl.col("meta")
+    return found.with_columns(
+        level=level,
+        sub=pl.coalesce(pl.col("sub"), meta.str.extract(r"\bsub=(\"[^\"]*\"|.*?)(?:\s+[\w-]+=|$)", 1))
+            .str.strip_chars('"'),
+        op_id=meta.str.extract(r"(?i:opid)=(\"[^\"]*\"|[^\s\]]+)", 1).str.strip_chars('"'),
+        message=pl.col("text").str.slice(pl.col("head").str.len_chars()),
+    ).drop("ts_text", "raw_level", "meta", "ampm", "zone", "zname")
+
+
+def _with_timestamps(frame: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
+    """ts and naive from ts_text (+ the generic layout's am/pm and zone parts).
+
+    Steps are materialised one by one: eager polars does not share repeated sub-expressions.
+    """
+    text = pl.col("ts_text")
+    # the common `2024-05-14T10:21:33.123Z` is read directly: the general parser is 30x slower
+    frame = frame.with_columns(
+        _fast=text.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False))
+    # `19:46:43:259` / `,259` fractions, `02:47:11 AM UTC`
+    frame = frame.with_columns(_other=(
+        pl.when(pl.col("_fast").is_null()).then(text)
+        .str.replace(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})[,:](\d)", "${1}T${2}.${3}")
+        + pl.coalesce(pl.col("zone"), pl.when(pl.col("zname").is_not_null()).then(pl.lit("Z")),
+                      pl.lit(""))))
+    other_ts, other_naive = timeparse.iso(pl.col("_other"), vcenter_tz)
+    frame = frame.with_columns(_other_ts=other_ts, _other_naive=other_naive)
+    hour = text.str.slice(11, 2).cast(pl.Int64, strict=False)
+    ampm_shift = (pl.when((pl.col("ampm") == "PM") & (hour < 12)).then(pl.duration(hours=12))
+                  .when((pl.col("ampm") == "AM") & (hour == 12)).then(pl.duration(hours=-12))
+                  .otherwise(pl.duration(hours=0)))
+    return frame.with_columns(
+        ts=pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"),
+                       pl.col("_other_ts") + ampm_shift).cast(tables.TS),
+        naive=pl.when(pl.col("_fast").is_null()).then(pl.col("_other_naive")).otherwise(False),
+    ).drop("_fast", "_other", "_other_ts", "_other_naive")
+
+
+def _fold(lines: pl.DataFrame, member: str, diags: Diagnostics) -> tuple[pl.DataFrame, int]:
+    """Continuation lines join the record above; lines before the first record are unparsed."""
+    is_record = pl.col("layout").is_not_null()
+    lines = lines.with_columns(record=is_record.cum_sum())
+    text = pl.col("text")
+    blank = text.str.strip_chars() == ""
+    marker = text.str.starts_with("-->")
+
+    orphans = lines.filter((pl.col("record") == 0) & ~blank)
+    unparsed = orphans.filter(~marker)
+    if unparsed.height:
+        samples = "; ".join(f"line {n}: {t[:120]!r}" for n, t in
+                            unparsed.head(3).select("line", "text").iter_rows())
+        diags.add("warning", "unparsed-lines",
+                  f"{unparsed.height} lines before the first record match no vCenter layout "
+                  f"(e.g. {samples})", member)
+    if orphans.height > unparsed.height:
+        diags.add("info", "orphan-continuation",
+                  f"{orphans.height - unparsed.height} '-->' lines continue a record of an "
+                  "earlier file", member)
+
+    # a bare `-->` is kept as an empty detail line; blank lines are dropped
+    continuations = (
+        lines.filter((pl.col("record") > 0) & pl.col("layout").is_null() & (marker | ~blank))
+        .with_columns(pl.when(marker).then(text.str.replace(r"^--> ?", "")).otherwise(text))
+        .group_by("record").agg(detail=pl.col("text").str.join("\n"))
+    )
+    records = (lines.filter(is_record)
+               .join(continuations, on="record", how="left", maintain_order="left")
+               .drop("record", "text", "head"))
+    return records, unparsed.height
+
+
+def _events(records: pl.DataFrame) -> pl.DataFrame:
+    """vCenter events: `Event <key> : <type> : <msg>` and the syslog `Event [<key>] [1-1] ...` form."""
+    candidates = records.filter(pl.col("message").str.contains("Event ", literal=True))
+    if not candidates.height:
+        return tables.empty("vcenter_events")
+    msg = pl.col("message")
+    plain = msg.str.extract_groups(_EVENT_PLAIN)
+    syslog = msg.str.extract_groups(_EVENT_SYSLOG)
+    found = candidates.with_columns(plain=plain, syslog=syslog).filter(
+        pl.col("plain").struct.field("key").is_not_null()
+        | pl.col("syslog").struct.field("key").is_not_null())
+    if not found.height:
+        return tables.empty("vcenter_events")
+    p, s = pl.col("plain").struct.field, pl.col("syslog").struct.field
+    plain_text = p("msg")
+    created, _ = timeparse.iso(s("created"))
+    return found.select(
+        "member", "line", "vcenter", "op_id",
+        ts=pl.coalesce(created, pl.col("ts")),
+        event_key=pl.coalesce(p("key"), s("key")),
+        event_type=pl.coalesce(p("type"), s("type")),
+        severity=pl.coalesce(s("sev"), pl.col("level")),
+        user=pl.coalesce(s("user"), plain_text.str.extract(_EVENT_USER, 1).str.strip_chars('"')),
+        datacenter=s("dc"),
+        chain_id=s("chain"),
+        # the syslog message may itself contain `]`: it runs to the last one
+        message=pl.coalesce(plain_text.str.replace(_EVENT_USER, ""),
+                            s("msg").str.replace(r"\][^\]]*$", "")),
+    )
+
+
+def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) -> pl.DataFrame:
+    """Pair `[VpxLRO] -- BEGIN` with `-- FINISH` / `-- ERROR` by (vcenter, id) over every member.
+
+    One row per BEGIN (deduplicated: the same line may sit in two copies of a log). A BEGIN with no
+    end is `running` with a null end. An end whose BEGIN was rotated away still gives a row, with
+    a null `start` and the end line as its provenance.
+    """
+    records = records.with_columns(_vc=pl.col("vcenter").fill_null(""))
+    lro = (records.filter(pl.col("message").str.contains("[VpxLRO] -- ", literal=True))
+           .with_columns(pl.col("message").str.extract_groups(_LRO).alias("lro"))
+           .unnest("lro").filter(pl.col("kind").is_not_null()))
+    if not lro.height:
+        return tables.empty("vcenter_tasks")
+    lro = lro.sort("ts", "member", "line", nulls_last=True)
+    key = ["_vc", "id"]
+
+    begins = (lro.filter(pl.col("kind") == "BEGIN").unique(key, keep="first", maintain_order=True)
+              .select(*key, "member", "line", "vcenter", "op_id", "entity", "method", start="ts"))
+    detail = pl.col("detail").fill_null("")
+    ends = (lro.filter(pl.col("kind") != "BEGIN").unique(key, keep="first", maintain_order=True)
+            .select(*key, end="ts", end_member="member", end_line="line", end_vcenter="vcenter",
+                    end_op_id="op_id", end_entity="entity", end_method="method",
+                    outcome=pl.when(pl.col("kind") == "FINISH").then(pl.lit("succeeded"))
+                    .otherwise(pl.lit("failed")),
+                    fault_type=pl.coalesce(pl.col("fault"), detail.str.extract(_FAULT_BLOCK, 1)),
+                    fault_message=detail.str.extract(_FAULT_MSG, 1)))
+
+    tasks = begins.join(ends, on=key, how="full", coalesce=True)
+    orphan_ends = tasks.filter(pl.col("start").is_null()).height
+    if orphan_ends:
+        diags.add("info", "task-begin-missing",
+                  f"{orphan_ends} vCenter tasks end in the logs but their BEGIN line is not in the "
+                  "bundle (rotated away); their start is unknown")
+
+    tasks = tasks.with_columns(
+        member=pl.coalesce("member", "end_member"), line=pl.coalesce("line", "end_line"),
+        vcenter=pl.coalesce("vcenter", "end_vcenter"), op_id=pl.coalesce("op_id", "end_op_id"),
+        entity=pl.coalesce("entity", "end_entity"), method=pl.coalesce("method", "end_method"),
+        outcome=pl.col("outcome").fill_null("running"),
+    ).with_columns(
+        task_id=pl.col("id"),
+        vm_id=pl.when(pl.col("entity").str.starts_with("vm-")).then(pl.col("entity")),
+        task_name=pl.col("method").replace_strict(METHOD_NAMES, default=None, return_dtype=pl.Utf8),
+        form=pl.lit("vpxd"),
+    )
+    tasks = _with_progress(tasks, records)
+    tasks = _with_initiator(tasks, events)
+    return tables.conform("vcenter_tasks", tasks.sort("start", "member", "line", nulls_last=True))
+
+
+def _with_progress(tasks: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """Last `info.progress` value of each task and when it last changed."""
+    progress = (records.filter(pl.col("message").str.contains("info.progress", literal=True))
+                .with_columns(pl.col("message").str.extract_groups(_PROGRESS).alias("p"))
+                .select("_vc", "ts", id=pl.col("p").struct.field("id"),
+                        value=pl.col("p").struct.field("value").cast(pl.Int64, strict=False))
+                .filter(pl.col("id").is_not_null()).sort("ts"))
+    # without a value every ASSIGN is a change; with values, only a new value is
+    changed = (pl.col("value").is_null()
+               | (pl.col("value") != pl.col("value").shift(1).over("_vc", "id")).fill_null(True))
+    progress = progress.group_by("_vc", "id").agg(
+        progress=pl.col("value").drop_nulls().last(),
+        progress_ts=pl.col("ts").filter(changed).max(),
+    )
+    return tasks.join(progress, on=["_vc", "id"], how="left")
+
+
+def _with_initiator(tasks: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """The user of the TaskEvent naming the task's display name within 2 s of its BEGIN.
+
+    An event logged under the task's own opID wins: tasks of one kind often start in the same
+    second (a backup run snapshots many VMs at once).
+    """
+    task_events = (events.filter(pl.col("event_type").str.ends_with("TaskEvent")
+                                 & pl.col("user").is_not_null() & pl.col("ts").is_not_null())
+                   .select("op_id", "ts", _vc=pl.col("vcenter").fill_null(""), initiator="user",
+                           _name=_display_key(pl.col("message").str.replace(r"^Task:\s*", "")))
+                   .sort("ts"))
+    candidates = tasks.filter(pl.col("start").is_not_null() & pl.col("task_name").is_not_null())
+    if not task_events.height or not candidates.height:
+        return tasks.with_columns(initiator=pl.lit(None, pl.Utf8))
+    candidates = (candidates.select("_vc", "id", "start", "op_id",
+                                    _name=_display_key(pl.col("task_name"))).sort("start"))
+    nearest = {"left_on": "start", "right_on": "ts", "strategy": "nearest", "tolerance": "2s",
+               "check_sortedness": False}
+    same_op = candidates.filter(pl.col("op_id").is_not_null()).join_asof(
+        task_events.filter(pl.col("op_id").is_not_null()), by=["_vc", "_name", "op_id"], **nearest)
+    any_op = candidates.join_asof(task_events.drop("op_id"), by=["_vc", "_name"], **nearest)
+    found = (any_op.select("_vc", "id", any_initiator="initiator")
+             .join(same_op.select("_vc", "id", op_initiator="initiator"), on=["_vc", "id"],
+                   how="left")
+             .select("_vc", "id", initiator=pl.coalesce("op_initiator", "any_initiator")))
+    return tasks.join(found, on=["_vc", "id"], how="left")
+
+
+def _display_key(expr: pl.Expr) -> pl.Expr:
+    return expr.str.strip_chars().str.strip_chars_end(".").str.to_lowercase()
+
+
+SOURCE = Source(name="vcenter_tasks", form="vpxd_log", sniff=sniff, parse=parse)
