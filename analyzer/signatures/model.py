@@ -17,8 +17,9 @@ SEVERITIES = ("critical", "warning", "info")
 class Matcher:
     """One way a signature shows in one source table.
 
-    A row matches when every `where` condition holds, the `column` contains any `literal`
-    (when given) and `regex` (when given) matches. Named groups of `regex` become captures.
+    A row matches when every `where` and `contains` condition holds, no `exclude` substring
+    occurs, the `column` contains any `literal` (when given) and `regex` (when given) matches.
+    Named groups of `regex` become captures.
     """
 
     source: str  # one of SOURCES
@@ -27,6 +28,10 @@ class Matcher:
     regex: str | None = None  # Rust-regex compatible, named groups = captures
     ignore_case: bool = False  # applies to literal and regex
     where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, allowed values): exact match
+    # Substring conditions on any column (case follows ignore_case). `exclude` stands in for the
+    # negative look-ahead the Rust engine lacks, e.g. Service Bus failures that are not Event Hubs.
+    contains: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, substrings): one must occur
+    exclude: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, substrings): none may occur
 
 
 @dataclass(frozen=True)
