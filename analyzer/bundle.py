@@ -152,17 +152,17 @@ def _bundle_kind(path: Path) -> str:
     if path.is_dir():
         return "dir"
     if not path.is_file():
-        raise _unusable(f"{path}: not a regular file or directory — pass the bundle file "
-                             "or the folder it was unpacked into")
+        raise _unusable(f"{path}: not a regular file or directory — pass the bundle file or "
+                        "the folder it was unpacked into")
     try:
         with open(path, "rb") as f:
             head = f.read(HEAD)
     except OSError as exc:
         raise _unusable(f"{path}: cannot be read ({exc.strerror}) — check the file "
-                             "permissions") from None
+                        "permissions") from None
     if not head:
         raise _unusable(f"{path}: the file is empty — the download or copy probably failed; "
-                             "fetch the bundle again")
+                        "fetch the bundle again")
     kind = _kind_of(head)
     if kind == "zip" or (kind is None and zipfile.is_zipfile(path)):
         return "zip"  # is_zipfile also finds zips with a prefix (self-extracting archives)
@@ -172,8 +172,8 @@ def _bundle_kind(path: Path) -> str:
         if head.startswith(magic):
             raise _unusable(f"{path}: {what}, which is not supported — {REPACK}")
     raise _unusable(f"{path}: not a zip, tar, tar.gz or gzip file (starts with "
-                         f"{head[:8].hex(' ')}) — pass the support bundle archive or the "
-                         "folder it was unpacked into")
+                    f"{head[:8].hex(' ')}) — pass the support bundle archive or the folder it "
+                    "was unpacked into")
 
 
 def _kind_of(head: bytes) -> str | None:
@@ -215,9 +215,11 @@ class _StopWalk(Exception):
 
 
 class _Refused(Exception):
-    def __init__(self, code: str, message: str, hint: str | None = None):
+    """This member breaks a limit: skip it, keep walking."""
+
+    def __init__(self, code: str, message: str):
         super().__init__(message)
-        self.code, self.message, self.hint = code, message, hint
+        self.code, self.message = code, message
 
 
 class _Damaged(Exception):
@@ -320,11 +322,11 @@ class _GunzipStream(io.RawIOBase):
     whole stream. Damage ends the stream early and is remembered in `damage`.
     """
 
-    def __init__(self, read: Callable[[int], bytes], limits: Limits, where: str):
+    def __init__(self, read: Callable[[int], bytes], limits: Limits):
         self.progress = _Progress()
         self._chunks = _gunzip(read, self.progress)
         self._pending = memoryview(b"")
-        self.limits, self.where = limits, where
+        self.limits = limits
         self.produced = 0
         self.damage: str | None = None
 
@@ -418,9 +420,8 @@ class _Walker:
     def _top_gz(self) -> Iterator[Member]:
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            progress = _Progress()
-            yield from self._read_member(self.path.name, None,
-                                         _gunzip(f.read, progress), size, nested_depth=None)
+            yield from self._read_member(self.path.name, None, _gunzip(f.read, _Progress()),
+                                         size, nested_depth=None)
 
     # --- bookkeeping
 
@@ -432,10 +433,10 @@ class _Walker:
                            "the rest of the bundle is skipped", self.label)
             raise _StopWalk
 
-    def _skip(self, code: str, message: str, location: str | None, hint: str | None = None,
-              severity: str = "warning") -> None:
+    def _skip(self, code: str, message: str, location: str | None,
+              hint: str | None = None) -> None:
         self.skipped += 1
-        self.diags.add(severity, code, message, location, hint)
+        self.diags.add("warning", code, message, location, hint)
 
     def _emit(self, path: str, data: bytes, container: str | None) -> Member:
         n = self.seen.get(path, 0) + 1
@@ -487,7 +488,7 @@ class _Walker:
         try:
             data, damage = self._collect(chunks, path, compressed)
         except _Refused as refused:
-            self._skip(refused.code, refused.message, path, refused.hint)
+            self._skip(refused.code, refused.message, path)
             return
         if damage:
             if not data:
@@ -577,11 +578,11 @@ class _Walker:
             self._skip("decompression-limit", f"member declares {_size(info.file_size)}, more "
                        f"than {_size(limits.max_member_bytes)} (max_member_bytes); skipped", path)
             return
-        if (info.file_size > RATIO_FLOOR
-                and info.file_size > limits.max_ratio * max(info.compress_size, 1)):
-            self._skip("decompression-limit", f"member declares a {info.file_size // max(info.compress_size, 1)}:1 "
-                       f"compression ratio, more than {limits.max_ratio:.0f}:1 (max_ratio) — "
-                       "looks like a decompression bomb; skipped", path)
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_FLOOR and ratio > limits.max_ratio:
+            self._skip("decompression-limit", f"member declares a {ratio:.0f}:1 compression "
+                       f"ratio, more than {limits.max_ratio:.0f}:1 (max_ratio) — looks like a "
+                       "decompression bomb; skipped", path)
             return
         try:
             f = zf.open(info)
@@ -644,7 +645,7 @@ class _Walker:
             stream: io.RawIOBase | io.BufferedIOBase = raw
             gz = None
             if kind == "tgz":
-                gz = stream = _GunzipStream(raw.read, self.limits, where)
+                gz = stream = _GunzipStream(raw.read, self.limits)
             problems: list[str] = []
             try:
                 tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=_recording_tarinfo(problems))
