@@ -1,0 +1,20 @@
+"""The self-contained HTML report of one bundle: `render(doc)` returns the whole page.
+
+`doc` is the analysis document (OUTPUT.md plus extensions), already redacted by the pipeline.
+The page inlines its CSS, JS and SVG, loads nothing from the network (CSP), and escapes every
+string taken from the document: Jinja autoescape for HTML, `page.script_json` for the data the
+timeline script draws.
+"""
+
+from __future__ import annotations
+
+from analyzer.report import view
+from analyzer.report.page import environment, script_json
+
+__all__ = ["render"]
+
+
+def render(doc: dict) -> str:
+    model = view.build(doc)
+    template = environment().get_template("report.html.j2")
+    return template.render(**model, data=script_json(model["timeline"]))

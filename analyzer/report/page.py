@@ -1,0 +1,49 @@
+"""Plumbing shared by the HTML pages: one Jinja environment, inlined assets, safe embedded JSON.
+
+Pages are single files opened from mail attachments and tickets, so nothing is fetched: CSS and
+JS are read from `static/` and inlined, and the CSP forbids every network request.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+HERE = Path(__file__).parent
+
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+       "img-src data:; base-uri 'none'; form-action 'none'")
+
+# Inside <script type="application/json"> only "</script" or "<!--" could end the element early;
+# escaping every <, > and & (and the JS line separators) keeps any log text inert.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["CSP"] = CSP
+    env.globals["static"] = static
+    return env
+
+
+@cache
+def static(name: str) -> str:
+    """Text of analyzer/report/static/<name>, for inlining into a page (mark it safe there)."""
+    return (HERE / "static" / name).read_text(encoding="utf-8")
+
+
+def script_json(data: object) -> str:
+    """JSON that can sit inside <script type="application/json"> whatever strings it holds."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.translate(_SCRIPT_ESCAPES)

@@ -1,0 +1,490 @@
+"""The analysis document reshaped for the page: what the template and the timeline script show.
+
+Facts come from the document; this module only groups, counts, sorts and formats them. It is
+tolerant: a field the pipeline left out (or filled with the wrong type) shows as "—" or is left
+out of the timeline, never an exception, because a report is most needed when input is odd.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import analyzer
+
+HEALTH_ORDER = ("critical", "warning", "unknown", "healthy")
+SEVERITY_ORDER = ("critical", "warning", "info")
+CONFIDENCE_ORDER = ("high", "medium", "low")
+OUTCOMES = ("succeeded", "failed", "in_progress", "incomplete")
+CYCLE_TYPES = ("initial", "delta", "resync", "final_delta")
+KNOWN_SOURCES = ("gateway_log", "portal_events", "vcenter_tasks")
+SOURCE_LABELS = {
+    "gateway_log": "Gateway service log (appliance)",
+    "portal_events": "Portal replication events",
+    "vcenter_tasks": "vCenter tasks (vpxd / task export)",
+    "vcenter_log": "vCenter log",
+    "vcenter_events": "vCenter events",
+}
+EVIDENCE_SHOWN = 6  # evidence lines shown on a card before the rest is folded
+NO_HOST = "(host unknown)"
+
+
+# ---------------------------------------------------------------- small formatting helpers
+
+def text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def humanize(ident: object) -> str:
+    """'disk_upload_timed_out' -> 'Disk upload timed out'."""
+    words = text(ident).replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def epoch(value: object) -> float | None:
+    """Seconds since 1970 for an ISO 8601 time (naive means UTC), None if it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def show_time(value: object) -> str:
+    seconds = epoch(value)
+    if seconds is None:
+        return text(value) or "—"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def show_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours)
+    parts += [f"{minutes} min"] * bool(minutes) + [f"{secs} s"] * (bool(secs) and not days)
+    return " ".join(parts[:2]) or "0 s"
+
+
+def show_bytes(value: object) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""  # unreachable
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _or_minus_one(value: object) -> float:
+    number = _number(value)
+    return -1 if number is None else number
+
+
+def _ranked(value: object, order: tuple[str, ...]) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def _dicts(value: object) -> list[dict]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _strings(value: object) -> list[str]:
+    return [text(item) for item in value if item is not None] if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------- header
+
+def _header(doc: dict) -> dict:
+    bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
+    sources = bundle.get("sources") if isinstance(bundle.get("sources"), dict) else {}
+    missing = _strings(bundle.get("missing_sources"))
+    not_evaluated: dict[str, list[str]] = {}
+    for item in _dicts(doc.get("not_evaluated")):
+        not_evaluated.setdefault(text(item.get("source")), []).append(text(item.get("signature")))
+
+    rows = []
+    for name in sorted(set(KNOWN_SOURCES) | set(sources) | set(missing) | set(not_evaluated),
+                       key=lambda n: (n not in KNOWN_SOURCES, n)):
+        stats = sources.get(name) if isinstance(sources.get(name), dict) else None
+        rows.append({
+            "name": name, "label": SOURCE_LABELS.get(name, humanize(name)),
+            "present": stats is not None,
+            "files": text((stats or {}).get("files", "—")),
+            "records": text((stats or {}).get("records", "—")),
+            "unparsed": text((stats or {}).get("unparsed", "—")),
+            "first": show_time((stats or {}).get("first")),
+            "last": show_time((stats or {}).get("last")),
+            "not_evaluated": sorted(not_evaluated.get(name, [])),
+        })
+
+    skew = bundle.get("clock_skew") if isinstance(bundle.get("clock_skew"), dict) else None
+    skew_view = None
+    if skew and _number(skew.get("seconds")) is not None:
+        seconds = float(skew["seconds"])
+        ahead = "ahead of" if seconds >= 0 else "behind"
+        skew_view = {"text": f"vCenter {abs(seconds):.1f} s {ahead} the appliance",
+                     "basis": text(skew.get("basis", "?"))}
+
+    diagnostics = sorted(
+        ({"severity": text(d.get("severity")) or "info", "code": text(d.get("code")),
+          "message": text(d.get("message")), "location": text(d.get("location")),
+          "hint": text(d.get("hint"))} for d in _dicts(doc.get("diagnostics"))),
+        key=lambda d: (_ranked(d["severity"], ("error", "warning", "info")), d["code"],
+                       d["location"]))
+    return {
+        "name": text(bundle.get("name")) or "(unnamed bundle)",
+        "sha256": text(bundle.get("sha256")) or "—",
+        "ticket": text(bundle.get("ticket")),
+        "analyzed_at": show_time(bundle.get("analyzed_at")),
+        "version": text(bundle.get("analyzer_version")) or analyzer.__version__,
+        "appliance_tz": text(bundle.get("appliance_tz")),
+        "clock_skew": skew_view,
+        "sources": rows,
+        "missing": [r for r in rows if not r["present"]],
+        "diagnostics": diagnostics,
+        "diagnostic_counts": Counter(d["severity"] for d in diagnostics).most_common(),
+    }
+
+
+# ---------------------------------------------------------------- cards
+
+def _evidence(items: object) -> list[dict]:
+    lines = []
+    for e in _dicts(items):
+        member, line = text(e.get("member")), text(e.get("line"))
+        lines.append({"source": text(e.get("source")),
+                      "where": f"{member}:{line}" if line else member or "—",
+                      "ts": show_time(e.get("ts")) if e.get("ts") else "—",
+                      "text": text(e.get("text"))})
+    return lines
+
+
+def _verdict_card(v: dict, dom_id: str, vm_index: dict[str, int]) -> dict:
+    error = text(v.get("error")) or "unknown_error"
+    vm = v.get("vm")
+    evidence = _evidence(v.get("evidence"))
+    return {
+        "id": dom_id, "kind": "verdict",
+        "vm": text(vm) if vm is not None else None,
+        "vm_indices": [vm_index[text(vm)]] if text(vm) in vm_index else [],
+        "error": error, "error_code": text(v.get("error_code")),
+        "title": text(v.get("title")) or humanize(error),
+        "cause": text(v.get("cause")) or "undetermined",
+        "cause_title": humanize(text(v.get("cause")) or "undetermined"),
+        "confidence": text(v.get("confidence")) or "low",
+        "severity": text(v.get("severity")) or "info",
+        "cycles": _strings(v.get("cycles")),
+        "first_seen": show_time(v.get("first_seen")), "last_seen": show_time(v.get("last_seen")),
+        "summary": text(v.get("summary")),
+        "remediation": _strings(v.get("remediation")),
+        "references": _strings(v.get("references")),
+        "evidence": evidence[:EVIDENCE_SHOWN], "evidence_more": evidence[EVIDENCE_SHOWN:],
+        "errors": [error], "causes": [text(v.get("cause")) or "undetermined"],
+    }
+
+
+def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str, int]) -> dict:
+    start, end = epoch(o.get("start")), epoch(o.get("end"))
+    vms = sorted(set(_strings(o.get("vms"))) | {text(v["vm"]) for v in explained if v["vm"]})
+    cause = text(o.get("cause")) or "undetermined"
+    severity = min((v["severity"] for v in explained),
+                   key=lambda s: _ranked(s, SEVERITY_ORDER), default="warning")
+    evidence = _evidence(o.get("evidence"))
+    return {
+        "id": dom_id, "kind": "outage", "outage_id": text(o.get("id")),
+        "cause": cause, "cause_title": humanize(cause),
+        "start": show_time(o.get("start")), "end": show_time(o.get("end")),
+        "raw_start": o.get("start"), "raw_end": o.get("end"),
+        "duration": show_duration(end - start if start is not None and end is not None else None),
+        "summary": text(o.get("summary")),
+        "vms": vms, "vm_indices": sorted(vm_index[vm] for vm in vms if vm in vm_index),
+        "cycles": _strings(o.get("cycles")),
+        "cycle_count": len(set(_strings(o.get("cycles")))
+                           | {c for v in explained for c in v["cycles"]}),
+        "severity": severity,
+        "explained": explained,
+        "error_counts": Counter(v["title"] for v in explained).most_common(),
+        "remediation": list(dict.fromkeys(r for v in explained for r in v["remediation"])),
+        "references": list(dict.fromkeys(r for v in explained for r in v["references"])),
+        "evidence": evidence[:EVIDENCE_SHOWN], "evidence_more": evidence[EVIDENCE_SHOWN:],
+        "errors": sorted({v["error"] for v in explained}), "causes": [cause],
+    }
+
+
+def _cards(doc: dict, vm_index: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    verdicts = [_verdict_card(v, f"v-{n}", vm_index)
+                for n, v in enumerate(_dicts(doc.get("verdicts")))]
+    raw_verdicts = _dicts(doc.get("verdicts"))
+    outages = _dicts(doc.get("outages"))
+    outage_ids = {text(o.get("id")) for o in outages}
+    explained_by: dict[str, list[dict]] = {}
+    own_cards = []
+    for raw, card in zip(raw_verdicts, verdicts):
+        outage = text(raw.get("outage"))
+        if outage and outage in outage_ids:
+            explained_by.setdefault(outage, []).append(card)
+        else:
+            own_cards.append(card)
+    outage_cards = [_outage_card(o, f"o-{n}", explained_by.get(text(o.get("id")), []), vm_index)
+                    for n, o in enumerate(outages)]
+    outage_cards.sort(key=lambda c: (c["start"], c["outage_id"]))
+    own_cards.sort(key=lambda c: (_ranked(c["severity"], SEVERITY_ORDER),
+                                  _ranked(c["confidence"], CONFIDENCE_ORDER),
+                                  c["vm"] is not None, c["vm"] or "", c["error"], c["cause"]))
+    return outage_cards, own_cards
+
+
+# ---------------------------------------------------------------- VMs, summary, timeline
+
+def _vms(doc: dict) -> list[dict]:
+    """VMs in lane order: grouped by ESXi host, then by name."""
+    vms = []
+    for raw in _dicts(doc.get("vms")):
+        cycles = _dicts(raw.get("cycles"))
+        vms.append({
+            "raw": raw,
+            "name": text(raw.get("vm")) or "(unnamed VM)",
+            "host": text(raw.get("host")) or NO_HOST,
+            "ids": ", ".join(_strings(raw.get("vm_ids"))),
+            "health": text(raw.get("health")) if raw.get("health") in HEALTH_ORDER else "unknown",
+            "last_success": show_time(raw.get("last_successful_cycle_end"))
+            if raw.get("last_successful_cycle_end") else "never",
+            "last_success_sort": text(raw.get("last_successful_cycle_end")),
+            "consecutive": _number(raw.get("consecutive_failures")),
+            "cycles": len(cycles),
+            "failed": sum(c.get("outcome") == "failed" for c in cycles),
+        })
+        vms[-1]["health_rank"] = _ranked(vms[-1]["health"], HEALTH_ORDER)
+    vms.sort(key=lambda v: (v["host"] == NO_HOST, v["host"].lower(), v["name"].lower()))
+    for n, vm in enumerate(vms):
+        vm["index"] = n
+    return vms
+
+
+def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict]) -> None:
+    """Per VM: the errors and causes it shows (for filters) and the cards that explain it."""
+    by_name = {vm["name"]: vm for vm in vms}
+    titles: dict[str, str] = {}
+    for vm in vms:
+        vm["errors"] = {text(c.get("error")) for c in _dicts(vm["raw"].get("cycles"))
+                        if c.get("error")}
+        vm["errors"] |= {text(e.get("error")) for e in _dicts(vm["raw"].get("errors"))
+                         if e.get("error")}
+        vm["causes"], vm["cards"] = set(), []
+    for card in outage_cards:
+        for name in card["vms"]:
+            if name in by_name:
+                by_name[name]["causes"].add(card["cause"])
+                by_name[name]["cards"].append({"id": card["id"], "label": card["cause_title"]})
+        for v in card["explained"]:
+            titles[v["error"]] = v["title"]
+            if v["vm"] in by_name:
+                by_name[v["vm"]]["errors"].add(v["error"])
+    for card in cards:
+        titles[card["error"]] = card["title"]
+        if card["vm"] in by_name:
+            vm = by_name[card["vm"]]
+            vm["errors"].add(card["error"])
+            vm["causes"].add(card["cause"])
+            vm["cards"].append({"id": card["id"], "label": card["cause_title"]})
+    for vm in vms:
+        vm["errors"], vm["causes"] = sorted(vm["errors"]), sorted(vm["causes"])
+        vm["error_titles"] = [titles.get(e) or humanize(e) for e in vm["errors"]]
+
+
+def _summary(vms: list[dict], outage_cards: list[dict], cards: list[dict]) -> dict:
+    health = Counter(vm["health"] for vm in vms)
+    all_verdicts = cards + [v for o in outage_cards for v in o["explained"]]
+    severity = Counter(v["severity"] for v in all_verdicts)
+    outcomes = Counter(text(c.get("outcome")) for vm in vms
+                       for c in _dicts(vm["raw"].get("cycles")))
+    titles = {v["error"]: v["title"] for v in all_verdicts}
+    errors = Counter(e for vm in vms for e in vm["errors"])
+    errors.update(v["error"] for v in cards if v["vm"] is None)
+    causes = Counter(c for vm in vms for c in vm["causes"])
+    causes.update(v["cause"] for v in cards if v["vm"] is None)
+    return {
+        "vm_total": len(vms),
+        "health": [(h, health.get(h, 0)) for h in HEALTH_ORDER],
+        "verdict_total": len(all_verdicts),
+        "severity": [(s, severity.get(s, 0)) for s in SEVERITY_ORDER],
+        "outages": len(outage_cards),
+        "cycle_total": sum(outcomes.values()),
+        "outcomes": [(o, outcomes.get(o, 0)) for o in OUTCOMES],
+        "errors": [(e, titles.get(e) or humanize(e), n)
+                   for e, n in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "causes": [(c, humanize(c), n)
+                   for c, n in sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))],
+    }
+
+
+class _Strings:
+    """Interns repeated strings (errors, methods, hosts...) so the page data stays small."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: object) -> int:
+        if value is None or value == "":
+            return -1
+        key = text(value)
+        if key not in self._index:
+            self._index[key] = len(self.table)
+            self.table.append(key)
+        return self._index[key]
+
+
+def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[dict],
+              header: dict) -> dict:
+    """Compact arrays for the timeline script; times are whole seconds after `t0`.
+
+    vm:     [name, host, health, [error ids], [cause ids], [findings], last success,
+             failures in a row|-1]
+    cycle:  [start, end|-1, outcome, type, id, error, uploaded bytes|-1, duration s|-1,
+             rate MB/s|-1, failed state, [findings]]
+    task:   [start, end|-1, method, outcome, fault type, initiator, task id]
+    error:  [ts, error, source, text]
+    outage: [start, end, cause, finding]
+    finding: see _findings
+    Strings other than ids and texts are indices into `strings` (-1 = none).
+    """
+    bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
+    sources = bundle.get("sources") if isinstance(bundle.get("sources"), dict) else {}
+    moments = [epoch(x) for vm in vms for c in _dicts(vm["raw"].get("cycles"))
+               for x in (c.get("start"), c.get("end"))]
+    moments += [epoch(x) for vm in vms for t in _dicts(vm["raw"].get("tasks"))
+                for x in (t.get("start"), t.get("end"))]
+    moments += [epoch(e.get("ts")) for vm in vms for e in _dicts(vm["raw"].get("errors"))]
+    moments += [epoch(x) for o in _dicts(doc.get("outages")) for x in (o.get("start"), o.get("end"))]
+    if moments:  # in-progress cycles are drawn up to the end of the bundle's sources
+        moments += [epoch(x) for src in sources.values() if isinstance(src, dict)
+                    for x in (src.get("first"), src.get("last"))]
+    moments = [m for m in moments if m is not None]
+    t0 = int(min(moments, default=0))
+    t1 = int(max(moments, default=0)) + 1
+
+    def rel(value: object) -> int:
+        seconds = epoch(value)
+        return -1 if seconds is None else int(seconds) - t0
+
+    s = _Strings()
+    findings, outage_entry, of_vm, of_cycle = _findings(outage_cards, cards)
+
+    lanes, cycles, tasks, errors = [], [], [], []
+    for vm in vms:
+        lanes.append([vm["name"], s(vm["host"]), vm["health"], vm["errors"], vm["causes"],
+                      of_vm.get(vm["name"], []), vm["last_success"],
+                      -1 if vm["consecutive"] is None else vm["consecutive"]])
+        row = []
+        for c in _dicts(vm["raw"].get("cycles")):
+            if epoch(c.get("start")) is None:
+                continue
+            rate = _number(c.get("rate_mbps"))
+            row.append([rel(c.get("start")), rel(c.get("end")),
+                        _ranked(c.get("outcome"), OUTCOMES), _ranked(c.get("type"), CYCLE_TYPES),
+                        text(c.get("id")), s(c.get("error")),
+                        _or_minus_one(c.get("uploaded_bytes")),
+                        _or_minus_one(c.get("duration_sec")),
+                        round(rate, 2) if rate is not None else -1,
+                        s(c.get("failed_state")),
+                        of_cycle.get(text(c.get("id")), [])])
+        cycles.append(row)
+        tasks.append([[rel(t.get("start")), rel(t.get("end")), s(t.get("method")),
+                       s(t.get("outcome")), s(t.get("fault_type")), s(t.get("initiator")),
+                       text(t.get("task_id"))]
+                      for t in _dicts(vm["raw"].get("tasks")) if epoch(t.get("start")) is not None])
+        errors.append([[rel(e.get("ts")), s(e.get("error")), s(e.get("source")), text(e.get("text"))]
+                       for e in _dicts(vm["raw"].get("errors")) if epoch(e.get("ts")) is not None])
+    outages = [[rel(card["raw_start"]), rel(card["raw_end"]), s(card["cause"]),
+                outage_entry[card["id"]]]
+               for card in outage_cards if epoch(card["raw_start"]) is not None]
+    return {
+        "empty": not moments, "t0": t0, "t1": t1 - t0, "tz": header["appliance_tz"] or None,
+        "outcomes": list(OUTCOMES), "types": list(CYCLE_TYPES),
+        "vms": lanes, "cycles": cycles, "tasks": tasks, "errors": errors, "outages": outages,
+        "findings": findings,
+        "titles": {v["error"]: v["title"]
+                   for v in cards + [x for o in outage_cards for x in o["explained"]]},
+        "strings": s.table,
+    }
+
+
+def _findings(outage_cards: list[dict], cards: list[dict]):
+    """What the timeline says about a cycle or a VM: one entry per verdict, plus one per outage.
+
+    entry: [card dom id, title, cause, severity, confidence, note]. A verdict explained by an
+    outage points at the outage's card, which holds the evidence shown once.
+    Returns (entries, outage card id -> entry, VM name -> entries, cycle id -> entries).
+    """
+    entries: list[list] = []
+    outage_entry: dict[str, int] = {}
+    of_vm: dict[str, list[int]] = {}
+    of_cycle: dict[str, list[int]] = {}
+
+    def add(entry: list, vm: str | None, cycles: list[str]) -> int:
+        entries.append(entry)
+        if vm is not None:
+            of_vm.setdefault(vm, []).append(len(entries) - 1)
+        for cycle in cycles:
+            of_cycle.setdefault(cycle, []).append(len(entries) - 1)
+        return len(entries) - 1
+
+    for card in outage_cards:
+        window = f"{card['start']} → {card['end']}"
+        outage_entry[card["id"]] = add(
+            [card["id"], f"Appliance-wide: {card['cause_title']}", card["cause"], card["severity"],
+             "", f"{window} · explains {card['cycle_count']} cycles on {len(card['vms'])} VMs"],
+            None, [])
+        for v in card["explained"]:
+            add([card["id"], v["title"], v["cause"], v["severity"], v["confidence"],
+                 f"explained by the appliance-wide outage {window}"], v["vm"], v["cycles"])
+        explained_cycles = {c for v in card["explained"] for c in v["cycles"]}
+        explained_vms = {v["vm"] for v in card["explained"]}
+        for cycle in card["cycles"]:
+            if cycle not in explained_cycles:
+                of_cycle.setdefault(cycle, []).append(outage_entry[card["id"]])
+        for vm in card["vms"]:
+            if vm not in explained_vms:
+                of_vm.setdefault(vm, []).append(outage_entry[card["id"]])
+    for card in cards:
+        add([card["id"], card["title"], card["cause"], card["severity"], card["confidence"], ""],
+            card["vm"], card["cycles"])
+    return entries, outage_entry, of_vm, of_cycle
+
+
+def build(doc: dict) -> dict:
+    """Everything the report template needs, from an analysis document."""
+    if not isinstance(doc, dict):
+        doc = {}
+    header = _header(doc)
+    vms = _vms(doc)
+    vm_index = {vm["name"]: vm["index"] for vm in vms}
+    outage_cards, cards = _cards(doc, vm_index)
+    _attach_findings(vms, outage_cards, cards)
+    hosts = Counter(vm["host"] for vm in vms)
+    return {
+        "header": header,
+        "summary": _summary(vms, outage_cards, cards),
+        "outage_cards": outage_cards,
+        "cards": cards,
+        "vms": sorted(vms, key=lambda v: (_ranked(v["health"], HEALTH_ORDER),
+                                          v["name"].lower())),
+        "host_count": len(hosts),
+        "timeline": _timeline(doc, vms, outage_cards, cards, header),
+    }

@@ -1,0 +1,298 @@
+"""The HTML report without a browser: structure, escaping, offline-ness, tolerance of odd input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from analyzer.report import render, view
+from analyzer.report.page import CSP, script_json, static
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PAYLOADS = (
+    "<script>window.__pwned=1</script>",
+    '"><img src=x onerror="window.__pwned=2">',
+    "{{ 7*7 }}",
+    "</script><script>window.__pwned=3</script>",
+    "' onmouseover='window.__pwned=4' x='",
+)
+
+
+def load(name: str) -> dict:
+    return json.loads((FIXTURES / f"analysis_{name}.json").read_text(encoding="utf-8"))
+
+
+class Page(HTMLParser):
+    """Collects what a browser would act on: tags, attributes, script bodies, text."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[tuple[dict, str]] = []
+        self.texts: list[str] = []
+        self._script: dict | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._script = dict(attrs)
+            self.scripts.append((self._script, ""))
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._script = None
+
+    def handle_data(self, data):
+        if self._script is not None:
+            attrs, body = self.scripts[-1]
+            self.scripts[-1] = (attrs, body + data)
+        else:
+            self.texts.append(data)
+
+    def ids(self) -> list[str]:
+        return [a["id"] for _, a in self.tags if a.get("id")]
+
+    def text(self) -> str:
+        return " ".join(self.texts)
+
+
+def assert_inert(html: str) -> Page:
+    """Everything a browser would run or fetch is ours; log-derived strings are only text."""
+    page = Page(html)
+    fetching = {"img", "image", "iframe", "frame", "object", "embed", "link", "base", "form",
+                "audio", "video", "source", "use"}
+    assert [t for t, _ in page.tags if t in fetching] == []
+    handlers = [(t, k) for t, a in page.tags for k in a if k.lower().startswith("on")]
+    assert handlers == []
+    assert [a for a, _ in page.scripts] == [{"type": "application/json", "id": "data"}, {}]
+    data_body, code_body = page.scripts[0][1], page.scripts[1][1]
+    assert code_body.strip() == static("report.js").strip()
+    json.loads(data_body)  # the data block stayed one intact JSON value
+    for tag, attrs in page.tags:
+        for name in ("href", "src", "action", "xlink:href", "formaction"):
+            value = attrs.get(name)
+            assert value is None or value.startswith("#"), (tag, name, value)
+    return page
+
+
+# ---------------------------------------------------------------- the sample bundle
+
+@pytest.fixture(scope="module")
+def sample_html() -> str:
+    return render(load("sample"))
+
+
+def test_page_is_self_contained_and_offline(sample_html):
+    assert_inert(sample_html)
+    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP.replace(chr(39), "&#39;")}">' \
+        in sample_html
+    assert "default-src 'none'" in CSP and "connect-src" not in CSP
+    assert not re.search(r"url\((?!#)", sample_html)
+    assert "@import" not in sample_html and "<link" not in sample_html
+    assert static("report.css") in sample_html
+
+
+def test_header_shows_bundle_facts(sample_html):
+    text = Page(sample_html).text()
+    for expected in ("case-2405140010001234.zip", "2405140010001234",
+                     "3f6c1e0a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e",
+                     "2024-05-15 08:00:00Z", "bundle-analyzer 0.1.0",
+                     "vCenter 2.4 s ahead of the appliance", "57 pairs", "+09:00"):
+        assert expected in text
+    assert "missing" not in text.split("Sources in the bundle")[1].split("Find VM")[0]
+
+
+def test_outage_card_comes_first_and_explains_its_verdicts_once(sample_html):
+    page = Page(sample_html)
+    card_ids = [a["id"] for t, a in page.tags if t == "article"]
+    assert card_ids[0].startswith("o-")
+    # 5 verdicts, 2 of them explained by the outage: 1 outage card + 3 own cards
+    assert len(card_ids) == 4
+    outage = sample_html.split(f'id="{card_ids[0]}"')[1].split("</article>")[0]
+    assert "2 cycles</strong> on <strong>2 VMs" in outage
+    assert "APP01#17" in outage and "DB01#5" in outage
+    # the outage's remediation is listed once even though two verdicts carry it
+    assert outage.count("Sign in to the appliance") == 1
+
+
+def test_own_cards_are_sorted_critical_first(sample_html):
+    page = Page(sample_html)
+    severities = [a["class"].split("sev-")[1] for t, a in page.tags
+                  if t == "article" and "outage" not in a["class"]]
+    assert severities == ["critical", "critical", "warning"]
+
+
+def test_card_shows_error_cause_confidence_evidence_remediation(sample_html):
+    card = sample_html.split("Disk upload timed out</h3>")[1].split("</article>")[0]
+    assert "Error ID 1011" in card
+    assert "vcenter_read_throttled" in card and "medium" in card
+    assert "Logs/GatewayService.log:91544" in card
+    assert "2024-05-14 11:40:00Z" in card
+    assert "Move the VM to a less loaded host" in card
+    assert "troubleshoot-replication-vmware#error-id-1011" in card
+
+
+def test_timeline_data_is_compact_and_complete(sample_html):
+    page = Page(sample_html)
+    data = json.loads(page.scripts[0][1])
+    assert [vm[0] for vm in data["vms"]] == ["APP01", "DB01", "FILE01", "WEB01", "WEB02",
+                                              "LEGACY01"]  # by host, host-less last
+    assert sum(len(c) for c in data["cycles"]) == 29
+    app01 = data["cycles"][0]
+    failed = [c for c in app01 if data["outcomes"][c[2]] == "failed"]
+    assert [c[4] for c in failed] == ["APP01#17", "APP01#18"]
+    # APP01#17 is explained through the outage, APP01#18 by its own verdict
+    first, second = (data["findings"][c[10][0]] for c in failed)
+    assert first[0].startswith("o-") and "outage" in first[5]
+    assert second[2] == "vcenter_read_throttled"
+    assert data["outages"][0][1] - data["outages"][0][0] == 45 * 60
+    file01 = data["cycles"][2][0]
+    assert file01[1] == -1 and data["outcomes"][file01[2]] == "in_progress"
+
+
+def test_filters_offer_what_the_bundle_holds(sample_html):
+    options = re.findall(r'<option value="([^"]*)">', sample_html)
+    assert "disk_upload_timed_out" in options
+    assert "conflicting_vcenter_task" in options and "gateway_service_down" in options
+    assert 'id="f-search" list="vm-names"' in sample_html
+
+
+def test_vm_table_has_one_row_per_vm_with_sort_keys(sample_html):
+    rows = re.findall(r'<tr data-vm="(\d+)" data-name="([^"]*)"[^>]*data-health="(\d)"',
+                      sample_html)
+    assert len(rows) == 6
+    assert [name for _, name, _ in rows][:2] == ["app01", "web01"]  # critical first
+    assert [int(h) for _, _, h in rows] == sorted(int(h) for _, _, h in rows)
+
+
+# ---------------------------------------------------------------- hostile input
+
+def test_hostile_strings_stay_text():
+    doc = load("hostile")
+    html = render(doc)
+    page = assert_inert(html)
+    text = page.text()
+    for payload in PAYLOADS:
+        assert payload in text
+    for raw in ("<script>window", "<img src=x", "</script><script>"):
+        assert raw not in html
+    # Jinja did not evaluate the template syntax inside data
+    assert "both failed cycles. {{ 7*7 }}" in text
+
+
+def test_hostile_data_block_cannot_close_its_script():
+    html = render(load("hostile"))
+    body = html.split('<script type="application/json" id="data">')[1].split("</script>")[0]
+    assert "<" not in body and ">" not in body and "&" not in body
+    data = json.loads(body)
+    assert any("</script><script>" in e[3] for row in data["errors"] for e in row)
+
+
+def test_missing_source_reads_not_evaluated():
+    text = Page(render(load("hostile"))).text()
+    row = text.split("vCenter tasks (vpxd / task export)")[1].split("Find VM")[0]
+    assert "missing" in row and "not evaluated" in row and "snapshot_creation_stuck" in row
+
+
+FREE_TEXT_SKIP = {"health", "outcome", "type", "confidence", "severity", "schema", "start", "end",
+                  "ts", "first", "last", "first_seen", "last_seen", "analyzed_at",
+                  "last_successful_cycle_end"}
+
+
+def poison(node, key=None):
+    """Appends a payload to every free-text string of the document."""
+    if isinstance(node, dict):
+        return {k: poison(v, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [poison(v, key) for v in node]
+    if isinstance(node, str) and key not in FREE_TEXT_SKIP:
+        return node + PAYLOADS[len(node) % len(PAYLOADS)]
+    return node
+
+
+def test_every_free_text_field_is_escaped():
+    html = render(poison(load("sample")))
+    assert_inert(html)
+    assert "window.__pwned" in html  # the payloads are there, as text
+
+
+def test_script_json_escapes_markup_characters():
+    out = script_json({"t": "</script><!-- & \u2028"})
+    assert "<" not in out and ">" not in out and "&" not in out and "\u2028" not in out
+    assert json.loads(out) == {"t": "</script><!-- & \u2028"}
+
+
+# ---------------------------------------------------------------- odd input degrades
+
+@pytest.mark.parametrize("doc", [
+    {},
+    {"schema": "bundle-analyzer/analysis/v1", "bundle": None, "vms": None, "verdicts": "x"},
+    {"vms": [{"vm": "A", "cycles": [{"id": "A#1", "start": "not a time", "end": 5}],
+              "tasks": [{"start": None}], "errors": [7]}],
+     "verdicts": [{"vm": "A", "error": None, "evidence": [{"line": None}], "outage": "nope"}],
+     "outages": [{"id": "nope"}], "diagnostics": [{"severity": None}]},
+], ids=["empty", "wrong-types", "broken-values"])
+def test_odd_documents_render(doc):
+    html = render(doc)
+    assert_inert(html)
+    assert html.rstrip().endswith("</html>")
+
+
+def test_minimal_output_md_document_renders_without_extensions():
+    doc = load("sample")
+    for vm in doc["vms"]:
+        for key in ("consecutive_failures", "tasks", "errors"):
+            vm.pop(key)
+    for v in doc["verdicts"]:
+        v.pop("title"), v.pop("outage")
+    for key in ("ticket", "missing_sources", "clock_skew", "appliance_tz"):
+        doc["bundle"].pop(key)
+    for key in ("outages", "not_evaluated"):
+        doc.pop(key)
+    page = assert_inert(render(doc))
+    assert sum(1 for t, _ in page.tags if t == "article") == 5  # no outage: every verdict a card
+    assert "Disk upload timed out" in page.text()  # title made from the error id
+
+
+def test_no_verdicts_says_so_and_names_missing_sources():
+    doc = load("hostile")
+    doc["verdicts"], doc["outages"] = [], []
+    assert "No failure was found in this bundle, but 1 source is missing" in render(doc)
+
+
+def test_render_is_deterministic():
+    doc = load("sample")
+    assert render(copy.deepcopy(doc)) == render(doc)
+
+
+# ---------------------------------------------------------------- view helpers
+
+@pytest.mark.parametrize("value, expected", [
+    ("2024-05-14T10:21:33Z", "2024-05-14 10:21:33Z"),
+    ("2024-05-14T19:21:33.512+09:00", "2024-05-14 10:21:33Z"),
+    ("2024-05-14T10:21:33.0705652Z", "2024-05-14 10:21:33Z"),
+    ("yesterday", "yesterday"),
+    (None, "—"),
+])
+def test_show_time(value, expected):
+    assert view.show_time(value) == expected
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (0, "0 s"), (59, "59 s"), (812, "13 min 32 s"), (3600, "1 h"), (90061, "1 d 1 h"), (None, "—"),
+])
+def test_show_duration(seconds, expected):
+    assert view.show_duration(seconds) == expected
+
+
+def test_show_bytes():
+    assert view.show_bytes(734003200) == "700.0 MiB"
+    assert view.show_bytes(0) == "0 B"
+    assert view.show_bytes(None) == "—"
