@@ -82,7 +82,7 @@ def sniff(head: str, member: str) -> bool:
 
 def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     diags = Diagnostics()
-    lines = _split_lines(text)
+    lines = split_lines(text)
     records, unparsed = _fold(lines)
 
     tz = ctx.appliance_tz
@@ -99,7 +99,7 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     frame = tables.conform("gateway_log", records.with_columns(member=pl.lit(member)))
 
     _report_unparsed(unparsed, member, diags)
-    _report_times(frame, records, member, ctx.appliance_tz, diags)
+    _report_times(records, member, tz, diags)
     ts = frame["ts"].drop_nulls()
     return Parsed(
         tables={"gateway_log": frame},
@@ -111,7 +111,7 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     )
 
 
-def _split_lines(text: str) -> pl.DataFrame:
+def split_lines(text: str) -> pl.DataFrame:
     """One row per line: line (1-based), text without a trailing CR."""
     return (
         pl.DataFrame({"text": [text]}, schema={"text": pl.Utf8})
@@ -210,14 +210,14 @@ def _clean_value(value: pl.Expr) -> pl.Expr:
 
 def _with_event_and_vm(records: pl.DataFrame) -> pl.DataFrame:
     message = pl.col("message")
-    event = pl.lit(None, dtype=pl.Utf8)
-    for prefix, name in reversed(EVENTS):
-        event = pl.when(message.str.starts_with(prefix)).then(pl.lit(name)).otherwise(event)
-    for col in ("vm", "vm_id", "snapshot_name"):
+    event = pl.coalesce([pl.when(message.str.starts_with(prefix)).then(pl.lit(name))
+                         for prefix, name in EVENTS])
+    for col in ("vm", "vm_id", "snapshot_name"):  # token columns exist only when seen
         if col not in records.columns:
             records = records.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
     # Portal texts name the VM inside the sentence: "VM: APP01." / "virtual machine APP01; vm-1042".
-    embedded = pl.when(pl.col("vm").is_null() | pl.col("vm_id").is_null()).then(message).str.extract_groups(
+    unnamed = pl.col("vm").is_null() | pl.col("vm_id").is_null()
+    embedded = pl.when(unnamed).then(message).str.extract_groups(
         r"\bVM: (?P<a>\S+?)[.;,]?(?:\s|$)|(?i:virtual machine) (?P<b>[^\s;]+);\s*(?P<id>vm-\d+)?")
     return records.with_columns(event=event).with_columns(
         vm=pl.coalesce("vm", embedded.struct.field("a"), embedded.struct.field("b")),
@@ -239,15 +239,14 @@ def _report_unparsed(unparsed: pl.DataFrame, member: str, diags: Diagnostics) ->
               "'<time> <Level> [<thread>] <Component> - <message>' shape, are skipped.")
 
 
-def _report_times(frame: pl.DataFrame, records: pl.DataFrame, member: str, tz: str | None,
-                  diags: Diagnostics) -> None:
+def _report_times(records: pl.DataFrame, member: str, tz: str | None, diags: Diagnostics) -> None:
     bad = records.filter(pl.col("ts").is_null()).select("line", "ts_text")
     if bad.height:
         line, text = bad.row(0)
         diags.add("warning", "bad-timestamps",
                   f"{bad.height} record(s) have an impossible timestamp (first: {text!r}); "
                   "they are kept without a time", f"{member}:{line}")
-    if tz is None and frame["naive"].any():
+    if tz is None and records["naive"].any():
         diags.add("warning", "naive-timestamps",
                   "Gateway log times carry no zone; they were read as UTC.", member,
                   "Give the appliance's zone with --appliance-tz (e.g. +09:00) or appliance_tz "

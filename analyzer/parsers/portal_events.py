@@ -35,6 +35,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
+from analyzer.parsers.gateway_log import split_lines
 from analyzer.sources import ParseContext, Parsed, Source
 
 PLAUSIBLE_YEARS = (1970, 2099)
@@ -103,7 +104,10 @@ def _sniff_status_csv(head: str, member: str) -> bool:
     return {"server", "health"} <= names and bool({"appliance", "state", "last_sync"} & names)
 
 
-def _read_csv(text: str, member: str, diags: Diagnostics) -> tuple[list[str], list[tuple[int, list[str]]]]:
+Rows = list[tuple[int, list[str]]]  # (line where the record starts, fields)
+
+
+def _read_csv(text: str, member: str, diags: Diagnostics) -> tuple[list[str], Rows]:
     """Header keys and (start line, fields) per record, salvaging around broken quoting.
 
     A record that runs to the end of the file with an odd number of quotes, runs over
@@ -114,7 +118,7 @@ def _read_csv(text: str, member: str, diags: Diagnostics) -> tuple[list[str], li
     if lines[-1] == "\n":
         lines.pop()
     delimiter = _delimiter(_header_line(text[:65536]))
-    records: list[tuple[int, list[str]]] = []
+    records: Rows = []
     broken: list[int] = []
     pos = 0
     while pos < len(lines):
@@ -304,12 +308,7 @@ def _sniff_events_text(head: str, member: str) -> bool:
 
 def _parse_events_text(text: str, member: str, ctx: ParseContext) -> Parsed:
     diags = Diagnostics()
-    lines = (
-        pl.DataFrame({"text": [text]}, schema={"text": pl.Utf8})
-        .select(pl.col("text").str.split("\n")).explode("text")
-        .with_row_index("line", offset=1)
-        .with_columns(pl.col("line").cast(pl.Int64), pl.col("text").str.strip_suffix("\r"))
-    )
+    lines = split_lines(text)
     label_key = pl.col("text").str.replace_all(r"[\W_]+", "").str.to_lowercase()
     lines = lines.with_columns(
         label=pl.when(pl.col("text").str.len_chars() < 40)
@@ -325,7 +324,8 @@ def _parse_events_text(text: str, member: str, ctx: ParseContext) -> Parsed:
         lines.filter(pl.col("label").is_null() & pl.col("owner").is_not_null())
         .group_by("owner").agg(value=pl.col("text").str.join("\n").str.strip_chars())
     )
-    fields = labels.join(values, left_on="line", right_on="owner", how="left")
+    fields = labels.join(values, left_on="line", right_on="owner", how="left",
+                         maintain_order="left")
     unparsed = lines.filter(pl.col("owner").is_null() & (pl.col("text").str.strip_chars() != ""))
     if fields.height == 0:
         frame = _NO_ROWS
