@@ -297,14 +297,16 @@ class Bundle:
                 points[family] += [v for v in (frame[c].min(), frame[c].max()) if v is not None]
         return {f: (min(p), max(p)) for f, p in points.items() if p}
 
-    def covers(self, source: str, since: datetime) -> bool:
-        """Whether `source` was logging at `since` (the gateway: whether it had started by then;
-        a gateway log that stops before is silence, not a gap in coverage)."""
+    def covers(self, source: str, since: datetime, until: datetime) -> bool:
+        """Whether `source` was logging over the failure [since, until]. The gateway must have
+        started by `since`: a gateway log that stops before is silence, not missing coverage."""
         family = _family(source)
         if not self.has_source(source) or family not in self.spans:
             return False
         first, last = self.spans[family]
-        return first <= since and (family == "gateway_log" or last >= since)
+        if family == "gateway_log":
+            return first <= since
+        return first <= until and last >= since
 
     def has_source(self, source: str) -> bool:
         if source in VCENTER:
@@ -757,7 +759,7 @@ def judge(b: Bundle, f: Failure, diags: Diagnostics) -> Judgement:
         findings, checked = [], not cause.evidence
         for eid in cause.evidence:
             sources = _evidence_sources(b, eid)
-            if any(b.covers(s, since) for s in sources):
+            if any(b.covers(s, since, f.ts) for s in sources):
                 checked = True
             else:
                 unchecked.setdefault(cause.id, set()).update(sources)

@@ -317,3 +317,378 @@ def test_error_of_another_vm_does_not_make_a_verdict_for_this_one():
     assert {v["vm"] for v in decision.verdicts} == {"APP02"}
     health = {v["vm"]: v["health"] for v in decision.vms}
     assert health == {"APP01": "healthy", "APP02": "warning"}
+
+
+# --- vm and host scope detectors -------------------------------------------------------------------
+
+def another_task_bundle(skew_minutes: float = 0, backup: tuple[float, float] = (95, 130)):
+    """APP01's cycle 4 fails with 'Another task is already in progress' while a backup snapshot runs.
+    vCenter times are written `skew_minutes` ahead of the appliance clock."""
+    gw = quiet_log(260)
+    gw.add(0, "vcenter_connected", "Connected to vCenter. vcenter=vcsa01 user=svc-migrate@vsphere.local")
+    for n, start in enumerate((0, 60)):
+        gw.cycle("APP01", n + 1, start, start + 20, vm_id="vm-1")
+    gw.cycle("APP01", 4, 120, None, vm_id="vm-1", state="CreatingSnapshot")
+    gw.add(121, None, "An internal error occurred. [Another task is already in progress]", level="Error", vm="APP01")
+    error_line = gw.rows[-1]["line"]
+    sort_log(gw)
+    s = skew_minutes
+    tasks = [task("task-1", "createSnapshot", 0.1 + s, 0.5 + s, line=10, initiator="svc-migrate@vsphere.local"),
+             task("task-2", "createSnapshot", 60.1 + s, 60.5 + s, line=20, initiator="svc-migrate@vsphere.local"),
+             task("task-3", "createSnapshot", backup[0] + s, backup[1] + s, line=30, initiator="CONTOSO\\svc-backup"),
+             task("task-4", "createSnapshot", 120.1 + s, 120.2 + s, line=40, outcome="failed",
+                  fault_type="vim.fault.TaskInProgress", initiator="svc-migrate@vsphere.local")]
+    matches = [hit("internal_another_task_in_progress", 121, kind="error", line=error_line, vm="APP01")]
+    return gw, tasks, matches
+
+
+def test_overlapping_task_of_another_initiator_is_the_conflict():
+    gw, tasks, matches = another_task_bundle()
+    decision, _ = analyze(gw, matches=matches, tasks=tasks)
+    verdict = only(decision)
+    assert (verdict["cause"], verdict["confidence"]) == ("conflicting_vcenter_task", "high")
+    [entry] = [e for e in verdict["evidence"] if e["evidence"] == "detect.overlapping_task"]
+    assert entry["line"] == 30 and "svc-backup" in entry["text"]
+    assert verdict["outage"] is None and not decision.outages
+    assert [t["task_id"] for t in decision.vms[0]["tasks"]] == ["task-1", "task-2", "task-3", "task-4"]
+
+
+def test_backup_snapshot_that_does_not_overlap_the_cycle_explains_nothing():
+    gw, tasks, matches = another_task_bundle(backup=(70, 90))
+    decision, _ = analyze(gw, matches=matches, tasks=tasks)
+    assert verdicts(decision) == {("APP01", "internal_another_task_in_progress", "undetermined")}
+
+
+@pytest.mark.parametrize("skew", [-3, 3])
+def test_three_minutes_of_clock_skew_change_no_verdict(skew):
+    gw, tasks, matches = another_task_bundle(skew_minutes=0)
+    plain, _ = analyze(gw, matches=matches, tasks=tasks)
+    gw, tasks, matches = another_task_bundle(skew_minutes=skew, backup=(119, 125))  # overlaps only once corrected
+    skewed, diags = analyze(gw, matches=matches, tasks=tasks)
+    assert verdicts(skewed) == verdicts(plain) == {("APP01", "internal_another_task_in_progress",
+                                                    "conflicting_vcenter_task")}
+    assert any(d.code == "clock-skew" and f"{skew * 60:+.0f} s" in d.message for d in diags.items)
+
+
+def test_task_timeout_evidence_signature_on_the_same_vm():
+    gw, tasks, matches = another_task_bundle(backup=(70, 90))
+    timed_out = hit("task_timed_out", 110, "vcenter_tasks", vm_id="vm-1", line=50,
+                    text="vim.VirtualMachine.consolidateDisks: vim.fault.Timedout")
+    decision, _ = analyze(gw, matches=[*matches, timed_out], tasks=tasks)
+    assert verdicts(decision) == {("APP01", "internal_another_task_in_progress", "vcenter_task_timeout")}
+
+
+def snapshot_hung_bundle(progress: int | None, end: float | None, vcenter_until: float = 300):
+    gw = quiet_log(200)
+    gw.cycle("APP01", 1, 0, 20, vm_id="vm-1")
+    gw.cycle("APP01", 2, 60, 150, "failed", vm_id="vm-1", state="CreatingSnapshot",
+             text="An internal error occurred. [Generate Snapshot Hung]")
+    m = hit("internal_generate_snapshot_hung", 150, kind="error", line=gw.rows[-1]["line"], vm="APP01")
+    tasks = [task("task-1", "createSnapshot", 0.1, 0.5, line=10),
+             task("task-2", "createSnapshot", 60.1, end, line=20, progress=progress,
+                  progress_ts=at(62), outcome="failed" if end else "running"),
+             task("task-9", "reconfigure", vcenter_until, vcenter_until + 1, vm_id="vm-2", line=90)]
+    return sort_log(gw), tasks, [m]
+
+
+@pytest.mark.parametrize("progress,end", [(99, 150), (95, None), (None, None)])
+def test_snapshot_task_stuck_at_95_99_or_never_ending(progress, end):
+    gw, tasks, matches = snapshot_hung_bundle(progress, end)
+    verdict = only(analyze(gw, matches=matches, tasks=tasks)[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("snapshot_creation_stuck", "high")
+    assert any(e["evidence"] == "detect.snapshot_task_stuck" and e["line"] == 20 for e in verdict["evidence"])
+
+
+def test_single_cause_without_evidence_is_that_cause_with_low_confidence():
+    gw, tasks, matches = snapshot_hung_bundle(100, 61)
+    verdict = only(analyze(gw, matches=matches, tasks=tasks)[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("snapshot_creation_stuck", "low")
+    assert verdict["remediation"] == ["fix snapshot_creation_stuck"]
+
+
+def test_vcenter_log_that_does_not_cover_the_failure_gives_undetermined():
+    gw, tasks, matches = snapshot_hung_bundle(100, 61)
+    tasks = [task("task-9", "reconfigure", 400, 401, vm_id="vm-2", line=90)]  # vCenter log starts later
+    decision, diags = analyze(gw, matches=matches, tasks=tasks)
+    assert verdicts(decision) == {("APP01", "internal_generate_snapshot_hung", "undetermined")}
+    assert any(d.code == "source-does-not-cover" and d.location == "vcenter" for d in diags.items)
+
+
+def test_missing_vcenter_source_is_not_evaluated_and_not_concluded():
+    gw, _, matches = snapshot_hung_bundle(100, 61)
+    decision, diags = analyze(gw, matches=matches, sources={"gateway_log", "portal_events"})
+    assert verdicts(decision) == {("APP01", "internal_generate_snapshot_hung", "undetermined")}
+    assert {"signature": "detect.snapshot_task_stuck", "source": "vcenter_tasks"} in decision.not_evaluated
+    assert {"signature": "task_timed_out", "source": "vcenter_tasks"} in decision.not_evaluated
+    assert not any(n["source"] == "gateway_log" for n in decision.not_evaluated)
+
+
+def low_rate_bundle(rate: float, connectivity: bool = False):
+    gw = quiet_log(200)
+    gw.cycle("APP01", 1, 0, 20, vm_id="vm-1")
+    m = failed_upload(gw, "APP01", 2, 60, 150, rate=rate, uploaded=10_000_000)
+    matches = [m]
+    if connectivity:  # in the 6 h throttling window, not in the 3 h window of the storage cause
+        matches.append(hit("cache_storage_unreachable", -40, line=800))
+    return sort_log(gw), matches
+
+
+def test_low_read_rate_without_connectivity_failures_is_throttling():
+    gw, matches = low_rate_bundle(rate=0.8)
+    verdict = only(analyze(gw, matches=matches)[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("vcenter_read_throttled", "medium")
+    [entry] = [e for e in verdict["evidence"] if e["evidence"] == "detect.low_read_rate"]
+    assert "0.80 MB/s" in entry["note"]
+
+
+def test_low_rate_is_not_throttling_when_connectivity_failed_in_the_window():
+    gw, matches = low_rate_bundle(rate=0.8, connectivity=True)
+    assert verdicts(analyze(gw, matches=matches)[0]) == {("APP01", "disk_upload_timed_out", "undetermined")}
+
+
+def test_normal_rate_is_not_throttling():
+    gw, matches = low_rate_bundle(rate=40.0)
+    assert verdicts(analyze(gw, matches=matches)[0]) == {("APP01", "disk_upload_timed_out", "undetermined")}
+
+
+def parallel_disks_bundle(disks_on_host: int):
+    gw = quiet_log(200)
+    gw.cycle("APP01", 1, 0, 20, vm_id="vm-1")
+    gw.cycle("APP02", 1, 55, 120, vm_id="vm-2", disks=disks_on_host - 2)
+    gw.cycle("APP01", 2, 60, 100, "failed", vm_id="vm-1", disks=2,
+             text="An internal error occurred. [Memory allocation failed. Out of memory.]")
+    m = hit("internal_memory_allocation_failed", 100, kind="error", line=gw.rows[-1]["line"], vm="APP01")
+    return sort_log(gw), [m]
+
+
+def test_more_than_eight_disks_at_once_on_the_host_exhausts_nfc():
+    gw, matches = parallel_disks_bundle(10)
+    verdict = only(analyze(gw, matches=matches)[0])
+    assert verdict["cause"] == "nfc_buffer_exhausted" and verdict["confidence"] == "high"
+    assert "10 disks uploading at once on host esx01.contoso.local" in verdict["evidence"][0]["note"]
+
+
+def test_eight_disks_at_once_is_within_the_limit():
+    gw, matches = parallel_disks_bundle(8)
+    verdict = only(analyze(gw, matches=matches)[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("nfc_buffer_exhausted", "low")  # single cause
+
+
+def test_nfc_allocation_failure_on_another_host_is_not_evidence():
+    gw, matches = parallel_disks_bundle(4)
+    other = hit("nfc_allocation_failed", 90, line=801, host="esx09.contoso.local")
+    same = hit("nfc_allocation_failed", 90, line=802, host="ESX01")
+    assert only(analyze(gw, matches=[*matches, other])[0])["confidence"] == "low"
+    verdict = only(analyze(gw, matches=[*matches, same])[0])
+    assert verdict["confidence"] == "high" and verdict["evidence"][0]["line"] == 802
+
+
+@pytest.mark.parametrize("version,cause,confidence", [
+    ("6.7.0", "vddk_known_issue", "high"), ("7.0.3", "undetermined", "low"), (None, "vddk_known_issue", "low")])
+def test_vddk_version_confirms_or_rules_out_the_known_issue(version, cause, confidence):
+    gw = quiet_log(100)
+    if version:
+        gw.add(0, "vddk", f"VDDK initialised. version={version} build=8250137", version=version)
+    gw.cycle("APP01", 1, 10, 40, "failed", vm_id="vm-1", text="An internal error occurred. [Server Refused Connection]")
+    m = hit("internal_server_refused_connection", 40, kind="error", line=gw.rows[-1]["line"], vm="APP01")
+    verdict = only(analyze(sort_log(gw), matches=[m])[0])
+    assert (verdict["cause"], verdict["confidence"]) == (cause, confidence)
+
+
+def test_fallback_cause_without_evidence_and_relocate_with_evidence():
+    gw = quiet_log(100)
+    gw.cycle("APP01", 1, 10, 40, "failed", vm_id="vm-1", text="Encountered an error while trying to fetch changed blocks")
+    m = hit("changed_blocks_fetch_failed", 40, kind="error", line=gw.rows[-1]["line"], vm="APP01")
+    tasks = [task("task-1", "createSnapshot", 10.1, 10.5, line=10)]
+    assert verdicts(analyze(sort_log(gw), matches=[m], tasks=tasks)[0]) == {
+        ("APP01", "changed_blocks_fetch_failed", "cbt_reset_or_corrupt")}
+    relocate = hit("vm_relocated", -600, "vcenter_tasks", vm_id="vm-1", line=5)
+    tasks.append(task("task-0", "relocate", -600, -590, line=5))
+    verdict = only(analyze(sort_log(gw), matches=[m, relocate], tasks=tasks)[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("cbt_reset_by_storage_vmotion", "medium")
+
+
+# --- Key Vault: no VM owns it ------------------------------------------------------------------------
+
+KV_TEXT = ("Key Vault operation failed. Operation: Configure managed storage account, Key Vault: kv-migrate01, "
+           "Storage Account: migratelsa1 failed")
+
+
+def key_vault_bundle(first_user: str | None, failing_user: str | None):
+    gw = quiet_log(60)
+    portal = [portal_event(5, "APP01", None, "Enable replication started", 2, severity="Information",
+                           event="Enable replication", initiated_by=first_user),
+              portal_event(20, "APP01", None, KV_TEXT, 3, initiated_by=failing_user)]
+    matches = [hit("key_vault_operation_failed", 20, "portal_events", "error", line=3, vm="APP01", text=KV_TEXT)]
+    return gw, portal, matches
+
+
+@pytest.mark.parametrize("first,failing,cause", [
+    ("admin@contoso.com", "partner_fabrikam.com#EXT#@contoso.onmicrosoft.com", "csp_remote_user"),
+    ("alice@contoso.com", "bob@contoso.com", "access_policy_missing_for_user"),
+    ("alice@contoso.com", "alice@contoso.com", "undetermined"),
+    (None, None, "undetermined"),
+])
+def test_key_vault_failure_cause_follows_the_initiating_user(first, failing, cause):
+    gw, portal, matches = key_vault_bundle(first, failing)
+    verdict = only(analyze(gw, matches=matches, portal=portal)[0])
+    assert (verdict["vm"], verdict["error"], verdict["cause"]) == (None, "key_vault_operation_failed", cause)
+    if cause != "undetermined":
+        assert any(e["text"] == f"Initiated by {failing}" for e in verdict["evidence"])
+
+
+# --- end of the bundle: stalled and slow -------------------------------------------------------------
+
+def test_no_cycle_completed_for_longer_than_the_schedule_is_stalled():
+    gw = quiet_log(600)
+    for n, start in enumerate((0, 60, 120)):
+        gw.cycle("APP01", n + 1, start, start + 20, vm_id="vm-1")
+    gw.cycle("APP02", 1, 540, 560, vm_id="vm-2")
+    decision, _ = analyze(sort_log(gw))
+    verdict = only(decision)
+    assert (verdict["vm"], verdict["error"], verdict["cause"]) == ("APP01", "replication_stalled", "undetermined")
+    assert verdict["severity"] == "critical"
+    assert verdict["first_seen"] == "2024-05-14T11:20:00Z"  # due one hour after the last cycle ended
+    health = {v["vm"]: v["health"] for v in decision.vms}
+    assert health == {"APP01": "critical", "APP02": "healthy"}
+
+
+def test_stall_within_the_schedule_is_not_stalled():
+    gw = quiet_log(230)
+    for n, start in enumerate((0, 60, 120)):
+        gw.cycle("APP01", n + 1, start, start + 20, vm_id="vm-1")
+    assert analyze(sort_log(gw))[0].verdicts == []
+
+
+def test_stall_explained_by_the_appliance_going_silent():
+    gw = GatewayLog()
+    gw.heartbeats(0, 150)
+    for n, start in enumerate((0, 60, 120)):
+        gw.cycle("APP01", n + 1, start, start + 20, vm_id="vm-1")
+    portal = [portal_event(600, "APP02", None, "Some later event", 2, severity="Information")]
+    decision, _ = analyze(sort_log(gw), portal=portal)
+    verdict = only(decision)
+    assert (verdict["error"], verdict["cause"]) == ("replication_stalled", "appliance_down")
+    assert verdict["outage"] == "outage-1" and decision.outages[0]["vms"] == ["APP01"]
+
+
+def test_stall_after_an_error_is_the_errors_verdict_only():
+    gw = quiet_log(600)
+    gw.cycle("APP01", 1, 0, 20, vm_id="vm-1")
+    m = failed_upload(gw, "APP01", 2, 60, 100)
+    assert {v["error"] for v in analyze(sort_log(gw), matches=[m])[0].verdicts} == {"disk_upload_timed_out"}
+
+
+def slow_bundle(last_rate: float, queued: int = 0, duration: float = 20):
+    gw = GatewayLog()
+    gw.heartbeats(0, 320, active=4 if queued else 1, queued=queued)
+    for n, start in enumerate((0, 60, 120, 180)):
+        gw.cycle("APP01", n + 1, start, start + 20, vm_id="vm-1", rate=40.0, uploaded=2_400_000_000)
+    gw.cycle("APP01", 5, 240, 240 + duration, vm_id="vm-1", rate=last_rate,
+             uploaded=int(2_400_000_000 * min(1.0, last_rate / 40.0)))
+    return sort_log(gw)
+
+
+def test_cycle_far_slower_than_the_vms_median_is_slow_replication():
+    decision, _ = analyze(slow_bundle(last_rate=5.0))
+    verdict = only(decision)
+    assert (verdict["error"], verdict["cause"], verdict["severity"]) == ("slow_replication", "undetermined", "warning")
+    assert verdict["cycles"] == ["APP01#5"]
+    assert decision.vms[0]["health"] == "warning"
+
+
+def test_slow_cycle_while_the_appliance_queues_cycles_is_overload():
+    verdict = only(analyze(slow_bundle(last_rate=5.0, queued=3))[0])
+    assert (verdict["error"], verdict["cause"]) == ("slow_replication", "appliance_overloaded")
+    assert any(e["evidence"] == "detect.appliance_saturated" and "queuedCycles=3" in e["text"]
+               for e in verdict["evidence"])
+
+
+def test_cycle_five_times_longer_than_usual_is_slow():
+    assert verdicts(analyze(slow_bundle(last_rate=40.0, duration=100))[0]) == {
+        ("APP01", "slow_replication", "undetermined")}
+
+
+def test_usual_cycles_are_not_slow():
+    assert analyze(slow_bundle(last_rate=30.0))[0].verdicts == []
+
+
+# --- grouping, severity, health ---------------------------------------------------------------------
+
+def test_repeated_lines_of_one_failure_and_two_failed_cycles_make_one_verdict():
+    gw = quiet_log(200)
+    gw.cycle("APP01", 1, 0, 20, vm_id="vm-1")
+    m1 = failed_upload(gw, "APP01", 2, 60, 100)
+    gw.add(99, None, UPLOAD_TEXT, level="Error", vm="APP01")
+    m_plain = hit("disk_upload_timed_out", 99, kind="error", line=gw.rows[-1]["line"], vm="APP01")
+    m_portal = hit("disk_upload_timed_out", 101, "portal_events", "error", line=2, vm="APP01")
+    m2 = failed_upload(gw, "APP01", 3, 120, 160)
+    portal = [portal_event(101, "APP01", "1011", UPLOAD_TEXT, 2)]
+    decision, _ = analyze(sort_log(gw), matches=[m1, m_plain, m_portal, m2], portal=portal)
+    verdict = only(decision)
+    assert verdict["cycles"] == ["APP01#2", "APP01#3"]
+    assert (verdict["first_seen"], verdict["last_seen"]) == ("2024-05-14T09:39:00Z", "2024-05-14T10:40:00Z")
+    vm = decision.vms[0]
+    assert (vm["health"], vm["consecutive_failures"]) == ("critical", 2)
+    assert [c["error"] for c in vm["cycles"]] == [None, "disk_upload_timed_out", "disk_upload_timed_out"]
+
+
+def test_failure_that_recovered_within_the_bundle_is_a_warning():
+    gw = quiet_log(200)
+    m = failed_upload(gw, "APP01", 1, 0, 40)
+    gw.cycle("APP01", 2, 60, 80, vm_id="vm-1")
+    decision, _ = analyze(sort_log(gw), matches=[m])
+    assert only(decision)["severity"] == "warning"
+    assert decision.vms[0]["health"] == "healthy" and decision.vms[0]["consecutive_failures"] == 0
+
+
+def test_failed_cycle_no_signature_matched_is_named_by_its_unique_error_id():
+    gw = quiet_log(100)
+    gw.cycle("APP01", 1, 0, 40, "failed", vm_id="vm-1", error_id="1011", error="DiskUploadTimedOut", text="?")
+    gw.cycle("APP02", 1, 0, 40, "failed", vm_id="vm-2", error_id="9999", error="Mystery", text="?")
+    decision, diags = analyze(sort_log(gw))
+    assert verdicts(decision) == {("APP01", "disk_upload_timed_out", "undetermined")}
+    assert [d.code for d in diags.items] == ["unrecognised-error"]
+
+
+# --- the document ---------------------------------------------------------------------------------
+
+def test_document_matches_the_json_schema():
+    gw, matches = service_outage_bundle()
+    _, portal, kv = key_vault_bundle("a@contoso.com", "b@contoso.com")
+    decision, _ = analyze(gw, matches=[*matches, *kv], portal=portal)
+    doc = document(decision)
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
+    assert decision.verdicts and decision.outages and decision.vms
+
+
+def test_schema_rejects_what_the_contract_forbids():
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    gw, matches = service_outage_bundle()
+    doc = document(analyze(gw, matches=matches)[0])
+    bad_time = json.loads(json.dumps(doc))
+    bad_time["verdicts"][0]["first_seen"] = "2024-05-14 10:00:00"
+    bad_health = json.loads(json.dumps(doc))
+    bad_health["vms"][0]["health"] = "Normal"
+    missing = json.loads(json.dumps(doc))
+    del missing["verdicts"][0]["cause"]
+    for broken in (bad_time, bad_health, missing):
+        assert not validator.is_valid(broken)
+
+
+def test_two_runs_give_the_same_bytes():
+    def once():
+        gw, matches = service_outage_bundle()
+        _, portal, kv = key_vault_bundle("a@contoso.com", "b@contoso.com")
+        return json.dumps(document(analyze(gw, matches=[*kv, *reversed(matches)], portal=portal)[0]), sort_keys=False)
+    assert once() == once()
+
+
+def test_lists_are_sorted():
+    gw, matches = service_outage_bundle()
+    decision, _ = analyze(gw, matches=list(reversed(matches)))
+    assert [v["vm"] for v in decision.verdicts] == sorted(v["vm"] for v in decision.verdicts)
+    assert [v["vm"] for v in decision.vms] == ["APP01", "APP02"]
+    for verdict in decision.verdicts:
+        keys = [(e["ts"], e["source"], e["member"], e["line"]) for e in verdict["evidence"]]
+        assert keys == sorted(keys)
