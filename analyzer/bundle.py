@@ -562,7 +562,7 @@ class _Walker:
             self._skip("unsafe-member", f"refused {info.filename!r}: {unsafe}",
                        self._prefix(label) + info.filename)
             return
-        if info.is_dir() or not name:
+        if not name or info.is_dir():
             return
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
         if stat.S_IFMT(mode) and not stat.S_ISREG(mode):

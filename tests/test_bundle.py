@@ -517,6 +517,43 @@ def test_unreadable_nested_archive_is_one_diagnostic(tmp_path):
     assert [d.location for d in diags.items] == ["inner.zip"]
 
 
+def _fuzz_seeds() -> dict[str, bytes]:
+    inner = zip_bytes([("a.log", log_text("a")), ("b.log.gz", gzip.compress(log_text("b")))])
+    members = [("x.log", log_text("x")), ("in.zip", inner), ("r.gz", gzip.compress(b"r\n" * 99))]
+    return {"zip": zip_bytes(members), "tar": tar_bytes(members),
+            "tgz": tar_bytes(members, gz=True), "gz": gzip.compress(log_text("g"))}
+
+
+FUZZ_SEEDS = _fuzz_seeds()
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted(FUZZ_SEEDS)),
+       flips=st.lists(st.tuples(st.integers(0, 2**20), st.integers(0, 255)), max_size=8),
+       keep=st.integers(1, 2**20))
+def test_damaged_archives_never_crash(tmp_path_factory, kind, flips, keep):
+    """Flipped bytes and cut files give diagnostics or UnusableBundle, never another error."""
+    raw = bytearray(FUZZ_SEEDS[kind])
+    for at, value in flips:
+        raw[at % len(raw)] = value
+    path = write(tmp_path_factory.getbasetemp() / "fuzzed.bin", bytes(raw[:keep]))
+    try:
+        members, _ = walk(path, Limits(max_total_bytes=2**26))
+    except unusable():
+        return
+    assert all(isinstance(m.data, bytes) for m in members)
+
+
+def test_zip_entry_with_empty_name_is_ignored(tmp_path):
+    path = tmp_path / "case.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"no name\n")
+        zf.writestr("ok.log", b"ok\n")
+    members, diags = walk(path)
+    assert [m.path for m in members] == ["ok.log"]
+    assert diags.items == []
+
+
 # --- unusable bundles -------------------------------------------------------------------------
 
 
