@@ -9,8 +9,8 @@
 
 Names compare case-insensitively. MoRefs are only unique within one vCenter, so with several
 vCenters in the bundle a MoRef is qualified by its vCenter. vCenters are compared by their first
-DNS label, lowercased: the gateway names `vcsa01.contoso.local` where a vc-support archive says
-`vcsa01`.
+DNS label, lowercased (`vcenter_key`): the gateway names `vcsa01.contoso.local` where the
+vc-support archive is `vc-vcsa01-2024-05-14--10.21-12345.tgz`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ _VM_IN_VPXD = r"vim\.VirtualMachine:(?P<moref>vm-\d+),(?P<name>[^\]]+)\]"
 
 
 def vcenter_key(expr: pl.Expr) -> pl.Expr:
-    """`VCSA01.contoso.local` -> `vcsa01`; IP addresses stay whole."""
-    text = expr.str.strip_chars().str.to_lowercase()
+    """`VCSA01.contoso.local` -> `vcsa01`; a vc-support archive stem
+    `vc-vcsa01.contoso.local-2024-05-14--10.21-12345` -> `vcsa01`; IP addresses stay whole."""
+    text = (expr.str.strip_chars().str.to_lowercase()
+            .str.replace(r"^vc-(.+?)-\d{4}-\d{2}-\d{2}(?:--.*)?$", "${1}"))
     return (pl.when(text.str.contains(r"^\d+\.\d+\.\d+\.\d+$")).then(text)
             .otherwise(text.str.extract(r"^([^.]+)", 1)))
 

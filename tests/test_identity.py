@@ -131,3 +131,12 @@ def test_unresolved_diagnostic_is_sampled():
     (diag,) = diags.items
     assert diag.code == "unresolved-moref" and diag.message.startswith("50 VM MoRefs")
     assert "and 40 more" in diag.message
+
+
+def test_gateway_fqdn_and_vc_support_archive_name_are_one_vcenter():
+    ids, diags = build(
+        gateway_log=gateway((1, "APP01", "vm-1042", "vcsa01.contoso.local", None)),
+        vcenter_tasks=vpxd_tasks((3, "vm-1042", "vc-vcsa01-2024-05-14--10.21-12345", None)),
+    )
+    assert rows(ids) == [("app01", "APP01", "vm-1042", "vcsa01.contoso.local", None)]
+    assert diags.items == []
