@@ -649,14 +649,18 @@ class _Walker:
             problems: list[str] = []
             try:
                 tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=_recording_tarinfo(problems))
-            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            except (_ArchiveLimit, _StopWalk):
+                raise
+            except Exception as exc:  # any malformed first header
                 damage = gz.damage if gz is not None and gz.damage else str(exc)
                 return f"unreadable tar ({damage})"
             with tf:
                 while True:
                     try:
                         info = tf.next()
-                    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                    except (_ArchiveLimit, _StopWalk):
+                        raise
+                    except Exception as exc:  # a damaged header: the members before it stand
                         problems.append(str(exc))
                         break
                     if info is None:
