@@ -18,6 +18,11 @@ Choices worth knowing:
 - A bundle that yields no member at all (empty zip, empty directory, everything refused or
   unreadable) raises `UnusableBundle`: there is nothing to analyze.
 - Directory bundles: symlinks, devices and fifos are refused, never followed or opened.
+- Depth: the bundle itself is depth 0, an archive inside it depth 1, and so on to max_depth.
+- Diagnostic codes: unsafe-member, encrypted-member, unsupported-member, decompression-limit,
+  too-many-members, nesting-too-deep, archive-truncated, archive-damaged, member-corrupt,
+  member-truncated, member-unreadable, duplicate-member; decode adds decoded-as-cp1252,
+  decode-errors, nul-bytes.
 """
 
 from __future__ import annotations
