@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import datetime, timezone
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -332,6 +333,12 @@ def test_each_form_is_claimed_by_exactly_one_source():
 ])
 def test_other_content_is_not_claimed(text):
     assert claimed_by(text) == []
+
+
+@pytest.mark.parametrize("path", sorted(Path("/work/shared/real-samples").glob("*.log")),
+                         ids=lambda p: p.name)
+def test_real_vcenter_logs_are_not_claimed(path):
+    assert claimed_by(path.read_text(encoding="utf-8", errors="replace")) == []
 
 
 def test_binary_junk_never_crashes():
