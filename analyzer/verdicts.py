@@ -189,8 +189,7 @@ def _rows(frame: pl.DataFrame) -> list[dict]:
 def _same_host(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
-    a, b = a.lower(), b.lower()
-    return a == b or a.split(".")[0] == b.split(".")[0]
+    return a.lower() == b.lower() or _short_host(a) == _short_host(b)
 
 
 class Bundle:
@@ -215,6 +214,16 @@ class Bundle:
         self.matches = self._keyed_matches(matches)
         self.cycles = _rows(result.cycles.sort("start", "cycle", nulls_last=True))
         self.disks = result.disks
+        self.disk_rates: dict[str, list[float]] = defaultdict(list)
+        self.disk_last: dict[str, datetime] = {}
+        for r in _rows(self.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls(),
+                                                        pl.col("last_progress").max())):
+            self.disk_rates[r["cycle"]] = r["rate_mbps"]
+            self.disk_last[r["cycle"]] = r["last_progress"]
+        self.tasks_by_vm: dict[str, list[dict]] = defaultdict(list)
+        for t in _rows(self.tasks.filter(pl.col("vm_key").is_not_null())
+                       .sort("start", "task_id", "member", "line", nulls_last=True)):
+            self.tasks_by_vm[t["vm_key"]].append(t)
 
         self.names = self._names()
         self.hosts = {r["vm_key"]: r["host"] for r in _rows(
@@ -230,7 +239,7 @@ class Bundle:
         by_vm, by_host = defaultdict(list), defaultdict(list)
         for c in ok:
             by_vm[c["vm_key"]].append((c["start"], c["end"]))
-            by_host[(self.host_of(c["vm_key"]) or "").split(".")[0].lower()].append((c["start"], c["end"]))
+            by_host[_short_host(self.host_of(c["vm_key"]))].append((c["start"], c["end"]))
         self.recover_vm = {k: Recoveries(v) for k, v in by_vm.items()}
         self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
 
@@ -407,25 +416,18 @@ class Bundle:
 
     def _host_load(self) -> dict[str, tuple[list[datetime], list[int]]]:
         """Disks uploading at once per ESXi host: change points and the count after each."""
-        disks = self.disks.join(
-            pl.DataFrame([{"cycle": c["cycle"], "_host": self.host_of(c["vm_key"]) or c["host"]}
-                          for c in self.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8}),
-            on="cycle", how="left")
-        load: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
-        for r in _rows(disks.filter(pl.col("_host").is_not_null() & pl.col("first_progress").is_not_null())):
-            end = max(r["last_progress"] or r["first_progress"], r["first_progress"] + timedelta(minutes=1))
-            host = r["_host"].split(".")[0].lower()
-            load[host] += [(r["first_progress"], 1), (end, -1)]
-        out = {}
-        for host, changes in load.items():
-            changes.sort(key=lambda x: (x[0], x[1]))
-            times, counts, n = [], [], 0
-            for ts, d in changes:
-                n += d
-                times.append(ts)
-                counts.append(n)
-            out[host] = (times, counts)
-        return out
+        hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": _short_host(self.host_of(c["vm_key"]) or c["host"])}
+                              for c in self.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8})
+        disks = (self.disks.join(hosts, on="cycle", how="left")
+                 .filter(pl.col("_host").is_not_null() & pl.col("first_progress").is_not_null()))
+        start = pl.col("first_progress")
+        end = pl.max_horizontal(pl.coalesce("last_progress", start), start + pl.duration(minutes=1))
+        changes = (pl.concat([disks.select("_host", start.alias("ts"), pl.lit(1).alias("d")),
+                              disks.select("_host", end.alias("ts"), pl.lit(-1).alias("d"))])
+                   .sort("_host", "ts", "d")
+                   .with_columns(pl.col("d").cum_sum().over("_host").alias("n")))
+        return {host: (group["ts"].to_list(), group["n"].to_list())
+                for (host,), group in changes.group_by("_host", maintain_order=True)}
 
     def _portal_users(self) -> list[dict]:
         return _rows(self.portal.filter(pl.col("initiated_by").is_not_null() & pl.col("ts").is_not_null())
@@ -448,10 +450,14 @@ class Bundle:
         if scope == "appliance":
             index = self.recover_all
         elif scope == "host":
-            index = self.recover_host.get((self.host_of(failure.vm_key) or "").split(".")[0].lower())
+            index = self.recover_host.get(_short_host(self.host_of(failure.vm_key)))
         else:
             index = self.recover_vm.get(failure.vm_key)
         return bool(index and index.between(since, until))
+
+
+def _short_host(host: str | None) -> str | None:
+    return host.split(".")[0].lower() if host else None
 
 
 def _family(source: str) -> str:
@@ -529,8 +535,7 @@ def detect_low_read_rate(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: 
     if c is None:
         return None
     threshold = b.param(f.error, "low_rate_mbps")
-    disks = b.disks.filter(pl.col("cycle") == c["cycle"])
-    rates = [r for r in disks["rate_mbps"].drop_nulls().to_list()]
+    rates = b.disk_rates.get(c["cycle"], [])
     rate = max(rates) if rates else c["rate_mbps"]
     if rate is None or rate >= threshold or not (c["uploaded_bytes"] or rates):
         return None
@@ -553,9 +558,7 @@ def _task_entry(t: dict, evidence: str, note: str) -> Entry:
 
 
 def _vm_tasks(b: Bundle, vm_key: str | None) -> list[dict]:
-    if vm_key is None:
-        return []
-    return _rows(b.tasks.filter(pl.col("vm_key") == vm_key).sort("start", "task_id", nulls_last=True))
+    return b.tasks_by_vm.get(vm_key, []) if vm_key else []
 
 
 def detect_overlapping_task(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: datetime):
@@ -593,7 +596,7 @@ def detect_host_parallel_disks(b: Bundle, f: Failure, cause: Cause, lo: datetime
     host = b.host_of(f.vm_key) or (f.cycle["host"] if f.cycle else None)
     if not host:
         return None
-    times, counts = b.host_load.get(host.split(".")[0].lower(), ([], []))
+    times, counts = b.host_load.get(_short_host(host), ([], []))
     start = f.start or lo
     end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.until)
     i, j = bisect.bisect_right(times, start), bisect.bisect_right(times, end)
@@ -716,6 +719,17 @@ def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: da
     ts = b.sig_ts.get(sig_id, [])
     candidates = b.by_signature.get(sig_id, [])[bisect.bisect_left(ts, lo):bisect.bisect_right(ts, hi)]
     host = b.host_of(f.vm_key) or (f.cycle["host"] if f.cycle else None)
+    if cause.scope == "appliance":
+        # Recovery only gets less likely for later matches: drop the recovered prefix at once.
+        times = [m["ts"] for m in candidates]
+        lo_i, hi_i = 0, bisect.bisect_left(times, f.ts)
+        while lo_i < hi_i:
+            mid = (lo_i + hi_i) // 2
+            if b.recovered("appliance", f, times[mid], f.ts):
+                lo_i = mid + 1
+            else:
+                hi_i = mid
+        candidates = candidates[lo_i:]
     kept = []
     for m in candidates:
         if cause.scope == "vm" and (f.vm_key is None or m["vm_key"] != f.vm_key):
@@ -724,7 +738,7 @@ def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: da
             m_host = m["host"] or b.host_of(m["vm_key"])
             if not (_same_host(m_host, host) or (m_host is None and m["vm_key"] and m["vm_key"] == f.vm_key)):
                 continue
-        if m["ts"] < f.ts and b.recovered(cause.scope, f, m["ts"], f.ts):
+        if cause.scope != "appliance" and m["ts"] < f.ts and b.recovered(cause.scope, f, m["ts"], f.ts):
             continue  # a transient that recovered before the failure
         kept.append(m)
     if not kept:
@@ -929,8 +943,8 @@ def _stall(b: Bundle, vm_key: str) -> tuple[dict, datetime] | None:
     # A cycle still uploading (progress in the last grace period) is slow, not stalled.
     for c in cycles:
         if c["outcome"] == "in_progress" and c["start"] and c["start"] >= last["end"]:
-            seen = [d for d in b.disks.filter(pl.col("cycle") == c["cycle"])["last_progress"].drop_nulls()]
-            if seen and b.end - max(seen) <= grace:
+            seen = b.disk_last.get(c["cycle"])
+            if seen and b.end - seen <= grace:
                 return None
     return last, due
 
@@ -995,12 +1009,9 @@ def _cause_title(b: Bundle, cause: str) -> str:
     return CAUSE_TITLES.get(cause, cause.replace("_", " "))
 
 
-def _summary(b: Bundle, sig: Signature, vm: str | None, host: str | None, cause: str, cycles: list[str],
-             first: datetime, last: datetime, captures: dict[str, str]) -> str:
-    values = _Blank(captures)
-    values.update(vm=vm or "the appliance", host=host or "its host", cause=cause,
-                  cause_title=_cause_title(b, cause), error=sig.id, title=sig.title, count=str(len(cycles)),
-                  cycles=", ".join(cycles), first_seen=iso(first), last_seen=iso(last))
+def _summary(sig: Signature, facts: dict[str, str]) -> str:
+    """The signature's sentence with the facts filled in; captures of the error lines fill the rest."""
+    values = _Blank(facts)
     if sig.summary:
         try:
             return sig.summary.format_map(values)
@@ -1084,11 +1095,19 @@ def _verdicts(b: Bundle, judged: list[Judgement], explains: dict[int, str]) -> l
         entries = [e for j in members for fd in j.findings for e in fd.entries]
         entries += [e for j in members for e in _error_entries(j.failure)]
         vm = b.name_of(vm_key)
+        code = codes[0] if codes else (sig.codes[0] if sig.codes else None)
+        vm_ids = sorted({c["vm_id"] for c in b.cycles_by_vm.get(vm_key, []) if c["vm_id"]})
+        facts = {**_captures(b, occ), "vm": vm or "the appliance", "host": b.host_of(vm_key) or "its host",
+                 "cause": cause, "cause_title": _cause_title(b, cause), "error": error, "title": sig.title,
+                 "error_code": code or "", "count": str(len(cycles)), "cycles": ", ".join(cycles),
+                 "first_seen": iso(first), "last_seen": iso(last)}
+        if vm_ids:
+            facts["vm_id"] = vm_ids[0]
         out.append({
-            "vm": vm, "error": error, "error_code": codes[0] if codes else (sig.codes[0] if sig.codes else None),
+            "vm": vm, "error": error, "error_code": code,
             "cause": cause, "confidence": best.confidence, "severity": severity, "cycles": cycles,
             "first_seen": iso(first), "last_seen": iso(last),
-            "summary": _summary(b, sig, vm, b.host_of(vm_key), cause, cycles, first, last, _captures(b, occ)),
+            "summary": _summary(sig, facts),
             "remediation": list(best.remediation), "references": sorted(sig.references),
             "evidence": _limit(entries), "title": sig.title, "outage": outage,
         })
@@ -1143,7 +1162,7 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
             health = "healthy"
         else:
             health = "unknown"
-        tasks = _rows(b.tasks.filter(pl.col("vm_key") == key).sort("start", "task_id", nulls_last=True))
+        tasks = _vm_tasks(b, key)
         out.append({
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
             "last_successful_cycle_end": iso(last_ok), "consecutive_failures": consecutive,
