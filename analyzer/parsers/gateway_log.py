@@ -74,8 +74,13 @@ EVENTS = (  # message prefix -> event (FORMATS.md section 1)
 
 
 def sniff(head: str, member: str) -> bool:
-    """Several of the first non-empty lines are gateway envelopes (the name is not consulted)."""
-    lines = [line for line in head.splitlines()[: SNIFF_LINES * 20] if line.strip()][:SNIFF_LINES]
+    """Several of the first lines are gateway envelopes (the name is not consulted).
+
+    Indented and `---` lines are skipped: a rotated file may open in the middle of a stack trace.
+    """
+    lines = [line for line in head.splitlines()[: SNIFF_LINES * 20]
+             if line.strip() and not line[0].isspace() and not line.startswith("---")]
+    lines = lines[:SNIFF_LINES]
     hits = sum(1 for line in lines if _HEADER_RE.match(line))
     return hits > 0 and hits >= min(3, len(lines))
 

@@ -273,6 +273,11 @@ def test_sniff_claims_gateway_content_whatever_the_name():
     assert SOURCE.name == "gateway_log" and SOURCE.form == "gateway_log"
 
 
+def test_sniff_claims_a_rotation_that_opens_inside_a_stack_trace():
+    stack = "   at Gateway.Service.Some.Frame()\n" * 80 + "--- End of inner exception stack trace ---\n"
+    assert sniff(stack + LIFECYCLE, "GatewayService.log.3")
+
+
 @pytest.mark.parametrize("path", sorted(REAL_SAMPLES.glob("*.log")), ids=lambda p: p.name)
 def test_sniff_does_not_claim_real_vcenter_logs(path):
     assert not sniff(path.read_text(encoding="utf-8", errors="replace"), path.name)
