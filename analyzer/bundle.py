@@ -112,6 +112,32 @@ def decode(data: bytes, member: str, diags: Diagnostics) -> str:
     return text
 
 
+def peek_root_file(path: Path, name: str, max_bytes: int = 1 << 20) -> bytes | None:
+    """A small file at the bundle root (or in its single top folder), read before the walk.
+
+    Zip and directory bundles only: a tar must be read through to find a member, so there the
+    file is seen in archive order instead.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            for candidate in [path / name, *(p / name for p in sorted(path.iterdir()) if p.is_dir())]:
+                if candidate.is_file() and not candidate.is_symlink():
+                    if candidate.stat().st_size <= max_bytes:
+                        return candidate.read_bytes()
+            return None
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = info.filename.strip("/").split("/")
+                    if parts[-1] == name and len(parts) <= 2 and info.file_size <= max_bytes \
+                            and not info.flag_bits & 0x1:
+                        return zf.read(info)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return None
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a bundle file; of a directory, over its sorted relative paths and contents.
 

@@ -10,12 +10,19 @@ bundle.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
 
+from analyzer import __version__, bundle, cycles, identity, sources, tables, verdicts
+from analyzer import signatures
 from analyzer.diagnostics import Diagnostics
+from analyzer.parsers import vcenter_log
+from analyzer.parsers.timeparse import to_iso
+from analyzer.redact import redact_doc
 
 
 @dataclass(frozen=True)
@@ -38,3 +45,251 @@ class Analysis:
 
 class UnusableBundle(Exception):
     """Nothing in the bundle can be read. The message is one line naming the file and the fix."""
+
+
+# Columns whose presence makes a row worth keeping after matching (see module docstring).
+_KEEP_LEVELS = {
+    "gateway_log": ("Warning", "Error", "Critical"),
+    "vcenter_log": ("warning", "error"),
+}
+_SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter_log",
+                  "vcenter_events", "vcenter_tasks")
+_ROOT_CONFIG = "bundle.toml"
+# Tables matched member by member; vCenter tasks are matched once paired across rotations.
+_MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
+
+
+def _reduce(table: str, frame: pl.DataFrame, matched_lines: pl.Series) -> pl.DataFrame:
+    """The rows later stages use: structured events, warnings and worse, matched rows."""
+    if table == "gateway_log":
+        keep = (pl.col("event").is_not_null() | pl.col("level").is_in(_KEEP_LEVELS[table])
+                | pl.col("line").is_in(matched_lines.implode()))
+        return frame.filter(keep)
+    if table == "vcenter_log":
+        message = pl.col("message")
+        keep = (message.str.contains("[VpxLRO]", literal=True)
+                | message.str.contains("info.progress", literal=True)
+                | pl.col("level").is_in(_KEEP_LEVELS[table])
+                | pl.col("line").is_in(matched_lines.implode()))
+        return frame.filter(keep)
+    return frame
+
+
+def _activity(source: str, member: str, frame: pl.DataFrame) -> pl.DataFrame:
+    if frame.is_empty():
+        return tables.empty("activity")
+    return (frame.filter(pl.col("ts").is_not_null())
+            .group_by(pl.col("ts").dt.truncate("1m").alias("minute"))
+            .agg(pl.len().cast(pl.Int64).alias("records"))
+            .with_columns(source=pl.lit(source), member=pl.lit(member))
+            .pipe(lambda f: tables.conform("activity", f)))
+
+
+def _read_bundle_config(data: bytes, diags: Diagnostics) -> dict:
+    try:
+        config = tomllib.loads(data.decode("utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        diags.add("warning", "bad-bundle-toml", f"bundle.toml could not be read: {exc}",
+                  _ROOT_CONFIG, "fix the TOML syntax; the zones it sets were not applied")
+        return {}
+    known = {"appliance_tz", "portal_tz", "vcenter_tz", "ticket"}
+    return {k: str(v) for k, v in config.items() if k in known}
+
+
+def _is_root_config(member_path: str) -> bool:
+    """`bundle.toml` at the root, or in the one folder an engineer zipped the bundle in."""
+    return "!/" not in member_path and member_path.count("/") <= 1 and \
+        member_path.rsplit("/", 1)[-1] == _ROOT_CONFIG
+
+
+def _vcenter_of(member: bundle.Member) -> str | None:
+    """Each vc-support archive is one vCenter: name it after its archive."""
+    if member.container is None:
+        return None
+    name = member.container.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
+    for suffix in (".tgz", ".tar.gz", ".tar", ".zip", ".gz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _config_first(members: list[bundle.Member]) -> list[bundle.Member]:
+    return sorted(members, key=lambda m: m.path != _ROOT_CONFIG)
+
+
+@dataclass
+class _Ingested:
+    config: dict
+    parts: dict[str, list[pl.DataFrame]]
+    members: list[dict]
+    stats: dict[str, dict]
+
+
+def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=None) -> _Ingested:
+    """Open, sniff, parse, match and reduce every member, one at a time."""
+    zones = {"appliance_tz": options.appliance_tz, "portal_tz": options.portal_tz,
+             "vcenter_tz": options.vcenter_tz}
+    found = _Ingested(config={}, parts={t: [] for t in (*_SOURCE_TABLES, "matches", "activity")},
+                      members=[], stats={})
+    registry = sources.registry()
+    readable = 0
+    done_bytes = 0
+    early = bundle.peek_root_file(path, _ROOT_CONFIG)
+    if early is not None:  # zones must be known before the first member is parsed
+        found.config = _read_bundle_config(early, diags)
+        for key in zones:
+            zones[key] = zones[key] or found.config.get(key)
+
+    for member in bundle.open_bundle(path, diags):
+        readable += 1
+        done_bytes += len(member.data)
+        if progress:
+            progress(done_bytes, member.path)
+        info = {"member": member.path, "source": None, "form": "unrecognised", "records": 0,
+                "unparsed": 0, "first": None, "last": None}
+        found.members.append(info)
+        if _is_root_config(member.path):
+            if early is None:
+                found.config = _read_bundle_config(member.data, diags)
+                for key in zones:
+                    zones[key] = zones[key] or found.config.get(key)
+                if readable > 1 and any(found.config.get(k) for k in zones):
+                    diags.add("warning", "late-bundle-toml", "bundle.toml comes after other members in "
+                              "this tar; members before it were read without its time zones",
+                              member.path, "put bundle.toml first in the archive, or pass the zones "
+                              "as --appliance-tz/--portal-tz/--vcenter-tz")
+            info.update(source="bundle_config", form="toml", records=len(found.config))
+            continue
+        text = bundle.decode(member.data, member.path, diags)
+        source = sources.sniff(text[: sources.SNIFF_CHARS], member.path, registry)
+        if source is None:
+            continue
+        ctx = sources.ParseContext(vcenter=_vcenter_of(member), **zones)
+        try:
+            parsed = source.parse(text, member.path, ctx)
+        except Exception as exc:  # a parser bug must disable only this member
+            diags.add("error", "parser-failed", f"{source.form} parser failed: {exc!r}", member.path,
+                      "please report this with the member attached")
+            continue
+        diags.extend(parsed.diagnostics)
+        info.update(source=source.name, form=source.form, records=parsed.records,
+                    unparsed=parsed.unparsed, first=parsed.first, last=parsed.last)
+        _add_stats(found.stats, source.name, parsed)
+        for table, frame in parsed.tables.items():
+            if table in ("gateway_log", "vcenter_log"):
+                found.parts["activity"].append(_activity(table, member.path, frame))
+            matched = tables.empty("matches")
+            if table in _MATCHED_PER_MEMBER and frame.height:
+                matched = signatures.match(library, table, frame)
+                found.parts["matches"].append(matched)
+            found.parts[table].append(_reduce(table, frame, matched["line"]))
+
+    if readable == 0:
+        problems = "; ".join(d.message for d in diags.sorted()[:3]) or "it holds no files"
+        raise UnusableBundle(f"{path.name}: nothing in this bundle could be read ({problems})"
+                             " — check that it is the bundle you meant and that it is complete")
+    return found
+
+
+def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis:
+    """Run every stage on one bundle. `progress(done_bytes, member_path)` is called per member."""
+    path = Path(path)
+    diags = Diagnostics()
+    library = signatures.load_library(options.signatures)
+    found = _ingest(path, options, library, diags, progress)
+    return _finish(path, options, library, found, diags)
+
+
+def inspect(path: Path, options: Options = Options(), progress=None) -> dict:
+    """What the bundle holds: members, sources, records, time spans, VMs, diagnostics."""
+    path = Path(path)
+    diags = Diagnostics()
+    library = signatures.load_library(options.signatures)
+    found = _ingest(path, options, library, diags, progress)
+    frames = {name: tables.concat(name, parts) for name, parts in found.parts.items()}
+    frames["vcenter_tasks"] = tables.concat(
+        "vcenter_tasks", [vcenter_log.build_tasks(frames["vcenter_log"], frames["vcenter_events"], diags),
+                          frames["vcenter_tasks"]])
+    ids = identity.build(frames, diags)
+    vms: dict[str, dict] = {}
+    for row in ids.sort("vm_key").iter_rows(named=True):
+        entry = vms.setdefault(row["vm_key"], {"vm": row["vm"], "vm_ids": [], "host": row["host"]})
+        if row["vm_id"] and row["vm_id"] not in entry["vm_ids"]:
+            entry["vm_ids"].append(row["vm_id"])
+    doc = {
+        "bundle": {"name": path.name, "sha256": bundle.file_sha256(path), "ticket": found.config.get("ticket")},
+        "members": [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members],
+        "sources": {name: {**e, "first": to_iso(e["first"]), "last": to_iso(e["last"])}
+                    for name, e in sorted(found.stats.items())},
+        "vms": [vms[k] for k in sorted(vms)],
+        "vcenter_tasks": frames["vcenter_tasks"].height,
+        "diagnostics": [d.as_dict() for d in diags.sorted()],
+    }
+    return redact_doc(doc, options.redact)
+
+
+# The JSON groups vCenter logs and task exports under one source key, as OUTPUT.md does.
+_DOC_SOURCES = ("gateway_log", "portal_events", "vcenter_tasks")
+
+
+def _add_stats(stats: dict[str, dict], source: str, parsed: sources.Parsed) -> None:
+    entry = stats.setdefault(source, {"files": 0, "records": 0, "unparsed": 0, "first": None,
+                                      "last": None})
+    entry["files"] += 1
+    entry["records"] += parsed.records
+    entry["unparsed"] += parsed.unparsed
+    if parsed.first is not None:
+        entry["first"] = min(filter(None, (entry["first"], parsed.first)))
+    if parsed.last is not None:
+        entry["last"] = max(filter(None, (entry["last"], parsed.last)))
+
+
+def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diagnostics) -> Analysis:
+    config, stats = found.config, found.stats
+    frames = {name: tables.concat(name, parts) for name, parts in found.parts.items()}
+    paired = vcenter_log.build_tasks(frames["vcenter_log"], frames["vcenter_events"], diags)
+    frames["vcenter_tasks"] = tables.concat("vcenter_tasks", [paired, frames["vcenter_tasks"]])
+    frames["identities"] = identity.build(frames, diags)
+    if frames["vcenter_tasks"].height:
+        task_matches = signatures.match(library, "vcenter_tasks", frames["vcenter_tasks"])
+        frames["matches"] = tables.concat("matches", [frames["matches"], task_matches])
+    frames["matches"] = frames["matches"].sort(["ts", "member", "line", "signature"], nulls_last=True)
+
+    cycle_result = cycles.build(frames, diags)
+    frames["cycles"] = cycle_result.cycles
+    frames["cycle_disks"] = cycle_result.disks
+    decision = verdicts.decide(frames, cycle_result, library, diags, set(stats))
+
+    doc = {
+        "schema": "bundle-analyzer/analysis/v1",
+        "bundle": {
+            "name": path.name,
+            "sha256": bundle.file_sha256(path),
+            "analyzed_at": to_iso(datetime.now(timezone.utc).replace(microsecond=0)),
+            "analyzer_version": __version__,
+            "ticket": config.get("ticket"),
+            "sources": {name: {**entry, "first": to_iso(entry["first"]), "last": to_iso(entry["last"])}
+                        for name, entry in sorted(stats.items()) if name in _DOC_SOURCES},
+            "missing_sources": sorted(set(_DOC_SOURCES) - set(stats)),
+            "clock_skew": (None if cycle_result.clock_skew is None else
+                           {"seconds": round(cycle_result.clock_skew, 1),
+                            "basis": cycle_result.skew_basis}),
+            "appliance_tz": options.appliance_tz or config.get("appliance_tz"),
+        },
+        "vms": decision.vms,
+        "verdicts": decision.verdicts,
+        "outages": decision.outages,
+        "not_evaluated": decision.not_evaluated,
+        "diagnostics": [d.as_dict() for d in diags.sorted()],
+    }
+    doc = redact_doc(doc, options.redact)
+    members = [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members]
+    if options.dump_tables:
+        _dump(frames, options.dump_tables)
+    return Analysis(doc=doc, tables=frames, members=members, diagnostics=diags)
+
+
+def _dump(frames: dict[str, pl.DataFrame], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        frame.write_parquet(folder / f"{name}.parquet")

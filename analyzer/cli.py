@@ -1,0 +1,268 @@
+"""The `bundle-analyzer` command line: commands, terminal output, exit codes (OUTPUT.md).
+
+Exit codes: 0 analysis done, 1 `--fail-on` threshold reached, 2 usage error, 3 unusable bundle,
+4 invalid signatures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from analyzer import __version__
+
+EXIT_FAIL_ON = 1
+EXIT_USAGE = 2
+EXIT_UNUSABLE = 3
+EXIT_SIGNATURES = 4
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Why is Azure Migrate agentless replication failing? Analyze a support bundle.")
+console = Console(stderr=True)  # stdout stays free for `--json -`
+
+
+def _mount_signatures() -> None:
+    from analyzer.signatures.cli import app as signatures_app
+
+    app.add_typer(signatures_app, name="signatures", help="The signature library: list, show, lint, test.")
+
+
+def _options(signatures: list[Path] | None, appliance_tz, portal_tz, vcenter_tz, redact=True,
+             dump_tables=None):
+    from analyzer.parsers.timeparse import BadZone, zone_offset
+    from analyzer.pipeline import Options
+
+    for flag, value in (("--appliance-tz", appliance_tz), ("--portal-tz", portal_tz),
+                        ("--vcenter-tz", vcenter_tz)):
+        try:
+            zone_offset(value)
+        except BadZone as exc:
+            _usage(f"{flag}: {exc}")
+    return Options(signatures=tuple(signatures or ()), appliance_tz=appliance_tz, portal_tz=portal_tz,
+                   vcenter_tz=vcenter_tz, redact=redact, dump_tables=dump_tables)
+
+
+def _usage(message: str) -> None:
+    console.print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def safe_stem(bundle: Path) -> str:
+    """The bundle's name without archive suffixes, safe as a file name inside the output folder."""
+    name = bundle.resolve().name if bundle.name in ("", ".", "..") else bundle.name
+    for suffix in (".tar.gz", ".tgz", ".zip", ".tar", ".gz"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:120]
+    return cleaned or "bundle"
+
+
+def _write_json(doc: dict, target: str) -> None:
+    text = json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def _run_with_progress(func, bundle: Path, options):
+    """Run a pipeline entry point with a byte progress bar on a terminal."""
+    from analyzer.signatures import SignatureError
+    from analyzer.pipeline import UnusableBundle
+
+    total = bundle.stat().st_size if bundle.is_file() else None
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[member]}", style="dim")]
+    try:
+        with Progress(*columns, console=console, transient=True,
+                      disable=not console.is_terminal) as bar:
+            task = bar.add_task("reading", total=None, member="")
+
+            def progress(done: int, member: str) -> None:
+                bar.update(task, completed=done, member=member[-60:])
+
+            return func(bundle, options, progress)
+    except UnusableBundle as exc:
+        console.print(f"[red]unusable bundle:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_UNUSABLE)
+    except SignatureError as exc:
+        console.print(f"[red]invalid signatures:[/]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_SIGNATURES)
+
+
+@app.command()
+def analyze(
+    bundle: Path = typer.Argument(..., help="zip, tar, tgz, gz or directory"),
+    out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir", help="where the HTML report goes"),
+    json_out: Optional[str] = typer.Option(None, "--json", help="write the analysis JSON here ('-' = stdout)"),
+    signatures: Optional[list[Path]] = typer.Option(None, "--signatures",
+                                                    help="extra signature folder (overrides by id)"),
+    appliance_tz: Optional[str] = typer.Option(None, "--appliance-tz", help="zone of naive gateway times"),
+    portal_tz: Optional[str] = typer.Option(None, "--portal-tz", help="zone of portal display times"),
+    vcenter_tz: Optional[str] = typer.Option(None, "--vcenter-tz", help="zone of vCenter local times"),
+    no_redact: bool = typer.Option(False, "--no-redact", help="show secrets as they are in the logs"),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="critical|warning: exit 1 if found"),
+    dump_tables: Optional[Path] = typer.Option(None, "--dump-tables", help="write stage frames as Parquet"),
+) -> None:
+    """Analyze one bundle: HTML report, optional JSON, summary on the terminal."""
+    from analyzer import pipeline, report
+
+    if fail_on not in (None, "critical", "warning"):
+        _usage("--fail-on takes critical or warning")
+    if not bundle.exists():
+        console.print(f"[red]unusable bundle:[/] {bundle}: no such file or directory", highlight=False)
+        raise typer.Exit(EXIT_UNUSABLE)
+    options = _options(signatures, appliance_tz, portal_tz, vcenter_tz, not no_redact, dump_tables)
+    analysis = _run_with_progress(pipeline.analyze, bundle, options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / f"{safe_stem(bundle)}.html"
+    html_path.write_text(report.render(analysis.doc), encoding="utf-8")
+    if json_out:
+        _write_json(analysis.doc, json_out)
+    _summary(analysis.doc, html_path)
+    if fail_on:
+        worst = {"critical": ("critical",), "warning": ("critical", "warning")}[fail_on]
+        if any(v["severity"] in worst for v in analysis.doc["verdicts"]):
+            raise typer.Exit(EXIT_FAIL_ON)
+
+
+def _summary(doc: dict, html_path: Path) -> None:
+    from collections import Counter
+
+    health = Counter(vm["health"] for vm in doc["vms"])
+    counts = "  ".join(f"{name}: {health.get(name, 0)}" for name in ("critical", "warning", "healthy",
+                                                                      "unknown"))
+    console.print(f"[bold]{doc['bundle']['name']}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False)
+    if doc.get("outages"):
+        for outage in doc["outages"]:
+            console.print(f"[magenta]outage[/] {outage['summary']}", highlight=False, markup=True)
+    table = Table("severity", "VM", "error", "cause", "confidence", "cycles", box=None, pad_edge=False)
+    style = {"critical": "red", "warning": "yellow", "info": "blue"}
+    for v in doc["verdicts"][:15]:
+        table.add_row(f"[{style.get(v['severity'], '')}]{v['severity']}[/]", v["vm"] or "—", v["error"],
+                      v["cause"], v["confidence"], str(len(v["cycles"])))
+    if doc["verdicts"]:
+        console.print(table)
+        if len(doc["verdicts"]) > 15:
+            console.print(f"… and {len(doc['verdicts']) - 15} more verdicts in the report")
+    else:
+        console.print("[green]no failure found[/]")
+    if doc["diagnostics"]:
+        console.print(f"{len(doc['diagnostics'])} diagnostics (see the report)")
+    console.print(f"report: {html_path}", highlight=False)
+
+
+@app.command()
+def inspect(
+    bundle: Path = typer.Argument(...),
+    json_out: Optional[str] = typer.Option(None, "--json", help="write the inventory JSON ('-' = stdout)"),
+    appliance_tz: Optional[str] = typer.Option(None, "--appliance-tz"),
+    portal_tz: Optional[str] = typer.Option(None, "--portal-tz"),
+    vcenter_tz: Optional[str] = typer.Option(None, "--vcenter-tz"),
+) -> None:
+    """What the bundle holds: members, sources, records, unparsed lines, time spans, VMs, diagnostics."""
+    from analyzer import pipeline
+
+    if not bundle.exists():
+        console.print(f"[red]unusable bundle:[/] {bundle}: no such file or directory", highlight=False)
+        raise typer.Exit(EXIT_UNUSABLE)
+    options = _options(None, appliance_tz, portal_tz, vcenter_tz)
+    doc = _run_with_progress(pipeline.inspect, bundle, options)
+    if json_out:
+        _write_json(doc, json_out)
+    if json_out == "-":
+        return
+    table = Table("member", "source", "records", "unparsed", "first", "last", title=doc["bundle"]["name"])
+    for m in doc["members"]:
+        table.add_row(m["member"], m["form"], str(m["records"]), str(m["unparsed"]), m["first"] or "",
+                      m["last"] or "")
+    console.print(table)
+    vms = ", ".join(f"{vm['vm'] or '?'} ({', '.join(vm['vm_ids']) or 'no MoRef'})" for vm in doc["vms"])
+    console.print(f"VMs: {vms or 'none found'}", highlight=False)
+    for d in doc["diagnostics"]:
+        console.print(f"[{'red' if d['severity'] == 'error' else 'yellow'}]{d['severity']}[/] {d['code']}: "
+                      f"{d['message']} ({d['location'] or '-'})", highlight=False)
+
+
+@app.command()
+def batch(
+    inputs: list[str] = typer.Argument(..., help="bundle files, directories or globs"),
+    out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="parallel processes (default: all cores)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT"),
+    signatures: Optional[list[Path]] = typer.Option(None, "--signatures"),
+    no_redact: bool = typer.Option(False, "--no-redact"),
+) -> None:
+    """Many bundles: one report each, a fleet index page, CSV/JSONL/Parquet exports."""
+    from analyzer.batch import run_batch
+
+    if jobs is not None and jobs < 1:
+        _usage("--jobs must be at least 1")
+    options = _options(signatures, None, None, None, not no_redact)
+    result = run_batch(inputs, out_dir, jobs, options, scheduler, console)
+    if result.done == 0 and result.skipped == 0 and not result.failed:
+        _usage("no bundle found in the inputs")
+
+
+@app.command()
+def watch(
+    folder: Path = typer.Argument(..., help="drop folder"),
+    out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir"),
+    signatures: Optional[list[Path]] = typer.Option(None, "--signatures"),
+) -> None:
+    """Analyze each bundle dropped into FOLDER once it is completely written."""
+    from analyzer.watch import watch as run_watch
+
+    if not folder.is_dir():
+        _usage(f"{folder} is not a directory")
+    run_watch(folder, out_dir, _options(signatures, None, None, None), console)
+
+
+@app.command()
+def sample(
+    scenarios: Optional[list[str]] = typer.Argument(None, help="scenario names (see --list)"),
+    out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir"),
+    vms: int = typer.Option(6, "--vms"),
+    days: int = typer.Option(2, "--days"),
+    seed: int = typer.Option(1, "--seed"),
+    size: Optional[str] = typer.Option(None, "--size", help="pad to this much uncompressed log, e.g. 1GiB"),
+    list_: bool = typer.Option(False, "--list", help="list the scenarios"),
+) -> None:
+    """Write generated bundles for the named scenarios."""
+    from analyzer import sample as generator
+
+    if list_:
+        for name, description in generator.list_scenarios():
+            typer.echo(f"{name}\t{description}")
+        return
+    if not scenarios or out_dir is None:
+        _usage("give one or more scenarios and -o DIR (or --list)")
+    try:
+        size_bytes = generator.parse_size(size) if size else None
+        paths = generator.write_bundles(scenarios, out_dir, vms=vms, days=days, seed=seed, size=size_bytes)
+    except ValueError as exc:
+        _usage(str(exc))
+    for path in paths:
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="print the version")) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    _mount_signatures()
+    app()
