@@ -299,9 +299,9 @@
       var tx1 = clampX(X(t[0])), tx2 = Math.max(tx1 + 3, clampX(X(te)));
       var outcomeText = str(t[3]).toLowerCase(), bad = /err|fail|fault/.test(outcomeText) || t[4] >= 0;
       var cls = bad ? "task-bad" : t[1] < 0 ? "task-run" : "task-ok";
-      g.appendChild(svg("path", { "class": cls, d: "M" + tx1 + " " + (y + 18.5) + "H" + tx2, "data-k": "t", "data-v": i, "data-n": n }));
-      if (bad) g.appendChild(svg("path", { "class": "task-bad-end", d: "M" + (tx2 - 3) + " " + (y + 15.5) +
-        "L" + (tx2 + 2) + " " + (y + 18.5) + "L" + (tx2 - 3) + " " + (y + 21.5) + "Z", "data-k": "t", "data-v": i, "data-n": n }));
+      g.appendChild(svg("rect", { "class": cls, x: tx1, y: y + 17, width: tx2 - tx1, height: 4, "data-k": "t", "data-v": i, "data-n": n }));
+      if (bad) g.appendChild(svg("path", { "class": "task-bad-end", d: "M" + (tx2 - 3) + " " + (y + 15) +
+        "L" + (tx2 + 3) + " " + (y + 19) + "L" + (tx2 - 3) + " " + (y + 23) + "Z", "data-k": "t", "data-v": i, "data-n": n }));
     }
     for (n = 0; n < errs.length; n++) {
       var er = errs[n];
@@ -382,8 +382,8 @@
     TL.drawn = [r0, r1];
     drawAxis(tks);
     var vmRows = TL.rows.filter(function (x) { return x.vm !== undefined; }).length;
-    TL.foot.textContent = vmRows + " lane" + (vmRows === 1 ? "" : "s") + " \u00B7 view " + fmtTime(Math.max(0, TL.a)) +
-      " \u2192 " + fmtTime(Math.min(D.t1, TL.b)) + " (" + fmtDuration(TL.b - TL.a) + ")";
+    TL.foot.textContent = vmRows + " lane" + (vmRows === 1 ? "" : "s") + " \u00B7 view " + fmtTime(TL.a) +
+      " \u2192 " + fmtTime(TL.b) + " (" + fmtDuration(TL.b - TL.a) + ")";
   }
 
   var pending = false;
@@ -704,6 +704,14 @@
   window.addEventListener("afterprint", afterPrint);
   var printQuery = window.matchMedia ? window.matchMedia("print") : null;
   if (printQuery && printQuery.addEventListener) printQuery.addEventListener("change", function (q) { if (q.matches) beforePrint(); else afterPrint(); });
+
+  /* sticky offsets below the toolbar, whose height depends on how its controls wrap */
+  var toolbar = document.querySelector(".toolbar");
+  function measureToolbar() {
+    if (toolbar) document.documentElement.style.setProperty("--bar", toolbar.offsetHeight + "px");
+  }
+  window.addEventListener("resize", measureToolbar);
+  measureToolbar();
 
   initTimeline();
   applyFilters();
