@@ -66,7 +66,7 @@ DEFAULTS = {
     "max_disks_per_host": 8.0,
     "slow_rate_fraction": 0.25,
     "slow_duration_factor": 4.0,
-    "min_cycles": 3.0,  # successful cycles needed for a median
+    "min_successful_cycles": 3.0,  # successful cycles needed for a median
     "silence_minutes": 15.0,  # no gateway record for this long is silence (heartbeats every 5 min)
     "stall_grace_minutes": 60.0,  # allowed lateness past the schedule
 }
@@ -211,7 +211,7 @@ class Bundle:
         self.events = corrected.get("vcenter_events", _table(tables, "vcenter_events"))
         self.activity = corrected.get("activity", _table(tables, "activity"))
         matches = corrected.get("matches", _table(tables, "matches"))
-        self.matches = self._keyed_matches(matches)
+        self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
         self.cycles = _rows(result.cycles.sort("start", "cycle", nulls_last=True))
         self.disks = result.disks
         self.disk_rates: dict[str, list[float]] = defaultdict(list)
@@ -264,12 +264,23 @@ class Bundle:
             self.matches.filter(pl.col("kind") == "error").select("member", "line", "captures"))}
 
     # -- identities ---------------------------------------------------------------------------
-    def _keyed_matches(self, matches: pl.DataFrame) -> pl.DataFrame:
-        # A portal row names its VM in `machine`; a gateway row in vm/vm_id: fill what the matcher left.
-        machine = (self.portal.select("member", "line", pl.col("machine").alias("_machine"))
-                   .unique(["member", "line"], keep="first"))
-        filled = (matches.join(machine, on=["member", "line"], how="left")
-                  .with_columns(pl.coalesce("vm", "_machine").alias("vm")).drop("_machine"))
+    def _keyed_matches(self, matches: pl.DataFrame, vcenter_log: pl.DataFrame) -> pl.DataFrame:
+        """Fill the VM the matcher left empty: a portal row names it in `machine`; a vCenter line by
+        a MoRef in its text, or through the task that shares its opID."""
+        key = ["member", "line"]
+        machine = (self.portal.select(*key, pl.col("machine").alias("_machine")).unique(key, keep="first"))
+        op_ids = (pl.concat([vcenter_log.select(*key, "op_id"), self.events.select(*key, "op_id")])
+                  .drop_nulls("op_id").unique(key, keep="first"))
+        task_vm = (self.tasks.filter(pl.col("op_id").is_not_null() & pl.col("vm_id").is_not_null())
+                   .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_id").alias("_task_vm")))
+        from_vcenter = pl.col("source").is_in(list(VCENTER))
+        filled = (matches.join(machine, on=key, how="left").join(op_ids, on=key, how="left")
+                  .join(task_vm, on="op_id", how="left")
+                  .with_columns(
+                      pl.coalesce("vm", "_machine").alias("vm"),
+                      pl.coalesce("vm_id", pl.when(from_vcenter).then(pl.col("text").str.extract(r"\b(vm-\d+)\b", 1)),
+                                  pl.when(from_vcenter).then(pl.col("_task_vm"))).alias("vm_id"))
+                  .drop("_machine", "op_id", "_task_vm"))
         keyed = with_vm_key(filled, self.identities)
         return keyed.sort("ts", "member", "line", "signature", nulls_last=True)
 
@@ -899,7 +910,7 @@ def _slow_cycle(b: Bundle, vm_key: str, cycle: dict) -> str | None:
     sig = b.library.signatures.get(SLOW)
     done = [c for c in b.cycles_by_vm.get(vm_key, []) if c["outcome"] == "succeeded" and c is not cycle
             and c["type"] == cycle["type"]]
-    if len(done) < b.param(sig, "min_cycles"):
+    if len(done) < b.param(sig, "min_successful_cycles"):
         return None
     duration = _duration(b, cycle)
     rate = cycle["rate_mbps"]
@@ -1043,6 +1054,10 @@ def _limit(entries: list[Entry]) -> list[dict]:
     return [e.as_dict() for e in sorted(chosen, key=Entry.key)]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _outages(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], dict[int, str]]:
     """One outage per (cause, interval) of appliance-wide causes; which judgement it explains."""
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -1062,10 +1077,11 @@ def _outages(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], dict[int, 
         vms = sorted({b.name_of(j.failure.vm_key) for j in members if j.failure.vm_key})
         cycles = sorted({c for j in members for c in j.failure.cycles})
         entries = [e for j in members for fd in j.findings if fd.interval == (start, end) for e in fd.entries]
-        count = len(cycles) or len(members)
+        title = _cause_title(b, cause)
         until = iso(end) if end else "the end of the bundle"
-        summary = (f"{_cause_title(b, cause)[0].upper()}{_cause_title(b, cause)[1:]} from {iso(start)} to {until}; "
-                   f"it explains {count} failed {'cycles' if cycles else 'failures'} on {len(vms)} VMs.")
+        what = _count(len(cycles), "failed cycle") if cycles else _count(len(members), "failure")
+        summary = (f"{title[0].upper()}{title[1:]} from {iso(start)} to {until}; "
+                   f"it explains {what} on {_count(len(vms), 'VM')}.")
         outages.append({"id": oid, "cause": cause, "start": iso(start), "end": iso(end), "summary": summary,
                         "vms": vms, "cycles": cycles, "evidence": _limit(entries)})
         for i in groups[key]:

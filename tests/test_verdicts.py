@@ -93,8 +93,10 @@ def hit(signature: str, minute: float, source: str = "gateway_log", kind: str = 
 
 
 def analyze(gw: GatewayLog, *, matches: list[dict] = (), tasks: list[dict] = (), portal: list[dict] = (),
-            ids=None, sources: set[str] = ALL_SOURCES, library: Library = LIBRARY, activity: list[dict] = ()):
+            ids=None, sources: set[str] = ALL_SOURCES, library: Library = LIBRARY, activity: list[dict] = (),
+            vcenter_log: list[dict] = ()):
     tables = {"gateway_log": gw.frame(), "matches": frame("matches", list(matches)),
+              "vcenter_log": frame("vcenter_log", list(vcenter_log)),
               "vcenter_tasks": frame("vcenter_tasks", list(tasks)), "portal_events": frame("portal_events", list(portal)),
               "identities": ids if ids is not None else identities(("APP01", "vm-1", "esx01.contoso.local"),
                                                                     ("APP02", "vm-2", "esx01.contoso.local")),
@@ -692,3 +694,19 @@ def test_lists_are_sorted():
     for verdict in decision.verdicts:
         keys = [(e["ts"], e["source"], e["member"], e["line"]) for e in verdict["evidence"]]
         assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("text,op_id", [
+    ("[VpxLRO] -- ERROR task-20 -- vm-1 -- vim.VirtualMachine.createSnapshot: vim.fault.FileFault: cbt.noEpoch", None),
+    ("Change tracking invalid or disk in use", "op-77"),
+])
+def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text, op_id):
+    gw = quiet_log(100)
+    gw.cycle("APP01", 1, 10, 40, "failed", vm_id="vm-1", text="Encountered an error while trying to fetch changed blocks")
+    m = hit("changed_blocks_fetch_failed", 40, kind="error", line=gw.rows[-1]["line"], vm="APP01")
+    tasks = [task("task-20", "createSnapshot", 10.1, 10.5, line=10, op_id="op-77")]
+    fault = hit("cbt_fault", 10.4, "vcenter_log", line=12, text=text)
+    log = [{"member": "vpxd-1.log", "line": 12, "ts": at(10.4), "message": text, "op_id": op_id}]
+    verdict = only(analyze(sort_log(gw), matches=[m, fault], tasks=tasks, vcenter_log=log)[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("cbt_reset_or_corrupt", "high")
+    assert any(e["evidence"] == "cbt_fault" and e["line"] == 12 for e in verdict["evidence"])
