@@ -2,7 +2,7 @@
 and portal events.
 
     Replication cycle started. vm=APP01 vmId=vm-1042 host=esx07 cycleId=17 type=DeltaReplication disks=2
-    Disk upload progress. vm=APP01 cycleId=17 disk="[ds01] APP01/APP01_1.vmdk" diskId=6000C29a uploadedBytes=... rateMBps=41.7
+    Disk upload progress. vm=APP01 cycleId=17 disk="[ds01] APP01/APP01_1.vmdk" diskId=6000C29a rateMBps=41.7
     Replication cycle failed. vm=APP01 cycleId=17 errorId=1011 error=DiskUploadTimedOut message="..."
 become one CYCLES row `APP01#17` (type delta, outcome failed, failed_state UploadingDisks, ...) and
 one CYCLE_DISKS row per disk.
@@ -285,7 +285,8 @@ def _assemble(gw: pl.DataFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
         pl.len().alias("disk_rows"),
     )
     names = (identities.filter(pl.col("vm").is_not_null()).sort("vm")
-             .group_by("vm_key").agg(pl.col("vm").first().alias("id_vm"), pl.col("host").drop_nulls().first().alias("id_host")))
+             .group_by("vm_key").agg(pl.col("vm").first().alias("id_vm"),
+                                     pl.col("host").drop_nulls().first().alias("id_host")))
     frame = (keys.join(_starts(gw), on=["vm_key", "cycle_id"], how="left")
              .join(_ends(gw), on=["vm_key", "cycle_id"], how="left")
              .join(_states(gw), on=["vm_key", "cycle_id"], how="left")

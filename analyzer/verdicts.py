@@ -15,7 +15,7 @@ interval of an appliance-wide condition) or nothing; `detect.vddk_67` may rule i
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from statistics import median
@@ -557,14 +557,16 @@ def detect_low_read_rate(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: 
     note = f"upload rate {rate:.2f} MB/s stayed under {threshold:g} MB/s with no connectivity failure"
     row = b.last_progress.get((c["vm_key"], c["cycle_id"]))
     entry = (_gateway_entry(row, "detect.low_read_rate", note) if row else
-             Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']}", "detect.low_read_rate", note))
+             Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']}",
+                   "detect.low_read_rate", note))
     return Finding("detect.low_read_rate", (entry,))
 
 
 def _task_entry(t: dict, evidence: str, note: str) -> Entry:
     who = t["initiator"] or "an unknown initiator"
     span = f"{iso(t['start'])} to {iso(t['end']) if t['end'] else 'no end'}"
-    text = f"{t['task_id'] or t['task_name'] or 'task'} {t['method']} on {t['vm_name'] or t['entity'] or t['vm_key']} by {who} ({span})"
+    target = t["vm_name"] or t["entity"] or t["vm_key"]
+    text = f"{t['task_id'] or t['task_name'] or 'task'} {t['method']} on {target} by {who} ({span})"
     return Entry(t["start"], "vcenter_tasks", t["member"], t["line"], text, evidence, note)
 
 
@@ -666,9 +668,10 @@ def _domain(user: str) -> str | None:
 
 
 def detect_kv_guest_user(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: datetime):
-    domains = [d for d in (_domain(r["initiated_by"]) for r in b.portal_users
-                           if "#ext#" not in r["initiated_by"].lower()) if d]
-    tenant = max(sorted(set(domains)), key=domains.count) if len(set(domains)) > 1 else None
+    # The tenant's domain is the one most initiators share; with no clear majority, only #EXT# tells.
+    domains = Counter(d for d in (_domain(r["initiated_by"]) for r in b.portal_users
+                                  if "#ext#" not in r["initiated_by"].lower()) if d).most_common()
+    tenant = domains[0][0] if len(domains) > 1 and domains[0][1] > domains[1][1] else None
     hits = []
     for r in _initiators(b, f):
         user = r["initiated_by"]
@@ -683,7 +686,8 @@ def detect_kv_other_user(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: 
     if not b.portal_users:
         return None
     first = b.portal_users[0]
-    hits = [_portal_entry(r, "detect.kv_other_user", f"not the user who first set up replication ({first['initiated_by']})")
+    note = f"not the user who first set up replication ({first['initiated_by']})"
+    hits = [_portal_entry(r, "detect.kv_other_user", note)
             for r in _initiators(b, f) if r["initiated_by"].lower() != first["initiated_by"].lower()]
     if not hits:
         return None
@@ -1165,7 +1169,8 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
         done = [c for c in cycles if c["outcome"] == "succeeded" and c["end"]]
         last_ok = max((c["end"] for c in done), default=None)
         ordered = sorted(cycles, key=lambda c: (c["start"] or c["end"], c["cycle"]))
-        after = [c for c in ordered if c["outcome"] == "failed" and (last_ok is None or (c["end"] or c["start"]) > last_ok)]
+        after = [c for c in ordered
+                 if c["outcome"] == "failed" and (last_ok is None or (c["end"] or c["start"]) > last_ok)]
         loose = [j for j in by_vm[key] if not j.failure.cycles and j.failure.occurrences
                  and (last_ok is None or j.failure.ts > last_ok)]
         consecutive = len(after) + len(loose)
