@@ -168,12 +168,16 @@ def _cap(frame: pl.DataFrame, col: str, member: str, diags: Diagnostics, code: s
 
 
 def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
-    """Try every layout on every line; the first that matches wins.
+    """Try the layouts in order; the first that matches wins.
 
-    (Running each layout only on the lines earlier ones left is slower: the filtering copies.)
+    Most lines of a vpxd.log are vpxd65, so the other layouts only see the lines it left: nulling
+    the claimed lines out is cheap (string views), filtering the frame would copy it.
     """
-    found = lines.with_columns(
-        pl.col("text").str.extract_groups(pattern).alias(name) for name, pattern in LAYOUTS.items())
+    first, *others = LAYOUTS
+    candidates = pl.when(~pl.col("text").str.starts_with("-->")).then(pl.col("text"))
+    found = lines.with_columns(candidates.str.extract_groups(LAYOUTS[first]).alias(first))
+    rest = pl.when(pl.col(first).struct.field("head").is_null()).then(candidates)
+    found = found.with_columns(rest.str.extract_groups(LAYOUTS[name]).alias(name) for name in others)
     layout = pl.lit(None, pl.Utf8)
     for name in reversed(LAYOUTS):
         layout = (pl.when(pl.col(name).struct.field("head").is_not_null()).then(pl.lit(name))
