@@ -45,6 +45,8 @@ METHOD_NAMES: dict[str, str] = {
     "vim.VirtualMachine.reconfigure": "Reconfigure virtual machine",
     "vim.VirtualMachine.relocate": "Relocate virtual machine",
     "vim.VirtualMachine.queryChangedDiskAreas": "Query changed disk areas",
+    "vim.VirtualMachine.powerOn": "Power On virtual machine",
+    "vim.VirtualMachine.powerOff": "Power Off virtual machine",
 }
 
 # Fault texts (the start of `msg = "..."`) -> fault type, for sources that carry only the text.

@@ -489,7 +489,7 @@ def test_no_lro_lines_gives_an_empty_table():
 
 
 def test_method_names_cover_the_methods_that_matter():
-    assert set(METHOD_NAMES) == {
+    assert set(METHOD_NAMES) >= {
         "vim.VirtualMachine.createSnapshot", "vim.vm.Snapshot.remove",
         "vim.VirtualMachine.removeAllSnapshots", "vim.VirtualMachine.consolidateDisks",
         "vim.VirtualMachine.reconfigure", "vim.VirtualMachine.relocate",

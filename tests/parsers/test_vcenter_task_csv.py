@@ -49,7 +49,7 @@ def test_statuses_methods_and_faults():
     assert frame["method"].to_list() == [
         "vim.VirtualMachine.createSnapshot", "vim.vm.Snapshot.remove",
         "vim.VirtualMachine.consolidateDisks", "vim.VirtualMachine.relocate",
-        "vim.VirtualMachine.reconfigure", None]
+        "vim.VirtualMachine.reconfigure", "vim.VirtualMachine.powerOn"]
     assert frame["task_name"][0] == "Create virtual machine snapshot"
     assert frame["vm_name"].to_list() == ["APP01", "APP01", "APP02", "APP03", "APP03", "APP04"]
     assert frame["fault_message"].to_list() == [
@@ -75,12 +75,14 @@ def test_statuses_methods_and_faults():
 def test_header_any_case_any_order_optional_columns_missing():
     text = ("STATUS,target,Start Time,task name,Initiator,Completion Time,Details,Queued For,Extra\n"
             "Completed,APP01,2024-05-14T10:21:33Z,create virtual machine snapshot,u,"
-            "2024-05-14T10:21:35Z,,1 ms,zzz\n")
+            "2024-05-14T10:21:35Z,,1 ms,zzz\n"
+            "Completed,APP01,2024-05-14T10:31:33Z,Upgrade VM Compatibility,u,,,,\n")
     assert sniff(text, "x.csv")
     _, frame = run(text)
     row = frame.row(0, named=True)
     assert (row["vm_name"], row["outcome"], row["method"], row["vcenter"]) == (
         "APP01", "succeeded", "vim.VirtualMachine.createSnapshot", None)
+    assert frame["method"][1] is None and frame["task_name"][1] == "Upgrade VM Compatibility"
 
 
 def test_display_times_use_vcenter_tz_or_utc_with_diagnostic():
