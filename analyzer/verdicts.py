@@ -38,6 +38,7 @@ SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 MAX_EVIDENCE = 20  # lines shown per verdict / outage
 REGROUP_GAP = timedelta(minutes=15)  # repeated lines of an error with no cycle form one failure
 CYCLE_GRACE = timedelta(minutes=10)  # a portal event may follow its cycle's end
+UNKNOWN_CYCLE_SPAN = timedelta(minutes=30)  # how long a failure with no known cycle is taken to have run
 CLUSTER_GAP = timedelta(minutes=30)  # connectivity failures this close form one outage
 RESTART_GRACE = timedelta(minutes=15)  # a cycle started this long after a recovery was not hit by it
 STUCK_TASK_OPEN = timedelta(minutes=30)  # a snapshot task open this long (vCenter still logging) never ended
@@ -69,6 +70,9 @@ DEFAULTS = {
     "min_successful_cycles": 3.0,  # successful cycles needed for a median
     "silence_minutes": 15.0,  # no gateway record for this long is silence (heartbeats every 5 min)
     "stall_grace_minutes": 60.0,  # allowed lateness past the schedule
+    "min_interval_h": 1.0,  # delta schedule: min(max(min, duration x fraction), max)
+    "max_interval_h": 12.0,
+    "interval_duration_fraction": 0.5,
 }
 # Wording for causes that no signature titles (cause ids are catalogue ids, not signature ids).
 CAUSE_TITLES = {
@@ -152,6 +156,14 @@ class Failure:
     @property
     def start(self) -> datetime | None:
         return self.cycle["start"] if self.cycle else None
+
+    @property
+    def since(self) -> datetime:
+        """Since when the failing work ran: its cycle's start, else a guess before the failure
+        (a stall: since the next cycle was due)."""
+        if self.start is not None:
+            return self.start
+        return self.ts if self.error.id == STALLED else self.ts - UNKNOWN_CYCLE_SPAN
 
 
 @dataclass
@@ -575,8 +587,8 @@ def _vm_tasks(b: Bundle, vm_key: str | None) -> list[dict]:
 
 
 def detect_overlapping_task(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: datetime):
-    start = f.start or lo
-    end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.ts)
+    start = f.since
+    end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.until)
     hits = []
     for t in _vm_tasks(b, f.vm_key):
         if t["own"] or t["start"] is None or any(w in (t["method"] or "").lower() for w in READ_ONLY_TASK_WORDS):
@@ -610,7 +622,7 @@ def detect_host_parallel_disks(b: Bundle, f: Failure, cause: Cause, lo: datetime
     if not host:
         return None
     times, counts = b.host_load.get(_short_host(host), ([], []))
-    start = f.start or lo
+    start = f.since
     end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.until)
     i, j = bisect.bisect_right(times, start), bisect.bisect_right(times, end)
     window = counts[max(i - 1, 0):j] if times else []
@@ -950,7 +962,8 @@ def _stall(b: Bundle, vm_key: str) -> tuple[dict, datetime] | None:
         interval = timedelta(0)  # the first delta starts right after
     else:
         length = (last["end"] - last["start"]).total_seconds() if last["start"] else 0
-        interval = timedelta(seconds=min(max(3600, length / 2), 12 * 3600))
+        lowest, highest = b.param(sig, "min_interval_h") * 3600, b.param(sig, "max_interval_h") * 3600
+        interval = timedelta(seconds=min(max(lowest, length * b.param(sig, "interval_duration_fraction")), highest))
     due = last["end"] + interval
     grace = timedelta(minutes=b.param(sig, "stall_grace_minutes"))
     if b.end - due <= grace:
@@ -979,8 +992,9 @@ def end_of_bundle_conditions(b: Bundle, failures: list[Failure]) -> list[Failure
         stall = _stall(b, vm_key) if stalled else None
         if stall:
             last, due = stall
-            after = [c["cycle"] for c in cycles if c["start"] and c["start"] >= last["end"]]
-            out.append(Failure(stalled, vm_key, None, due, b.end, [], after))
+            after = [c for c in cycles if c["start"] and c["start"] >= last["end"]]
+            out.append(Failure(stalled, vm_key, after[-1] if after else None, due, b.end, [],
+                               [c["cycle"] for c in after]))
             continue
         slow_sig = b.library.signatures.get(SLOW)
         latest = max((c for c in cycles if c["start"]), key=lambda c: c["start"], default=None)

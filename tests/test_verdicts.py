@@ -72,8 +72,10 @@ KEY_VAULT = error("key_vault_operation_failed",
                   cause("csp_remote_user", "detect.kv_guest_user", before="1h", after="1h"),
                   cause("access_policy_missing_for_user", "detect.kv_other_user", before="1h", after="1h"))
 STALLED = error("replication_stalled",
-                cause("appliance_down", "detect.appliance_silence", before="12h", after="0m"),
-                cause("gateway_service_down", "detect.service_down", before="12h", after="0m"))
+                cause("appliance_down", "detect.appliance_silence", before="3h"),
+                cause("gateway_service_down", "detect.service_down", before="3h"),
+                cause("snapshot_creation_stuck", "detect.snapshot_task_stuck", scope="vm", before="12h", after="0m"),
+                cause("conflicting_vcenter_task", "detect.overlapping_task", scope="vm", before="12h", after="0m"))
 SLOW = error("slow_replication",
              cause("nfc_buffer_exhausted", "detect.host_parallel_disks", scope="host", before="1h"),
              cause("vcenter_read_throttled", "detect.low_read_rate", scope="vm", before="1h"),
@@ -572,6 +574,24 @@ def test_stall_explained_by_the_appliance_going_silent():
     verdict = only(decision)
     assert (verdict["error"], verdict["cause"]) == ("replication_stalled", "appliance_down")
     assert verdict["outage"] == "outage-1" and decision.outages[0]["vms"] == ["APP01"]
+
+
+def test_stall_on_a_snapshot_task_that_never_ends():
+    gw = quiet_log(600)
+    for n, start in enumerate((0, 60)):
+        gw.cycle("APP01", n + 1, start, start + 20, vm_id="vm-1")
+    gw.cycle("APP01", 3, 140, None, vm_id="vm-1", state="CreatingSnapshot", disks=0)
+    tasks = [task("task-1", "createSnapshot", 0.1, 0.5, line=10), task("task-2", "createSnapshot", 60.1, 60.5, line=20),
+             task("task-3", "createSnapshot", 140.1, None, line=30, outcome="running"),
+             task("task-4", "reconfigure", 300, 301, vm_id="vm-2", line=40, initiator="admin"),
+             task("task-5", "createSnapshot", -300, -290, line=5, initiator="CONTOSO\\svc-backup")]
+    decision, _ = analyze(sort_log(gw), tasks=tasks)
+    verdict = only(decision)
+    assert (verdict["error"], verdict["cause"], verdict["confidence"]) == (
+        "replication_stalled", "snapshot_creation_stuck", "high")
+    assert verdict["cycles"] == ["APP01#3"] and verdict["evidence"][0]["line"] == 30
+    # A backup snapshot long before the next cycle was due is no conflict.
+    assert not any(e["evidence"] == "detect.overlapping_task" for e in verdict["evidence"])
 
 
 def test_stall_after_an_error_is_the_errors_verdict_only():
