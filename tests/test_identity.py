@@ -102,7 +102,7 @@ def test_renamed_vm_takes_the_latest_name():
 def test_vpxd_messages_naming_a_vm_give_pairs():
     log = tables.conform("vcenter_log", pl.DataFrame({
         "ts": [at(1)], "vcenter": ["vcsa01"],
-        "message": ["Reconfigured [vim.VirtualMachine:vm-88,SQL 01] on host [vim.HostSystem:host-1,x]"]}))
+        "message": ["Reconfigured [vim.VirtualMachine:vm-88,SQL 01] on [vim.HostSystem:host-1,x]"]}))
     ids, diags = build(vcenter_log=log, vcenter_tasks=vpxd_tasks((2, "vm-88", "vcsa01", None)))
     assert rows(ids) == [("sql 01", "SQL 01", "vm-88", "vcsa01", None)]
     assert diags.items == []

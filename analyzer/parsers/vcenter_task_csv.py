@@ -163,7 +163,8 @@ def _fault_type(message: pl.Expr) -> pl.Expr:
     lowered = message.str.to_lowercase()
     result = pl.lit(None, pl.Utf8)
     for text, fault in reversed(FAULT_TEXTS.items()):
-        result = pl.when(lowered.str.contains(text.lower(), literal=True)).then(pl.lit(fault)).otherwise(result)
+        known = lowered.str.contains(text.lower(), literal=True)
+        result = pl.when(known).then(pl.lit(fault)).otherwise(result)
     return result
 
 

@@ -326,7 +326,8 @@ def test_sniff():
 
 # ---------------------------------------------------------------- tasks
 
-def tasks_of(*members: tuple[str, str], vcenter: str | None = "vcsa01") -> tuple[pl.DataFrame, Diagnostics]:
+def tasks_of(*members: tuple[str, str],
+             vcenter: str | None = "vcsa01") -> tuple[pl.DataFrame, Diagnostics]:
     parsed = [parse(text, name, ParseContext(vcenter=vcenter)) for name, text in members]
     records = pl.concat([p.tables["vcenter_log"] for p in parsed])
     events = pl.concat([p.tables["vcenter_events"] for p in parsed])
