@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.report import render, view
-from analyzer.report.page import CSP, script_json, static
+from analyzer.report.page import CSP, code_spans, script_json, static
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOADS = (
@@ -172,6 +172,30 @@ def test_vm_table_has_one_row_per_vm_with_sort_keys(sample_html):
     assert [int(h) for _, _, h in rows] == sorted(int(h) for _, _, h in rows)
 
 
+def test_evidence_notes_and_outage_verdict_lines_are_shown():
+    doc = load("sample")
+    doc["outages"][0]["evidence"][2]["note"] = "the service stopped"
+    failure = {"source": "gateway_log", "member": "Logs/GatewayService.log", "line": 88300,
+               "ts": "2024-05-14T10:58:00Z", "text": "Replication cycle failed. vm=APP01 cycleId=17",
+               "note": "the error"}
+    doc["verdicts"][1]["evidence"].append(failure)
+    html = render(doc)
+    outage = html.split('class="card outage')[1].split("</article>")[0]
+    assert '<span class="note">the service stopped</span>' in outage
+    # the explained verdict's own line is listed with it, the shared outage lines are not repeated
+    assert "Logs/GatewayService.log:88300" in outage
+    assert outage.count("Logs/GatewayService.log:88191") == 1
+
+
+def test_fixtures_follow_the_analysis_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema_path = Path(__file__).parents[1] / "analyzer" / "schema" / "analysis-v1.json"
+    if not schema_path.exists():
+        pytest.skip("no analysis schema in this tree")
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(load("sample"))
+
+
 # ---------------------------------------------------------------- hostile input
 
 def test_hostile_strings_stay_text():
@@ -206,6 +230,9 @@ FREE_TEXT_SKIP = {"health", "outcome", "type", "confidence", "severity", "schema
                   "last_successful_cycle_end"}
 
 
+POISON = PAYLOADS + ("`<img src=x onerror=alert(1)>`",)  # backticks become <code> spans
+
+
 def poison(node, key=None):
     """Appends a payload to every free-text string of the document."""
     if isinstance(node, dict):
@@ -213,7 +240,7 @@ def poison(node, key=None):
     if isinstance(node, list):
         return [poison(v, key) for v in node]
     if isinstance(node, str) and key not in FREE_TEXT_SKIP:
-        return node + PAYLOADS[len(node) % len(PAYLOADS)]
+        return node + POISON[len(node) % len(POISON)]
     return node
 
 
@@ -221,6 +248,12 @@ def test_every_free_text_field_is_escaped():
     html = render(poison(load("sample")))
     assert_inert(html)
     assert "window.__pwned" in html  # the payloads are there, as text
+
+
+def test_code_spans_escape_inside_and_outside():
+    assert code_spans("Run `Get-Service asrgwy` now") == "Run <code>Get-Service asrgwy</code> now"
+    assert code_spans("a `<script>` & b") == "a <code>&lt;script&gt;</code> &amp; b"
+    assert code_spans("odd ` <b>") == "odd ` &lt;b&gt;"
 
 
 def test_script_json_escapes_markup_characters():
@@ -290,6 +323,17 @@ def test_show_time(value, expected):
 ])
 def test_show_duration(seconds, expected):
     assert view.show_duration(seconds) == expected
+
+
+@pytest.mark.parametrize("ident, expected", [
+    ("disk_upload_timed_out", "Disk upload timed out"),
+    ("vcenter_read_throttled", "vCenter read throttled"),
+    ("esxi_host_network_unreachable", "ESXi host network unreachable"),
+    ("cbt_reset_by_storage_vmotion", "CBT reset by storage vmotion"),
+    (None, ""),
+])
+def test_humanize(ident, expected):
+    assert view.humanize(ident) == expected
 
 
 def test_show_bytes():

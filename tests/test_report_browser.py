@@ -109,7 +109,7 @@ def test_click_cycle_shows_its_verdict_evidence_and_events(open_report):
     detail = page.locator("#detail")
     assert detail.locator("h3").inner_text() == "WEB01#4"
     text = detail.inner_text()
-    assert "Conflicting vcenter task" in text and "confidence high" in text
+    assert "Conflicting vCenter task" in text and "confidence high" in text
     assert "vpxd-12.log.gz:40630" in text  # evidence line cloned from the card
     assert "task-90020" in text and "vim.fault.TaskInProgress" in text  # the vCenter task
     assert "CONTOSO\\svc-backup" in text  # the overlapping backup task and who ran it

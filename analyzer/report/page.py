@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 HERE = Path(__file__).parent
 
@@ -34,7 +35,17 @@ def environment() -> Environment:
     )
     env.globals["CSP"] = CSP
     env.globals["static"] = static
+    env.filters["code_spans"] = code_spans
     return env
+
+
+def code_spans(value: object) -> Markup:
+    """Escaped text with `backtick` spans as <code>, as remediation steps quote commands."""
+    parts = str(value).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return escape(str(value))
+    return Markup("").join(escape(p) if n % 2 == 0 else Markup("<code>%s</code>") % p
+                           for n, p in enumerate(parts))
 
 
 @cache

@@ -35,10 +35,16 @@ def text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+ACRONYMS = {"vcenter": "vCenter", "esxi": "ESXi", "cbt": "CBT", "nfc": "NFC", "vddk": "VDDK",
+            "rdm": "RDM", "vm": "VM", "vms": "VMs", "id": "ID"}
+
+
 def humanize(ident: object) -> str:
-    """'disk_upload_timed_out' -> 'Disk upload timed out'."""
-    words = text(ident).replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+    """'vcenter_read_throttled' -> 'vCenter read throttled'."""
+    words = [ACRONYMS.get(w.lower(), w) for w in text(ident).replace("_", " ").split()]
+    if words and words[0] == words[0].lower():
+        words[0] = words[0][:1].upper() + words[0][1:]
+    return " ".join(words)
 
 
 def epoch(value: object) -> float | None:
@@ -170,7 +176,7 @@ def _evidence(items: object) -> list[dict]:
         lines.append({"source": text(e.get("source")),
                       "where": f"{member}:{line}" if line else member or "—",
                       "ts": show_time(e.get("ts")) if e.get("ts") else "—",
-                      "text": text(e.get("text"))})
+                      "text": text(e.get("text")), "note": text(e.get("note"))})
     return lines
 
 
@@ -205,6 +211,10 @@ def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str
     severity = min((v["severity"] for v in explained),
                    key=lambda s: _ranked(s, SEVERITY_ORDER), default="warning")
     evidence = _evidence(o.get("evidence"))
+    shown = {line["where"] for line in evidence}
+    for v in explained:
+        v["own_evidence"] = [line for line in v["evidence"] + v["evidence_more"]
+                             if line["where"] not in shown]
     return {
         "id": dom_id, "kind": "outage", "outage_id": text(o.get("id")),
         "cause": cause, "cause_title": humanize(cause),

@@ -17,9 +17,14 @@
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
   }
-  function humanize(id) {
-    var s = String(id || "").replace(/_/g, " ").trim();
-    return s.charAt(0).toUpperCase() + s.slice(1);
+  var ACRONYMS = { vcenter: "vCenter", esxi: "ESXi", cbt: "CBT", nfc: "NFC", vddk: "VDDK", rdm: "RDM",
+                   vm: "VM", vms: "VMs", id: "ID" };
+  function humanize(id) {  // as view.humanize
+    var words = String(id || "").replace(/_/g, " ").split(/\s+/).filter(Boolean).map(function (w) {
+      return ACRONYMS[w.toLowerCase()] || w;
+    });
+    if (words.length && words[0] === words[0].toLowerCase()) words[0] = words[0].charAt(0).toUpperCase() + words[0].slice(1);
+    return words.join(" ");
   }
   function errorTitle(id) { return (D.titles && D.titles[id]) || humanize(id); }
 
@@ -245,32 +250,33 @@
     return out;
   }
 
+  /* Three rows: dates, times, then the appliance-wide outages as a strip with their names. */
   function drawAxis(tks) {
-    var W = TL.width, H = 34;
+    var W = TL.width, H = 46, STRIP = 31;
     TL.axis.setAttribute("viewBox", "0 0 " + W + " " + H);
     TL.axis.setAttribute("width", W);
-    var g = document.createDocumentFragment();
-    D.outages.forEach(function (o, n) {
-      var x1 = clampX(X(o[0])), x2 = clampX(X(o[1] < 0 ? D.t1 : o[1]));
-      if (x2 <= TL.labelW || x1 >= W) return;
-      g.appendChild(svg("rect", { "class": "outage-band", x: x1, y: 0, width: Math.max(2, x2 - x1), height: H,
-        "data-k": "o", "data-n": n }));
-      if (x2 - x1 > 60) g.appendChild(svg("text", { "class": "outage-label", x: x1 + 3, y: 10 }, humanize(str(o[2]))));
-    });
-    var dateShown = false;
+    var g = document.createDocumentFragment(), dateShown = false;
     tks.forEach(function (tk) {
       var x = X(tk.t);
       if (x < TL.labelW) return;
-      g.appendChild(svg("line", { "class": "axis-tick", x1: x, x2: x, y1: H - 8, y2: H }));
-      g.appendChild(svg("text", { "class": "axis-text", x: x + 2, y: H - 10 }, tk.hm));
+      g.appendChild(svg("line", { "class": "axis-tick", x1: x, x2: x, y1: 28, y2: H }));
+      g.appendChild(svg("text", { "class": "axis-text", x: x + 2, y: 26 }, tk.hm));
       if (tk.midnight || !dateShown) {
-        g.appendChild(svg("text", { "class": "axis-day", x: x + 2, y: 11 }, tk.day));
+        g.appendChild(svg("text", { "class": "axis-day", x: x + 2, y: 12 }, tk.day));
         dateShown = true;
       }
     });
-    g.appendChild(svg("text", { "class": "axis-day", x: 6, y: 11 }, TL.local && tzOffset ? "Local " + D.tz : "UTC"));
-    g.appendChild(svg("text", { "class": "axis-text", x: 6, y: H - 10 },
+    D.outages.forEach(function (o, n) {
+      var x1 = clampX(X(o[0])), x2 = clampX(X(o[1] < 0 ? D.t1 : o[1]));
+      if (x2 <= TL.labelW || x1 >= W) return;
+      g.appendChild(svg("rect", { "class": "outage-band", x: x1, y: STRIP, width: Math.max(2, x2 - x1),
+        height: H - STRIP, "data-k": "o", "data-n": n }));
+      if (x2 - x1 > 60) g.appendChild(svg("text", { "class": "outage-label", x: x1 + 3, y: H - 4 }, humanize(str(o[2]))));
+    });
+    g.appendChild(svg("text", { "class": "axis-day", x: 6, y: 12 }, TL.local && tzOffset ? "Local " + D.tz : "UTC"));
+    g.appendChild(svg("text", { "class": "axis-text", x: 6, y: 26 },
       TL.rows.length ? "VM (by ESXi host)" : "no VM matches the filter"));
+    if (D.outages.length) g.appendChild(svg("text", { "class": "outage-label", x: 6, y: H - 4 }, "appliance-wide outages"));
     TL.axis.replaceChildren(g);
   }
 
@@ -689,7 +695,7 @@
   function beforePrint() {
     if (TL.all) return;
     TL.all = true;
-    document.querySelectorAll(".card details:not([open])").forEach(function (d) { d.open = true; openedForPrint.push(d); });
+    document.querySelectorAll("details:not([open])").forEach(function (d) { d.open = true; openedForPrint.push(d); });
     tip.hidden = true;
     render(true);
   }
