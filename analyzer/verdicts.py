@@ -157,6 +157,10 @@ class Failure:
     def start(self) -> datetime | None:
         return self.cycle["start"] if self.cycle else None
 
+    def host(self, b: "Bundle") -> str | None:
+        """The ESXi host the failing cycle ran on (the VM's last known host otherwise)."""
+        return (self.cycle["host"] if self.cycle else None) or b.host_of(self.vm_key)
+
     @property
     def since(self) -> datetime:
         """Since when the failing work ran: its cycle's start, else a guess before the failure
@@ -251,7 +255,7 @@ class Bundle:
         by_vm, by_host = defaultdict(list), defaultdict(list)
         for c in ok:
             by_vm[c["vm_key"]].append((c["start"], c["end"]))
-            by_host[_short_host(self.host_of(c["vm_key"]))].append((c["start"], c["end"]))
+            by_host[_short_host(c["host"] or self.host_of(c["vm_key"]))].append((c["start"], c["end"]))
         self.recover_vm = {k: Recoveries(v) for k, v in by_vm.items()}
         self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
 
@@ -439,7 +443,7 @@ class Bundle:
 
     def _host_load(self) -> dict[str, tuple[list[datetime], list[int]]]:
         """Disks uploading at once per ESXi host: change points and the count after each."""
-        hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": _short_host(self.host_of(c["vm_key"]) or c["host"])}
+        hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": _short_host(c["host"] or self.host_of(c["vm_key"]))}
                               for c in self.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8})
         disks = (self.disks.join(hosts, on="cycle", how="left")
                  .filter(pl.col("_host").is_not_null() & pl.col("first_progress").is_not_null()))
@@ -473,7 +477,7 @@ class Bundle:
         if scope == "appliance":
             index = self.recover_all
         elif scope == "host":
-            index = self.recover_host.get(_short_host(self.host_of(failure.vm_key)))
+            index = self.recover_host.get(_short_host(failure.host(self)))
         else:
             index = self.recover_vm.get(failure.vm_key)
         return bool(index and index.between(since, until))
@@ -618,7 +622,7 @@ def detect_snapshot_task_stuck(b: Bundle, f: Failure, cause: Cause, lo: datetime
 
 
 def detect_host_parallel_disks(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: datetime):
-    host = b.host_of(f.vm_key) or (f.cycle["host"] if f.cycle else None)
+    host = f.host(b)
     if not host:
         return None
     times, counts = b.host_load.get(_short_host(host), ([], []))
@@ -745,7 +749,7 @@ DETECTORS: dict[str, Detector] = {
 def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: datetime, hi: datetime):
     ts = b.sig_ts.get(sig_id, [])
     candidates = b.by_signature.get(sig_id, [])[bisect.bisect_left(ts, lo):bisect.bisect_right(ts, hi)]
-    host = b.host_of(f.vm_key) or (f.cycle["host"] if f.cycle else None)
+    host = f.host(b)
     if cause.scope == "appliance":
         # Recovery only gets less likely for later matches: drop the recovered prefix at once.
         times = [m["ts"] for m in candidates]
