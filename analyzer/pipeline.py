@@ -69,6 +69,7 @@ def _reduce(table: str, frame: pl.DataFrame, matched_lines: pl.Series) -> pl.Dat
         message = pl.col("message")
         keep = (message.str.contains("[VpxLRO]", literal=True)
                 | message.str.contains("info.progress", literal=True)
+                | message.str.contains("vim.VirtualMachine:vm-", literal=True)  # name/MoRef pairs
                 | pl.col("level").is_in(_KEEP_LEVELS[table])
                 | pl.col("line").is_in(matched_lines.implode()))
         return frame.filter(keep)
