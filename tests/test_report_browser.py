@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from analyzer import pipeline
 from analyzer.report import render
+from tests.test_report_pipeline import HOSTILE_HOST, HOSTILE_VM, hostile_bundle
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -254,6 +256,23 @@ def test_injection_strings_stay_inert(open_report):
     assert "{{ 7*7 }}" in page.inner_text("body")
     assert o.errors == []
     shot(page, "report_hostile.png")
+
+
+def test_pipeline_bundle_with_markup_in_logs_and_file_names(open_report, tmp_path):
+    doc = pipeline.analyze(hostile_bundle(tmp_path)).doc
+    o = open_report(doc, "pipeline-hostile")
+    page = o.page
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    assert lane_names(page) == [HOSTILE_VM]
+    assert HOSTILE_HOST in page.text_content("#tl-svg")
+    page.locator("#tl-svg .bar.o-failed").first.click()
+    page.locator("#tl-svg .bar.o-failed").first.hover()
+    page.locator("details.affected summary").click()
+    page.wait_for_timeout(100)
+    assert dialogs == [] and o.errors == []
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    shot(page, "report_pipeline_hostile.png")
 
 
 # ---------------------------------------------------------------- fleet scale
