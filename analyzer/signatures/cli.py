@@ -24,7 +24,9 @@ EXIT_INVALID = 4
 app = typer.Typer(name="signatures", no_args_is_help=True, add_completion=False,
                   help="The signature library: known errors and the evidence for their causes.")
 console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+# Problems and example results stay one line each (file: key: message), whatever the width.
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+lines = Console(highlight=False, soft_wrap=True)
 
 ExtraDirs = Annotated[Optional[list[Path]], typer.Option(
     "--signatures", help="Extra signature directory (adds or overrides by id); repeatable.")]
@@ -145,7 +147,7 @@ def lint_(directory: LintDir = None) -> None:
     if failed:
         errors.print(f"[red]{failed} error(s)[/], {warned} warning(s) in {target}")
         raise typer.Exit(EXIT_INVALID)
-    console.print(f"[green]ok[/]: {target}, {warned} warning(s)")
+    lines.print(f"[green]ok[/]: {target}, {warned} warning(s)")
 
 
 @app.command()
@@ -163,12 +165,12 @@ def test(directory: LintDir = None,
     for r in results:
         if verbose or not r.ok:
             state = "[green]ok[/]  " if r.ok else "[red]FAIL[/]"
-            console.print(f"{state} {escape(r.path)}: {r.key} ({r.example.source})")
+            lines.print(f"{state} {escape(r.path)}: {r.key} ({r.example.source})")
             if not r.ok:
-                console.print(f"     text:   {escape(r.example.text[:300])}")
-                console.print(f"     reason: {escape(r.detail)}")
+                lines.print(f"     text:   {escape(r.example.text[:300])}")
+                lines.print(f"     reason: {escape(r.detail)}")
     failed = sum(not r.ok for r in results)
-    console.print(f"{len(results)} examples in {len(library.signatures)} signatures: "
+    lines.print(f"{len(results)} examples in {len(library.signatures)} signatures: "
                   f"{len(results) - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(EXIT_INVALID)

@@ -267,12 +267,13 @@ def _schema_problem(file: str, err: jsonschema.ValidationError) -> Problem:
     if err.validator == "enum":
         allowed = [str(a) for a in err.validator_value]
         close = difflib.get_close_matches(str(value), allowed, n=1)
-        what = "column" if err.absolute_path and err.absolute_path[-1] == "column" else "value"
-        if err.path == err.absolute_path and not err.relative_path:
-            what = "key"  # propertyNames: a column name used as a key
-        return Problem(file, key, f"{value!r} is not an allowed {what}",
-                       (f"did you mean '{close[0]}'? " if close else "")
-                       + "allowed: " + ", ".join(allowed))
+        hint = (f"did you mean '{close[0]}'? " if close else "") + "allowed: " + ", ".join(allowed)
+        if "propertyNames" in err.absolute_schema_path:  # a column name used as a table key
+            return Problem(file, _key([*err.absolute_path, value]),
+                           f"'{value}' is not a column of this source", hint)
+        if err.absolute_path and err.absolute_path[-1] == "column":
+            return Problem(file, key, f"'{value}' is not a column of this source", hint)
+        return Problem(file, key, f"{value!r} is not an allowed value", hint)
     if err.validator == "pattern":
         return Problem(file, key, f"{value!r} has the wrong form", hint)
     if err.validator in ("minItems", "minLength"):
@@ -630,7 +631,9 @@ def lint(dirs: Sequence[Path] | Path | None = None) -> list[Problem]:
     context = Library(dict(linted.signatures)) if with_builtin else \
         Library({**collect([BUILTIN_DIR])[0].signatures, **linted.signatures})
     problems += check_library(context, only=set(linted.signatures))
-    for result in run_examples(linted):
+    broken = {p.file for p in problems if p.severity == "error"}  # their matchers may not even run
+    runnable = {sid for sid, sig in linted.signatures.items() if sig.path not in broken}
+    for result in run_examples(linted, only=runnable):
         if not result.ok:
             what = "matches, but it must not" if not result.example.matches else "does not match"
             problems.append(Problem(result.path, result.key, f"{what}: {result.detail}",
