@@ -29,6 +29,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START = datetime(2024, 5, 12, tzinfo=timezone.utc)
 GW = "Logs/GatewayService.log"
+REFERENCE = "https://learn.microsoft.com/azure/migrate/troubleshoot-replication-vmware"
 ERRORS = [  # (error, code, cause, title, confidence)
     ("disk_upload_timed_out", "1011", "vcenter_read_throttled", "Disk upload timed out", "medium"),
     ("internal_another_task_in_progress", None, "conflicting_vcenter_task",
@@ -45,92 +46,108 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _cycle(cid: str, kind: str, start: datetime, dur: timedelta, end: datetime, outcome: str,
+           error: str | None, rng: random.Random) -> dict:
+    running = start + dur >= end  # the bundle ends before the cycle does
+    return {"id": cid, "type": kind, "start": iso(start), "end": None if running else iso(start + dur),
+            "outcome": "in_progress" if running else outcome,
+            "uploaded_bytes": rng.randrange(10**7, 10**10), "error": error,
+            "duration_sec": None if running else int(dur.total_seconds()),
+            "rate_mbps": round(rng.uniform(0.5, 90), 1),
+            "failed_state": ("UploadingDisks" if error == "disk_upload_timed_out" else "CreatingSnapshot")
+            if error else None}
+
+
+def _tasks(number: int, start: datetime, dur: timedelta, error: str | None) -> list[dict]:
+    """The create-snapshot and remove-snapshot tasks of one cycle."""
+    snapshot_failed = bool(error) and error != "disk_upload_timed_out"
+    return [
+        {"task_id": f"task-{number}", "method": "vim.VirtualMachine.createSnapshot",
+         "start": iso(start + timedelta(seconds=20)), "end": iso(start + timedelta(seconds=50)),
+         "outcome": "failed" if snapshot_failed else "succeeded",
+         "fault_type": "vim.fault.TaskInProgress" if error == "internal_another_task_in_progress" else None,
+         "initiator": "CONTOSO\\svc-azmigrate"},
+        {"task_id": f"task-{number + 50}", "method": "vim.vm.Snapshot.remove",
+         "start": iso(start + dur - timedelta(seconds=40)), "end": iso(start + dur - timedelta(seconds=5)),
+         "outcome": "succeeded", "fault_type": None, "initiator": "CONTOSO\\svc-azmigrate"},
+    ]
+
+
+def _verdict(vm: str, failing: tuple, cycles: list[dict], failed_tail: int, n: int) -> dict:
+    error, code, cause, title, confidence = failing
+    return {"vm": vm, "error": error, "error_code": code, "cause": cause, "confidence": confidence,
+            "severity": "critical" if failed_tail else "warning",
+            "cycles": [c["id"] for c in cycles], "first_seen": cycles[0]["end"], "last_seen": cycles[-1]["end"],
+            "summary": f"{title} on {vm}; see the evidence lines.",
+            "remediation": [f"Step {k} for `{cause}`." for k in (1, 2, 3)], "references": [REFERENCE],
+            "evidence": [{"source": "gateway_log", "member": GW, "line": 1000 * n + k, "ts": c["end"],
+                          "text": f"{c['end']} Error [7] Gateway.Replication - Replication cycle failed. "
+                                  f"vm={vm} error={error} sig=<redacted>"}
+                         for k, c in enumerate(cycles[:4])],
+            "title": title, "outage": None}
+
+
+def _outage_verdict(vm: str, cycle: dict, evidence: list[dict]) -> dict:
+    return {"vm": vm, "error": "disk_upload_timed_out", "error_code": "1011", "cause": "gateway_service_down",
+            "confidence": "high", "severity": "warning", "cycles": [cycle["id"]],
+            "first_seen": cycle["end"], "last_seen": cycle["end"],
+            "summary": f"The gateway service was down while {vm} uploaded its disks.",
+            "remediation": ["Check that the gateway service runs; start it if stopped.",
+                            "Fix what stopped it (see the Critical records before the stop)."],
+            "references": [REFERENCE], "evidence": evidence, "title": "Disk upload timed out",
+            "outage": "outage-1"}
+
+
 def fleet_doc(vms: int = 500, days: int = 3, seed: int = 7) -> dict:
-    """An analysis document shaped like the pipeline's, big enough to test the report at scale."""
+    """An analysis document shaped like the pipeline's, big enough to test the report at scale.
+
+    About 30 cycles per VM (two vCenter tasks each), one gateway outage on day 2 that fails most
+    cycles running through it, and a fifth of the VMs failing at the end with one of ERRORS.
+    """
     rng = random.Random(seed)
     end = START + timedelta(days=days)
-    outage = (START + timedelta(days=1, hours=9, minutes=2), START + timedelta(days=1, hours=9, minutes=58))
-    outage_ev = [{"source": "gateway_log", "member": GW, "line": 400000 + n, "ts": iso(outage[0] + timedelta(seconds=n)),
-                  "text": f"{iso(outage[0])} Info [1] Gateway.Service.Host - Service asrgwy {w}."}
-                 for n, w in enumerate(("stopping. reason=\"unhandled exception\"", "stopped"))]
-    out_vms, verdicts, outage_vms, outage_cycles = [], [], [], []
+    interval = timedelta(hours=days * 24 / 30) - timedelta(minutes=25)
+    down = (START + timedelta(days=1, hours=9, minutes=2), START + timedelta(days=1, hours=9, minutes=58))
+    outage_ev = [{"source": "gateway_log", "member": GW, "line": 400000 + k, "ts": iso(down[0]),
+                  "text": f"{iso(down[0])} Info [1] Gateway.Service.Host - Service asrgwy {what}.",
+                  "note": "the gateway service stopped"}
+                 for k, what in enumerate(("stopping. reason=\"unhandled exception\"", "stopped"))]
+    out_vms, verdicts, outage_cycles = [], [], []
     for n in range(vms):
-        name = f"vm-{n:04d}"
-        host = f"esx{n % 25:02d}.contoso.local"
-        interval = timedelta(hours=days * 24 / 30) - timedelta(minutes=25)
-        t = START + timedelta(minutes=rng.randrange(0, 120))
+        name, host = f"vm-{n:04d}", f"esx{n % 25:02d}.contoso.local"
+        failing = ERRORS[n % len(ERRORS)] if rng.random() < 0.2 else None
         cycles, tasks, errors = [], [], []
-        fate = rng.random()
-        failing = ERRORS[n % len(ERRORS)] if fate < 0.2 else None
-        cycle_no = 1
-        while t < end - timedelta(minutes=30):
+        start = START + timedelta(minutes=rng.randrange(0, 120))
+        while start < end - timedelta(minutes=30):
             dur = timedelta(minutes=rng.randrange(4, 40))
-            cid = f"{name}#{cycle_no}"
-            outcome, error, state = "succeeded", None, None
-            if outage[0] <= t + dur and t <= outage[1] and rng.random() < 0.8:
-                outcome, error, state = "failed", "disk_upload_timed_out", "UploadingDisks"
-                outage_vms.append(name)
-                outage_cycles.append(cid)
-                verdicts.append({"vm": name, "error": "disk_upload_timed_out", "error_code": "1011",
-                                 "cause": "gateway_service_down", "confidence": "high", "severity": "warning",
-                                 "cycles": [cid], "first_seen": iso(t + dur), "last_seen": iso(t + dur),
-                                 "summary": f"The gateway service was down while {name} uploaded its disks.",
-                                 "remediation": ["Check that the gateway service runs; start it if stopped.",
-                                                 "Fix what stopped it (see the Critical records before the stop)."],
-                                 "references": ["https://learn.microsoft.com/azure/migrate/troubleshoot-replication-vmware"],
-                                 "evidence": outage_ev, "title": "Disk upload timed out", "outage": "outage-1"})
-            elif failing and t > end - timedelta(hours=10):
-                outcome, error, state = "failed", failing[0], "CreatingSnapshot"
-            if cycle_no == 1:
-                kind = "initial"
-            else:
-                kind = "delta"
-            last = t + dur >= end
-            cycles.append({"id": cid, "type": kind, "start": iso(t), "end": None if last else iso(t + dur),
-                           "outcome": "in_progress" if last else outcome,
-                           "uploaded_bytes": rng.randrange(10**7, 10**10), "error": error,
-                           "duration_sec": None if last else int(dur.total_seconds()),
-                           "rate_mbps": round(rng.uniform(0.5, 90), 1), "failed_state": state})
-            tasks.append({"task_id": f"task-{n * 100 + cycle_no}", "method": "vim.VirtualMachine.createSnapshot",
-                          "start": iso(t + timedelta(seconds=20)), "end": iso(t + timedelta(seconds=50)),
-                          "outcome": "error" if error and error != "disk_upload_timed_out" else "success",
-                          "fault_type": "vim.fault.TaskInProgress" if error == "internal_another_task_in_progress" else None,
-                          "initiator": "CONTOSO\\svc-azmigrate"})
-            tasks.append({"task_id": f"task-{n * 100 + cycle_no + 50}", "method": "vim.vm.Snapshot.remove",
-                          "start": iso(t + dur - timedelta(seconds=40)), "end": iso(t + dur - timedelta(seconds=5)),
-                          "outcome": "success", "fault_type": None, "initiator": "CONTOSO\\svc-azmigrate"})
+            cid = f"{name}#{len(cycles) + 1}"
+            error = None
+            if down[0] <= start + dur and start <= down[1] and rng.random() < 0.8:
+                error = "disk_upload_timed_out"
+            elif failing and start > end - timedelta(hours=10):
+                error = failing[0]
+            cycles.append(_cycle(cid, "delta" if cycles else "initial", start, dur, end,
+                                 "failed" if error else "succeeded", error, rng))
+            tasks += _tasks(n * 100 + len(cycles), start, dur, error)
             if error:
-                errors.append({"ts": iso(t + dur), "error": error, "source": "gateway_log",
-                               "text": f"Replication cycle failed. vm={name} cycleId={cycle_no} error={error}"})
-            cycle_no += 1
-            t += dur + interval
-        failed_tail = 0
-        for c in reversed(cycles):
-            if c["outcome"] != "failed":
-                break
-            failed_tail += 1
+                errors.append({"ts": iso(start + dur), "error": error, "source": "gateway_log",
+                               "text": f"Replication cycle failed. vm={name} cycleId={len(cycles)} error={error}"})
+            if error == "disk_upload_timed_out":
+                outage_cycles.append((name, cid))
+                verdicts.append(_outage_verdict(name, cycles[-1], outage_ev))
+            start += dur + interval
+        failed_tail = next((k for k, c in enumerate(reversed(cycles)) if c["outcome"] != "failed"), len(cycles))
+        in_outage = any(vm == name for vm, _ in outage_cycles)
+        health = "critical" if failed_tail >= 2 else "warning" if failed_tail or in_outage else "healthy"
         ok = [c for c in cycles if c["outcome"] == "succeeded"]
-        health = "critical" if failed_tail >= 2 else "warning" if failed_tail == 1 or name in outage_vms else "healthy"
-        if fate > 0.995:
-            health = "unknown"
         out_vms.append({"vm": name, "vm_ids": [f"vm-{1000 + n}"], "host": host, "health": health,
                         "last_successful_cycle_end": ok[-1]["end"] if ok else None,
                         "consecutive_failures": failed_tail, "cycles": cycles, "tasks": tasks, "errors": errors})
-        own = [c for c in cycles if c["error"] and c["error"] == (failing or [None])[0]]
-        if failing and own:
-            error, code, cause, title, confidence = failing
-            verdicts.append({"vm": name, "error": error, "error_code": code, "cause": cause,
-                             "confidence": confidence, "severity": "critical" if failed_tail else "warning",
-                             "cycles": [c["id"] for c in own], "first_seen": own[0]["end"], "last_seen": own[-1]["end"],
-                             "summary": f"{title} on {name}; see the evidence lines.",
-                             "remediation": [f"Step {k} for {cause}." for k in (1, 2, 3)],
-                             "references": ["https://learn.microsoft.com/azure/migrate/troubleshoot-replication-vmware"],
-                             "evidence": [{"source": "gateway_log", "member": GW, "line": 1000 * n + k,
-                                           "ts": c["end"], "text": f"{c['end']} Error [7] Gateway.Replication - "
-                                           f"Replication cycle failed. vm={name} error={error} sig=[REDACTED]"}
-                                          for k, c in enumerate(own[:4])],
-                             "title": title, "outage": None})
+        own = [c for c in cycles if failing and c["error"] == failing[0]]
+        if own:
+            verdicts.append(_verdict(name, failing, own, failed_tail, n))
     verdicts.sort(key=lambda v: (v["vm"] or "", v["error"], v["cause"]))
+    outage_vms = sorted({vm for vm, _ in outage_cycles})
     return {
         "schema": "bundle-analyzer/analysis/v1",
         "bundle": {"name": f"fleet-{vms}x{days}d.zip", "sha256": "0" * 64, "analyzed_at": iso(end),
@@ -140,10 +157,10 @@ def fleet_doc(vms: int = 500, days: int = 3, seed: int = 7) -> dict:
                    "missing_sources": [], "clock_skew": {"seconds": -1.2, "basis": 900}, "appliance_tz": "+09:00"},
         "vms": out_vms,
         "verdicts": verdicts,
-        "outages": [{"id": "outage-1", "cause": "gateway_service_down", "start": iso(outage[0]), "end": iso(outage[1]),
+        "outages": [{"id": "outage-1", "cause": "gateway_service_down", "start": iso(down[0]), "end": iso(down[1]),
                      "summary": f"Gateway service was down; it explains {len(outage_cycles)} cycles on "
-                                f"{len(set(outage_vms))} VMs.",
-                     "vms": sorted(set(outage_vms)), "cycles": sorted(outage_cycles), "evidence": outage_ev}],
+                                f"{len(outage_vms)} VMs.",
+                     "vms": outage_vms, "cycles": sorted(c for _, c in outage_cycles), "evidence": outage_ev}],
         "not_evaluated": [],
         "diagnostics": [{"severity": "info", "code": "bench", "message": "synthetic document", "location": None}],
     }

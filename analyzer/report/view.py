@@ -212,7 +212,7 @@ def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str
                    key=lambda s: _ranked(s, SEVERITY_ORDER), default="warning")
     evidence = _evidence(o.get("evidence"))
     shown = {line["where"] for line in evidence}
-    for v in explained:
+    for v in explained:  # the outage card lists each verdict with the lines it adds
         v["own_evidence"] = [line for line in v["evidence"] + v["evidence_more"]
                              if line["where"] not in shown]
     return {
@@ -237,9 +237,8 @@ def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str
 
 
 def _cards(doc: dict, vm_index: dict[str, int]) -> tuple[list[dict], list[dict]]:
-    verdicts = [_verdict_card(v, f"v-{n}", vm_index)
-                for n, v in enumerate(_dicts(doc.get("verdicts")))]
     raw_verdicts = _dicts(doc.get("verdicts"))
+    verdicts = [_verdict_card(v, f"v-{n}", vm_index) for n, v in enumerate(raw_verdicts)]
     outages = _dicts(doc.get("outages"))
     outage_ids = {text(o.get("id")) for o in outages}
     explained_by: dict[str, list[dict]] = {}
@@ -286,10 +285,10 @@ def _vms(doc: dict) -> list[dict]:
     return vms
 
 
-def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict]) -> None:
+def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict],
+                     titles: dict[str, str]) -> None:
     """Per VM: the errors and causes it shows (for filters) and the cards that explain it."""
     by_name = {vm["name"]: vm for vm in vms}
-    titles: dict[str, str] = {}
     for vm in vms:
         vm["errors"] = {text(c.get("error")) for c in _dicts(vm["raw"].get("cycles"))
                         if c.get("error")}
@@ -302,11 +301,9 @@ def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict
                 by_name[name]["causes"].add(card["cause"])
                 by_name[name]["cards"].append({"id": card["id"], "label": card["cause_title"]})
         for v in card["explained"]:
-            titles[v["error"]] = v["title"]
             if v["vm"] in by_name:
                 by_name[v["vm"]]["errors"].add(v["error"])
     for card in cards:
-        titles[card["error"]] = card["title"]
         if card["vm"] in by_name:
             vm = by_name[card["vm"]]
             vm["errors"].add(card["error"])
@@ -317,13 +314,13 @@ def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict
         vm["error_titles"] = [titles.get(e) or humanize(e) for e in vm["errors"]]
 
 
-def _summary(vms: list[dict], outage_cards: list[dict], cards: list[dict]) -> dict:
+def _summary(vms: list[dict], outage_cards: list[dict], cards: list[dict],
+             titles: dict[str, str]) -> dict:
     health = Counter(vm["health"] for vm in vms)
     all_verdicts = cards + [v for o in outage_cards for v in o["explained"]]
     severity = Counter(v["severity"] for v in all_verdicts)
     outcomes = Counter(text(c.get("outcome")) for vm in vms
                        for c in _dicts(vm["raw"].get("cycles")))
-    titles = {v["error"]: v["title"] for v in all_verdicts}
     errors = Counter(e for vm in vms for e in vm["errors"])
     errors.update(v["error"] for v in cards if v["vm"] is None)
     causes = Counter(c for vm in vms for c in vm["causes"])
@@ -361,7 +358,7 @@ class _Strings:
 
 
 def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[dict],
-              header: dict) -> dict:
+              header: dict, titles: dict[str, str]) -> dict:
     """Compact arrays for the timeline script; times are whole seconds after `t0`.
 
     vm:     [name, host, health, [error ids], [cause ids], [findings], last success,
@@ -381,7 +378,8 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     moments += [epoch(x) for vm in vms for t in _dicts(vm["raw"].get("tasks"))
                 for x in (t.get("start"), t.get("end"))]
     moments += [epoch(e.get("ts")) for vm in vms for e in _dicts(vm["raw"].get("errors"))]
-    moments += [epoch(x) for o in _dicts(doc.get("outages")) for x in (o.get("start"), o.get("end"))]
+    moments += [epoch(x) for o in _dicts(doc.get("outages"))
+                for x in (o.get("start"), o.get("end"))]
     if moments:  # in-progress cycles are drawn up to the end of the bundle's sources
         moments += [epoch(x) for src in sources.values() if isinstance(src, dict)
                     for x in (src.get("first"), src.get("last"))]
@@ -419,7 +417,8 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
                        s(t.get("outcome")), s(t.get("fault_type")), s(t.get("initiator")),
                        text(t.get("task_id"))]
                       for t in _dicts(vm["raw"].get("tasks")) if epoch(t.get("start")) is not None])
-        errors.append([[rel(e.get("ts")), s(e.get("error")), s(e.get("source")), text(e.get("text"))]
+        errors.append([[rel(e.get("ts")), s(e.get("error")), s(e.get("source")),
+                        text(e.get("text"))]
                        for e in _dicts(vm["raw"].get("errors")) if epoch(e.get("ts")) is not None])
     outages = [[rel(card["raw_start"]), rel(card["raw_end"]), s(card["cause"]),
                 outage_entry[card["id"]]]
@@ -429,8 +428,7 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
         "outcomes": list(OUTCOMES), "types": list(CYCLE_TYPES),
         "vms": lanes, "cycles": cycles, "tasks": tasks, "errors": errors, "outages": outages,
         "findings": findings,
-        "titles": {v["error"]: v["title"]
-                   for v in cards + [x for o in outage_cards for x in o["explained"]]},
+        "titles": titles,
         "strings": s.table,
     }
 
@@ -486,15 +484,17 @@ def build(doc: dict) -> dict:
     vms = _vms(doc)
     vm_index = {vm["name"]: vm["index"] for vm in vms}
     outage_cards, cards = _cards(doc, vm_index)
-    _attach_findings(vms, outage_cards, cards)
+    explained = [v for o in outage_cards for v in o["explained"]]
+    titles = {v["error"]: v["title"] for v in cards + explained}
+    _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
     return {
         "header": header,
-        "summary": _summary(vms, outage_cards, cards),
+        "summary": _summary(vms, outage_cards, cards, titles),
         "outage_cards": outage_cards,
         "cards": cards,
         "vms": sorted(vms, key=lambda v: (_ranked(v["health"], HEALTH_ORDER),
                                           v["name"].lower())),
         "host_count": len(hosts),
-        "timeline": _timeline(doc, vms, outage_cards, cards, header),
+        "timeline": _timeline(doc, vms, outage_cards, cards, header, titles),
     }
