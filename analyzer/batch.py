@@ -516,7 +516,8 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
     console.print(f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
                   f"failed in {result.seconds:.1f} s → {Path(out) / 'index.html'}", highlight=False)
     for path, message in result.failed[:MAX_LISTED_FAILURES]:
-        console.print(f"  [red]failed[/] {path}: {message}", highlight=False)
+        named = message if message.startswith(path) else f"{path}: {message}"
+        console.print(f"  [red]failed[/] {named}", highlight=False)
     if len(result.failed) > MAX_LISTED_FAILURES:
         console.print(f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
                       "index.html", highlight=False)
