@@ -199,16 +199,26 @@ def test_zoom_and_pan_change_the_view(open_report):
     assert page.locator("#tl-svg .bar").count() == bars
 
 
-def test_appliance_local_time_option(open_report):
-    page = open_report(load("sample")).page
+@pytest.mark.parametrize("tz", ["+09:00", "Asia/Seoul"])
+def test_appliance_local_time_option(open_report, tz):
+    doc = load("sample")
+    doc["bundle"]["appliance_tz"] = tz
+    page = open_report(doc).page
     assert page.locator("#tl-axis text", has_text="UTC").count() == 1
     page.check("#tl-local")
     page.wait_for_timeout(100)
-    assert page.locator("#tl-axis text", has_text="Local +09:00").count() == 1
-    assert "(+09:00)" in page.inner_text("#tl-foot")
-    # 00:00Z is 09:00 at +09:00: the first day label moves to the local date
-    page.locator('#tl-svg .bar.o-failed[data-v="0"]').first.click()
-    assert "2024-05-14 18:58:00 (+09:00)" in page.inner_text("#detail")
+    assert page.locator("#tl-axis text", has_text=f"Local {tz}").count() == 1
+    assert f"({tz})" in page.inner_text("#tl-foot")
+    page.locator('#tl-svg .bar.o-failed[data-v="0"]').first.click()  # APP01#17, 09:58Z
+    assert f"2024-05-14 18:58:00 ({tz})" in page.inner_text("#detail")
+    assert page.locator("#tl-axis text", has_text="18:00").count() == 1
+
+
+def test_unknown_appliance_zone_leaves_the_option_off(open_report):
+    doc = load("sample")
+    doc["bundle"]["appliance_tz"] = "Mars/Olympus"
+    page = open_report(doc).page
+    assert page.locator("#tl-local").is_disabled()
 
 
 def test_print_puts_verdicts_first_and_fits_the_timeline(open_report):
