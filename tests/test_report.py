@@ -99,6 +99,13 @@ def test_page_is_self_contained_and_offline(sample_html):
     assert static("report.css") in sample_html
 
 
+def test_script_builds_dom_without_html_parsing():
+    code = static("report.js")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "setTimeout(\"", "createContextualFragment"):
+        assert sink not in code
+
+
 def test_header_shows_bundle_facts(sample_html):
     text = Page(sample_html).text()
     for expected in ("case-2405140010001234.zip", "2405140010001234",

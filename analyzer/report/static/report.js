@@ -365,7 +365,7 @@
       bg.appendChild(svg("rect", { "class": "lane-bg" + (r % 2 ? " odd" : "") + (row.vm === TL.selVm ? " selected" : ""),
         x: 0, y: row.y, width: W, height: row.h }));
       var label = svg("text", { "class": "vm-label h-" + v[2], x: 8, y: row.y + 15, "data-k": "l", "data-v": row.vm });
-      var icon = svg("tspan", { "class": "health-" + v[2] + "-fill" }, (HEALTH_ICON[v[2]] || "?") + " ");
+      var icon = svg("tspan", {}, (HEALTH_ICON[v[2]] || "?") + " ");
       icon.setAttribute("fill", { critical: "#D55E00", warning: "#E69F00", healthy: "#009E73" }[v[2]] || "#8a939c");
       label.appendChild(icon);
       label.appendChild(svg("tspan", {}, v[0]));
