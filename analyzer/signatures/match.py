@@ -65,16 +65,23 @@ def _condition(m: Matcher) -> pl.Expr:
 
 
 def _prefilter(matchers: list[Matcher]) -> pl.Expr:
-    """A cheap superset of the rows any matcher accepts."""
-    literals: dict[tuple[str, bool], set[str]] = {}
+    """A cheap superset of the rows any matcher accepts.
+
+    One Aho-Corasick pass per column over the literals of all its matchers, case-insensitive as
+    soon as one matcher needs that: a superset costs nothing, candidates are re-checked exactly.
+    """
+    literals: dict[str, set[str]] = {}
+    any_case: set[str] = set()
     exprs = []
     for m in matchers:
         if m.literal:
-            literals.setdefault((m.column, m.ignore_case), set()).update(m.literal)
+            literals.setdefault(m.column, set()).update(m.literal)
+            if m.ignore_case:
+                any_case.add(m.column)
         else:  # where-only (cheap) or regex-only (lint warns): its own condition
             exprs.append(_condition(m))
-    exprs += [_any_substring(col, tuple(sorted(lits)), ic).fill_null(False)
-              for (col, ic), lits in sorted(literals.items())]
+    exprs += [_any_substring(col, tuple(sorted(lits)), col in any_case).fill_null(False)
+              for col, lits in sorted(literals.items())]
     return reduce(or_, exprs)
 
 
@@ -88,10 +95,8 @@ def _captures(m: Matcher) -> tuple[pl.Expr, tuple[str, ...]]:
     return pl.concat_list(pairs).list.eval(pl.element().filter(keep)), names
 
 
-def _matches_of(sig: Signature, m: Matcher, candidates: pl.DataFrame, source: str) -> pl.DataFrame:
-    rows = candidates.filter(_condition(m))
-    if rows.height == 0:
-        return rows
+def _matches_of(sig: Signature, m: Matcher, rows: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The match rows of one matcher, given the table rows it accepts."""
     captures, names = _captures(m)
     if names:
         rows = rows.with_columns(
@@ -120,7 +125,12 @@ def match(library: Library, source: str, frame: pl.DataFrame) -> pl.DataFrame:
         return tables.empty("matches")
     frame = tables.conform(source, frame).with_row_index("_row")
     candidates = frame.filter(_prefilter([m for _, m in pairs]))
-    found = [f for sig, m in pairs if (f := _matches_of(sig, m, candidates, source)).height]
+    if candidates.height == 0:
+        return tables.empty("matches")
+    # Every matcher's full condition in one pass over the candidates; extract only where it hit.
+    hits = candidates.select(_condition(m).alias(str(n)) for n, (_, m) in enumerate(pairs))
+    found = [_matches_of(sig, m, candidates.filter(hits[str(n)]), source)
+             for n, (sig, m) in enumerate(pairs) if hits[str(n)].any()]
     if not found:
         return tables.empty("matches")
     # A row taken by several matchers of one signature keeps the match with the most captures.
