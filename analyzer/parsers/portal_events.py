@@ -293,8 +293,10 @@ def _strings(line: int, *values) -> tuple:
 
 # ---------------------------------------------------------------- pasted error details
 
-_LABEL_LINE = re.compile(r"^\s*(error id|오류 id)\s*:?\s*$", re.IGNORECASE | re.MULTILINE)
-_MESSAGE_LINE = re.compile(r"^\s*(error message|오류 메시지)\s*:?\s*$",
+# [ \t], not \s, and no two stars side by side: Python's backtracking engine took quadratic time
+# (minutes for a 64 KiB head of blank lines) with `^\s*` running across lines under MULTILINE.
+_LABEL_LINE = re.compile(r"^[ \t]*(error id|오류 id)[ \t]*(?::[ \t]*)?$", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_LINE = re.compile(r"^[ \t]*(error message|오류 메시지)[ \t]*(?::[ \t]*)?$",
                            re.IGNORECASE | re.MULTILINE)
 
 
