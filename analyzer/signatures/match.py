@@ -271,7 +271,12 @@ def regex_progress(pattern: str, text: str, ignore_case: bool = False) -> str:
     if best_end == best_start:
         return "regex: cannot even start matching anywhere in the text"
     if best_end == len(text):
-        return (f"regex: {text[best_start:]!r} is only the beginning of a match: the regex "
+        return (f"regex: {_quote(text[best_start:])} is only the beginning of a match: the regex "
                 "expects more text after it")
-    return (f"regex: got as far as {text[best_start:best_end]!r} and stopped before "
-            f"{text[best_end:best_end + 40]!r}")
+    return (f"regex: got as far as {_quote(text[best_start:best_end])} and stopped before "
+            f"{_quote(text[best_end:best_end + 40])}")
+
+
+def _quote(excerpt: str) -> str:
+    """The excerpt as written in the example (repr would double every backslash)."""
+    return "'" + excerpt.replace("\n", "\\n") + "'"
