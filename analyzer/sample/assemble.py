@@ -16,11 +16,12 @@ from analyzer.sample import catalogue as cat
 from analyzer.sample import clock, gateway, portal, vcenter
 from analyzer.sample.clock import DAY, MINUTE
 from analyzer.sample.world import INITIAL, NEVER, Cycle, World
-from analyzer.sample.writer import (Encoder, Padder, Part, TarContainer, VcenterFormatter, ZipContainer,
+from analyzer.sample.writer import (WINDOW, Encoder, Padder, Part, TarContainer, VcenterFormatter, ZipContainer,
                                     gateway_formatter, merged, write_log, write_text)
 
 VPXD_LEAD = 30 * MINUTE  # vpxd reaches back a little before the appliance's log
 VPXD_TAIL = 5 * MINUTE  # ... and goes on a little after (collected later)
+SETUP_USER = "alice@contoso.com"  # who enabled replication of the VMs that start inside the bundle
 
 
 @dataclass
@@ -234,12 +235,14 @@ def _padders(built: Built, size: int | None) -> tuple[Padder | None, Padder | No
 
 
 def _day_parts(container, start: int, end: int, names) -> list[Part]:
-    """One part per day of [start, end); `names(k, n)` -> (member name, gz) for part k of n (0 = oldest)."""
-    n = max(1, math.ceil((end - start) / DAY))
+    """One part per day of [start, end) (per half when it is shorter than two days, so there is
+    always a rotation); `names(k, n)` -> (member name, gz) for part k of n (0 = oldest)."""
+    period = DAY if end - start >= 2 * DAY else max(WINDOW, (end - start) // 2 // WINDOW * WINDOW)
+    n = max(1, math.ceil((end - start) / period))
     parts = []
     for k in range(n):
         name, gz = names(k, n)
-        until = start + (k + 1) * DAY if k < n - 1 else NEVER
+        until = start + (k + 1) * period if k < n - 1 else NEVER
         parts.append(Part(container, name, until, gz))
     return parts
 
@@ -306,6 +309,9 @@ def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | 
         if container is not zc:
             container.close()
         events = portal.cycle_events(world, built.cycles) + built.events_extra
+        if not any(e.event_type == "Enable replication" for e in built.events_extra):
+            events += [portal.setup_event(world, vm.first_due - 20 * MINUTE, SETUP_USER, vm.name)
+                       for vm in world.vms if vm.initial and vm.first_due - 20 * MINUTE >= world.start]
         if lay.events_form == "json":
             text = portal.events_json(world, events, lay.events_wrapped)
         elif lay.events_form == "text":

@@ -192,9 +192,10 @@ def vm_failure(error: str, cause: str, *, disks: int = 1, evidence: str | None =
             p["gateway_evidence"] = gateway_evidence
         if evidence == "relocate":
             p["relocate_at"] = start - before
-            if move:
+            p["relocate_dur"] = world.rng("relocate").randint(9, 25) * MINUTE
+            if move:  # a Storage vMotion: the disks live on another datastore once the task ends
                 new_ds = next(d for d in (f"ds{i:02d}" for i in range(1, 9)) if d != vm.datastore)
-                vm.moves.append((start - before + 30 * MINUTE, new_ds))
+                vm.moves.append((p["relocate_at"] + p["relocate_dur"], new_ds))
         if evidence == "reconfigure":
             p["reconfigure_at"] = start - before
         if evidence == "host_down":
@@ -326,11 +327,12 @@ def slow_nfc(ctx: Ctx) -> Built:
 
 
 def slow_overloaded(ctx: Ctx) -> Built:
-    """Few slots, long cycles: heartbeats show cycles queued while every slot is busy."""
-    world = new_world(ctx, min_vms=6)
+    """Few slots and big deltas: cycles wait in Queued behind each other (heartbeats show queued cycles
+    while every slot is busy), so they take far longer than usual at a normal upload rate."""
+    world = new_world(ctx, min_vms=8)
     world.limit = 2
     names = frozenset(v.name for v in world.vms)
-    world.slows.append(Slow(names, world.end - 7 * HOUR, NEVER, factor=8.0, churn=2.0))
+    world.slows.append(Slow(names, world.end - 7 * HOUR, NEVER, factor=1.0, churn=20.0))
     built = finish(ctx, world)
     slow_expected(built, sorted(names), "appliance_overloaded")
     return built
@@ -650,14 +652,13 @@ def _error_cause_scenarios() -> dict[str, Scenario]:
     table[("slow_replication", "nfc_buffer_exhausted")] = (
         "five 3-disk VMs on one host read slowly at once (more than 8 disks in parallel)", slow_nfc)
     table[("slow_replication", "appliance_overloaded")] = (
-        "two slots for six VMs with long cycles: heartbeats show queued cycles at the limit", slow_overloaded)
+        "two slots for eight VMs with big deltas: cycles queue, heartbeats show queued cycles at the limit", slow_overloaded)
     table[("slow_replication", cat.UNDETERMINED)] = (
         "one VM's deltas grow thirtyfold at its usual rate: much longer cycles, no cause", slow_undetermined)
     out = {}
     for (error, cause), (description, build) in table.items():
         name = f"{error}--{cause}"
-        min_vms = 6 if name in ("slow_replication--nfc_buffer_exhausted", "slow_replication--appliance_overloaded") \
-            else 1
+        min_vms = {"slow_replication--nfc_buffer_exhausted": 6, "slow_replication--appliance_overloaded": 8}.get(name, 1)
         out[name] = Scenario(name, f"{error} / {cause}: {description}", build, min_vms=min_vms)
     return out
 

@@ -254,10 +254,9 @@ def hit_evidence(world: World, cycles: list[Cycle]) -> list[tuple]:
                               end=create[0] - rng.randint(6, 12) * MINUTE,
                               fault=("vim.fault.Timedout", "Operation timed out.", ()))
         elif kind == "relocate" and first:
-            at = hit.params["relocate_at"]
+            at, dur = hit.params["relocate_at"], hit.params["relocate_dur"]
             op = opid(rng)
-            dur = rng.randint(9, 25) * MINUTE
-            old, new = vm.datastore, vm.datastore_at(at + dur + 1)
+            old, new = vm.datastore_at(at), vm.datastore_at(at + dur)
             out += task_lines(at, (c.key, "relocate"), vm.moref, "vim.VirtualMachine.relocate", ADMIN_USER, op,
                               progress=_ramp(at, at + dur, rng, (18, 52, 88)), end=at + dur)
             out.append(event_line(at + dur + 150, "vim.event.VmMigratedEvent",
@@ -348,7 +347,7 @@ def noise(world: World) -> Iterator[tuple]:
             yield (t, "info", "MoCluster", f"HB-{host.moref}@{rng.randint(1000, 9999)}-{op}",
                    f"Host [vim.HostSystem:{host.moref},{host.name}] has 1 HDCS resources", None, None, None, 0)
         elif kind == 3:
-            user = rng.choice((VC_ADMIN, ADMIN_USER, BACKUP_USER, world.account))
+            user = rng.choice((VC_ADMIN, ADMIN_USER, BACKUP_USER, world.account, "CONTOSO\\s.müller"))
             yield event_line(t, "vim.event.UserLoginSessionEvent",
                              f"User {user}@10.0.{rng.randint(1, 9)}.{rng.randint(10, 250)} logged in as "
                              f"VMware vim-java 1.0", op, user=user, syslog=True)

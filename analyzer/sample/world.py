@@ -205,9 +205,9 @@ def build_world(name: str, seed: int, vms: int, days: float, *, hosts: int | Non
         n_disks = rng.choice((1, 2, 2, 3))
         disks = []
         for d in range(n_disks):
-            size = (rng.randint(60, 128) if d == 0 else rng.randint(100, 600)) * GIB
+            size = (rng.randint(80, 200) if d == 0 else rng.randint(100, 600)) * GIB
             file = f"{vm_name}/{vm_name}.vmdk" if d == 0 else f"{vm_name}/{vm_name}_{d}.vmdk"
-            disks.append(Disk(2000 + d, file, disk_uuid(rng), size, int(size * rng.uniform(0.25, 0.6))))
+            disks.append(Disk(2000 + d, file, disk_uuid(rng), size, int(size * rng.uniform(0.35, 0.7))))
         initial = rng.random() < initial_share
         vm_list.append(VM(
             index=i, name=vm_name, moref=f"vm-{morefs[i]}", host=host_list[i % n_hosts],
@@ -318,6 +318,8 @@ def _nominal(world: World, vm: VM, cid: int, ctype: str, due: int, active: int,
         if ctype == RESYNC:
             totals = [t * 4 for t in totals]
     rate = vm.rate * rng.uniform(0.85, 1.15)
+    if ctype == INITIAL:  # full reads of every allocated block: slower than deltas
+        rate *= 0.4
     slow = _slow_for(world, vm, due)
     if slow:
         rate /= slow.factor

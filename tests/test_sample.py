@@ -1,0 +1,388 @@
+"""The scenario generator: names, determinism, schedule, formats, expected verdicts, parseability."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from analyzer.sample import ERROR_IDS, list_scenarios, parse_size, write_bundles
+from analyzer.sample import catalogue as cat
+from analyzer.sample.scenarios import SCENARIOS, build
+from analyzer.sample.world import DELTA, INITIAL, interval_after
+
+# CATALOGUE.md, copied here on purpose: the generator's set must follow the contract, not itself.
+CATALOGUE_A = {
+    "key_vault_operation_failed", "dispose_artefacts_timed_out", "disk_upload_timed_out",
+    "changed_blocks_fetch_failed", "internal_server_refused_connection", "internal_invalid_snapshot_configuration",
+    "internal_generate_snapshot_hung", "internal_consolidate_disks_failed", "internal_another_task_in_progress",
+    "internal_operation_not_allowed", "internal_snapshot_disk_size_invalid", "internal_memory_allocation_failed",
+}
+CATALOGUE_B = {
+    "no_disk_snapshots_found", "internal_file_larger_than_max", "internal_cannot_connect_to_host",
+    "invalid_change_tracker", "unable_to_open_snapshot_file", "host_connection_refused",
+    "protection_readiness_snapshots_present", "storage_account_not_found", "state_container_not_found",
+    "subscription_snapshot_throttled", "resync_snapshot_missing", "insufficient_key_vault_permissions",
+    "disk_change_id_unavailable", "rdm_physical_mode_disk", "disk_download_timed_out", "component_timed_out",
+    "change_tracking_reset", "vmware_generic_failure",
+}
+CATALOGUE_C = {"replication_stalled", "slow_replication"}
+
+# Small worlds keep the whole-suite tests quick; scenarios raise these where they need more.
+SMALL = {"vms": 3, "days": 1}
+NAMES = [name for name, _ in list_scenarios()]
+GATEWAY_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}\.\d{3}(?:Z|[+-]\d{2}:\d{2})?) "
+                          r"(Verbose|Info|Warning|Error|Critical) \[[^\]]+\] \S+ - ")
+
+
+def members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def expected(out: Path, name: str) -> dict:
+    return json.loads((out / f"{name}.expected.json").read_text(encoding="utf-8"))
+
+
+def gateway_text(files: dict[str, bytes]) -> str:
+    parts = [data for name, data in sorted(files.items()) if "GatewayService" in name or name == "notes.txt"]
+    return "\n".join(p.decode("utf-8") if not p[:2] == b"\x1f\x8b" else __import__("gzip").decompress(p).decode()
+                     for p in parts)
+
+
+# ---- names and the catalogue ---------------------------------------------------------------------------
+
+
+def test_error_ids_are_the_catalogues():
+    assert ERROR_IDS == CATALOGUE_A | CATALOGUE_B | CATALOGUE_C
+
+
+def test_every_error_and_cause_has_a_scenario():
+    for spec in cat.ERRORS.values():
+        for cause in spec.causes:
+            assert f"{spec.id}--{cause}" in SCENARIOS, (spec.id, cause)
+        if spec.no_evidence_cause() == cat.UNDETERMINED or spec.id == "internal_server_refused_connection":
+            assert f"{spec.id}--undetermined" in SCENARIOS, spec.id
+    assert {name.split("--")[0] for name in SCENARIOS if "--" in name} == ERROR_IDS
+
+
+def test_list_scenarios_sorted_one_line_each():
+    listed = list_scenarios()
+    assert [n for n, _ in listed] == sorted(n for n, _ in listed)
+    assert all(d and "\n" not in d for _, d in listed)
+    for name in ("healthy", "fleet", "outage-gateway-service", "outage-appliance-down", "outage-storage",
+                 "herring-transient-recovered", "herring-other-vm-error", "herring-quiet-restart", "format-vpxd55",
+                 "format-win5x", "format-naive-tz", "format-utf16-events", "format-json-events",
+                 "format-text-events", "format-renamed", "format-nested-gz"):
+        assert name in SCENARIOS
+
+
+def test_no_evidence_rule_follows_the_catalogue():
+    assert cat.ERRORS["changed_blocks_fetch_failed"].no_evidence_cause() == "cbt_reset_or_corrupt"
+    assert cat.ERRORS["internal_snapshot_disk_size_invalid"].no_evidence_cause() == "snapshot_disk_size_zero"
+    assert cat.ERRORS["disk_upload_timed_out"].no_evidence_cause() == cat.UNDETERMINED
+    assert cat.ERRORS["internal_server_refused_connection"].no_evidence_cause(vddk_rules_out=True) == \
+        cat.UNDETERMINED
+
+
+def test_unknown_scenario_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="no-such-scenario"):
+        write_bundles(["healthy", "no-such-scenario"], tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize("text, value", [("512MiB", 512 << 20), ("1GiB", 1 << 30), ("200MB", 200_000_000),
+                                         ("1048576", 1048576), ("1.5k", 1500), (" 2 gib ", 2 << 30)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "MiB", "12 parsecs", "-1GiB", "1e9"])
+def test_parse_size_rejects(text):
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+# ---- determinism ---------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_bytes(tmp_path):
+    names = ["format-nested-gz", "outage-storage"]
+    a = write_bundles(names, tmp_path / "a", seed=7, **SMALL)
+    b = write_bundles(names, tmp_path / "b", seed=7, **SMALL)
+    c = write_bundles(names[:1], tmp_path / "c", seed=8, **SMALL)
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes()
+        assert (pa.parent / f"{pa.stem}.expected.json").read_bytes() == \
+            (pb.parent / f"{pb.stem}.expected.json").read_bytes()
+    assert a[0].read_bytes() != c[0].read_bytes()
+
+
+# ---- every scenario --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def all_bundles(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scenarios")
+    write_bundles([n for n in NAMES if n != "fleet"], out, seed=3, **SMALL)
+    write_bundles(["fleet"], out, seed=3, vms=30, days=1)
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_scenario_writes_a_bundle(all_bundles, name):
+    path = all_bundles / f"{name}.zip"
+    files = members(path)
+    doc = expected(all_bundles, name)
+    assert doc["scenario"] == name and doc["seed"] == 3
+    verdicts = doc["verdicts"]
+    assert verdicts == sorted(verdicts, key=lambda v: (v["vm"] or "", v["error"], v["cause"]))
+    assert all(v["error"] in ERROR_IDS for v in verdicts)
+    assert any(name.endswith(".csv") or name.endswith(".json") or name.endswith(".txt") for name in files)
+    if "--" in name:  # an error x cause scenario: its own verdict, and nothing else
+        error, cause = name.split("--")
+        assert {(v["error"], v["cause"]) for v in verdicts} == {(error, cause)}
+        vms = {v["vm"] for v in verdicts}
+        assert vms == {None} if error == "key_vault_operation_failed" else None not in vms
+    elif name == "healthy":
+        assert verdicts == []
+
+
+def test_expected_verdicts_name_vms_of_the_bundle(all_bundles):
+    for name in NAMES:
+        text = "\n".join(data.decode("utf-8", "replace") for data in members(all_bundles / f"{name}.zip").values())
+        for v in expected(all_bundles, name)["verdicts"]:
+            if v["vm"]:
+                assert f"vm={v['vm']} " in text or f"vm={v['vm']}\r" in text, (name, v)
+
+
+def test_herrings_expect_what_the_herring_does_not_explain(all_bundles):
+    pairs = {n: {(v["error"], v["cause"]) for v in expected(all_bundles, n)["verdicts"]}
+             for n in ("herring-transient-recovered", "herring-other-vm-error", "herring-quiet-restart")}
+    assert pairs["herring-transient-recovered"] == {("disk_upload_timed_out", "undetermined")}
+    assert pairs["herring-other-vm-error"] == {("internal_another_task_in_progress", "undetermined")}
+    assert pairs["herring-quiet-restart"] == {("disk_upload_timed_out", "vcenter_read_throttled")}
+    restart = gateway_text(members(all_bundles / "herring-quiet-restart.zip"))
+    assert restart.count("Service asrgwy stopping.") == 1 and restart.count("Service asrgwy starting.") == 2
+
+
+def test_outages_fail_several_vms(all_bundles):
+    for name in ("outage-gateway-service", "outage-appliance-down", "outage-storage"):
+        vms = {v["vm"] for v in expected(all_bundles, name)["verdicts"]}
+        assert len(vms) >= 2, name
+
+
+# ---- what the logs look like -------------------------------------------------------------------------------
+
+
+def test_gateway_lines_follow_the_envelope_in_time_order(all_bundles):
+    files = members(all_bundles / "disk_upload_timed_out--cache_storage_unreachable.zip")
+    for name, data in files.items():
+        if "GatewayService" not in name:
+            continue
+        text = data.decode("utf-8")
+        assert "\r\n" in text  # written on Windows
+        stamps = []
+        for line in text.split("\r\n"):
+            if not line or line.startswith((" ", "---", "System.")):
+                continue
+            m = GATEWAY_LINE.match(line)
+            assert m, line
+            stamps.append(m.group(1))
+        assert stamps == sorted(stamps)
+
+
+def test_gateway_carries_the_formats_shapes_and_secrets(all_bundles):
+    text = gateway_text(members(all_bundles / "disk_upload_timed_out--cache_storage_unreachable.zip"))
+    for shape in ("Service asrgwy starting. version=", "VDDK initialised. version=7.0.3 build=",
+                  "Heartbeat. activeCycles=", "Replication cycle started. ", "State changed. ",
+                  "from=Queued to=CreatingSnapshot", "to=WaitingForArtefactsDisposalPreCycle",
+                  "to=QueryingChangedBlocks", "to=UploadingDisks", "to=ReleasingSnapshot", "to=ConsolidatingDisks",
+                  "to=Completed", "Disk upload progress. ", "Replication cycle completed. ", "durationSec=",
+                  "Replication cycle failed. ", "errorId=1011 error=DiskUploadTimedOut",
+                  ".blob.core.windows.net/", "Unable to connect to the remote server", "sig=", "   at "):
+        assert shape in text, shape
+    assert re.search(r"https://migratelsa\d+\.blob\.core\.windows\.net", text)
+    bus = gateway_text(members(all_bundles / "dispose_artefacts_timed_out--service_bus_unreachable.zip"))
+    assert "SharedAccessKey=" in bus and ".servicebus.windows.net" in bus
+    hub = gateway_text(members(all_bundles / "dispose_artefacts_timed_out--event_hub_unreachable.zip"))
+    assert "EventHub" in hub and "ServiceBusCommunicationException" in hub
+    store = gateway_text(members(all_bundles / "dispose_artefacts_timed_out--gateway_storage_unreachable.zip"))
+    assert "AccountKey=" in store and re.search(r"migrategwsa\d+\.blob\.core\.windows\.net", store)
+    vault = gateway_text(members(all_bundles / "disk_upload_timed_out--key_vault_unreachable.zip"))
+    assert ".vault.azure.net/" in vault
+
+
+def test_vddk_version_follows_the_scenario(all_bundles):
+    known = gateway_text(members(all_bundles / "internal_server_refused_connection--vddk_known_issue.zip"))
+    other = gateway_text(members(all_bundles / "internal_server_refused_connection--undetermined.zip"))
+    assert "VDDK initialised. version=6.7.0 build=8250137" in known
+    assert "version=6.7" not in other and "VDDK initialised. version=7.0.3" in other
+    assert "An internal error occurred. [Server Refused Connection]" in known
+
+
+def vpxd_text(files: dict[str, bytes], encoding: str = "utf-8") -> str:
+    return "\n".join(data.decode(encoding) for name, data in sorted(files.items()) if "vpxd" in name)
+
+
+def test_vpxd_tasks_faults_progress_and_initiators(all_bundles):
+    text = vpxd_text(members(all_bundles / "internal_another_task_in_progress--conflicting_vcenter_task.zip"))
+    assert re.search(r"^\S+Z info vpxd\[[0-9A-F]+\] \[Originator@6876 sub=vpxLro opID=\w+\] \[VpxLRO\] -- BEGIN "
+                     r"task-\d+ -- vm-\d+ -- vim\.VirtualMachine\.createSnapshot -- ", text, re.M)
+    assert re.search(r"\[VpxLRO\] -- BEGIN task-\d+ -- snapshot-\d+ -- vim\.vm\.Snapshot\.remove", text)
+    assert "vim.VirtualMachine.consolidateDisks" in text and "vim.VirtualMachine.queryChangedDiskAreas" in text
+    assert "-- ERROR task-" in text and '-->    msg = "Another task is already in progress."' in text
+    assert re.search(r"RecordOp ASSIGN: info\.progress, task-\d+ = \d+", text)
+    assert "[vim.event.TaskEvent] [info] [CONTOSO\\svc-veeam] [DC01]" in text
+    assert "[Task: Create virtual machine snapshot]" in text
+    assert re.search(r"Event \d+ : com\.vmware\.vc\.VmDiskConsolidatedEvent : ", text)
+    begins = re.findall(r"-- BEGIN (task-\d+)", text)
+    ends = re.findall(r"-- (?:FINISH|ERROR) (task-\d+)", text)
+    assert len(begins) == len(set(begins)) and set(ends) <= set(begins)
+
+
+def test_hung_snapshot_sits_at_95(all_bundles):
+    text = vpxd_text(members(all_bundles / "internal_generate_snapshot_hung--snapshot_creation_stuck.zip"))
+    stuck = re.findall(r"info\.progress, (task-\d+) = 95", text)
+    assert stuck and f"FINISH {stuck[-1]}" not in text and f"ERROR {stuck[-1]}" not in text
+
+
+def test_format_variants(all_bundles):
+    files = members(all_bundles / "format-vpxd55.zip")
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+-07:00 \[7F[0-9A-F]+ info 'commonvpxLro' opID=\w+\] \[VpxLRO\]",
+                     vpxd_text(files), re.M)
+
+    files = members(all_bundles / "format-win5x.zip")
+    raw = b"".join(data for name, data in files.items() if "vpxd" in name)
+    assert b"m\xfcller" in raw and b"\r\n" in raw  # cp1252, CRLF
+    assert re.search(r"^\[\d{4}-\d\d-\d\d [\d:.]+ \d{5} info 'commonvpxLro'", raw.decode("cp1252"), re.M)
+    assert b'vcenter_tz = "+02:00"' in files["bundle.toml"]
+
+    files = members(all_bundles / "format-naive-tz.zip")
+    assert b'appliance_tz = "+09:00"' in files["bundle.toml"]
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} Info \[", gateway_text(files), re.M)
+
+    files = members(all_bundles / "format-utf16-events.zip")
+    csv_bytes = next(data for name, data in files.items() if name.endswith(".csv"))
+    assert csv_bytes[:2] == b"\xff\xfe"
+    text = csv_bytes[2:].decode("utf-16-le")
+    assert text.startswith("Time,Severity,Event,Machine,Event type,Error ID,Error message,Possible causes,"
+                           "Recommendation,Event code,Initiated by")
+    assert "복제 주기 실패" in text and re.search(r"\d{4}\. \d{1,2}\. \d{1,2}\. 오[전후] ", text)
+
+    files = members(all_bundles / "format-json-events.zip")
+    events = json.loads(files["portal/az-event-list.json"])
+    assert isinstance(events, list) and events[0]["properties"]["healthErrors"]
+
+    files = members(all_bundles / "format-text-events.zip")
+    text = files["portal/error-details.txt"].decode()
+    assert "Error ID\n1011\nError Message\nThe upload of data for disk " in text and "First Seen At\n" in text
+
+    files = members(all_bundles / "format-renamed.zip")
+    assert {"notes.txt", "logs/vcenter-dump.txt", "export (1).csv"} <= set(files)
+
+    files = members(all_bundles / "format-nested-gz.zip")
+    (tgz,) = [n for n in files if re.fullmatch(r"vc-vcsa01-\d{4}-\d\d-\d\d--09\.30-\d+\.tgz", n)]
+    with tarfile.open(fileobj=io.BytesIO(files[tgz])) as tar:
+        names = tar.getnames()
+    assert any(re.fullmatch(r"var/log/vmware/vpxd/vpxd-\d+\.log\.gz", n) for n in names)
+    assert any(re.fullmatch(r"var/log/vmware/vpxd/vpxd-\d+\.log", n) for n in names)
+    assert any(n.endswith(".log.1.gz") for n in files)
+
+
+def test_clock_skew_between_appliance_and_vcenter():
+    for name in ("healthy", "format-vpxd55"):
+        skew = abs(build(name, 5, 3, 1).world.skew)
+        assert 30_000 <= skew <= 181_000
+
+
+# ---- the schedule -------------------------------------------------------------------------------------------
+
+
+def test_schedule_follows_catalogue_part_c():
+    built = build("healthy", 11, 6, 2)
+    by_vm: dict[str, list] = {}
+    for c in built.cycles:
+        by_vm.setdefault(c.vm.name, []).append(c)
+    initial_seen = False
+    for cycles in by_vm.values():
+        assert [c.cid for c in cycles] == list(range(cycles[0].cid, cycles[0].cid + len(cycles)))
+        for prev, nxt in zip(cycles, cycles[1:]):
+            assert prev.outcome == "succeeded"
+            gap = nxt.due - prev.end
+            if prev.type == INITIAL:
+                initial_seen = True
+                assert nxt.type == DELTA and 0 < gap <= 30_000  # the first delta right after
+            else:
+                assert gap == interval_after(prev.end - prev.due)
+    assert initial_seen
+
+
+def test_initial_replication_takes_hours_and_deltas_minutes():
+    built = build("healthy", 11, 6, 2)
+    initial = [c.end - c.due for c in built.cycles if c.type == INITIAL]
+    deltas = sorted(c.end - c.due for c in built.cycles if c.type == DELTA)
+    assert initial and min(initial) > 30 * 60_000
+    assert deltas[len(deltas) // 2] < 15 * 60_000
+
+
+# ---- size padding ----------------------------------------------------------------------------------------------
+
+
+def test_size_pads_to_the_requested_volume(tmp_path):
+    size = parse_size("24MiB")
+    (path,) = write_bundles(["fleet"], tmp_path, vms=12, days=1, seed=2, size=size)
+    with zipfile.ZipFile(path) as zf:
+        total = 0
+        for info in zf.infolist():
+            data = zf.read(info)
+            if info.filename.endswith(".tgz"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    for m in tar.getmembers():
+                        blob = tar.extractfile(m).read()
+                        total += len(__import__("gzip").decompress(blob)) if m.name.endswith(".gz") else len(blob)
+            elif info.filename.endswith(".gz"):
+                total += len(__import__("gzip").decompress(data))
+            else:
+                total += len(data)
+    assert 0.9 * size <= total <= 1.15 * size
+
+
+# ---- parsing: zero unparsed lines in every format ------------------------------------------------------------
+
+
+def test_every_member_parses_without_unparsed_lines(all_bundles):
+    bundle = pytest.importorskip("analyzer.bundle")
+    sources = pytest.importorskip("analyzer.sources")
+    pytest.importorskip("analyzer.parsers.gateway_log")
+    pytest.importorskip("analyzer.parsers.vcenter_log")
+    pytest.importorskip("analyzer.parsers.portal_events")
+    import tomllib
+
+    from analyzer.diagnostics import Diagnostics
+
+    problems = []
+    for path in sorted(all_bundles.glob("*.zip")):
+        diags = Diagnostics()
+        found = list(bundle.open_bundle(path, diags))
+        config = next((tomllib.loads(m.data.decode()) for m in found if m.path == "bundle.toml"), {})
+        ctx = sources.ParseContext(appliance_tz=config.get("appliance_tz"), portal_tz=config.get("portal_tz"),
+                                   vcenter_tz=config.get("vcenter_tz"))
+        for m in found:
+            if m.path == "bundle.toml":
+                continue
+            text = bundle.decode(m.data, m.path, diags)
+            source = sources.sniff(text[:sources.SNIFF_CHARS], m.path)
+            if source is None:
+                problems.append(f"{path.name}!{m.path}: not recognised")
+                continue
+            parsed = source.parse(text, m.path, ctx)
+            empty = not parsed.records and source.name not in ("portal_events",)  # no events is a fine export
+            if parsed.unparsed or empty:
+                problems.append(f"{path.name}!{m.path}: {parsed.records} records, {parsed.unparsed} unparsed")
+    assert not problems, "\n".join(problems)
