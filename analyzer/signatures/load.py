@@ -17,7 +17,7 @@ import string
 import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -292,6 +292,7 @@ def _pairs(table: dict | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((k, tuple(v)) for k, v in (table or {}).items())
 
 
+@cache
 def regex_problem(pattern: str) -> str | None:
     """Why polars' Rust engine refuses `pattern`, in words; None when it compiles."""
     try:
@@ -349,14 +350,14 @@ def _check_examples(file: str, sig: Signature) -> list[Problem]:
                 out.append(Problem(file, f"{key}.captures.{name}",
                                    f"'{name}' is not a named group of any {ex.source} regex",
                                    "named groups: " + (", ".join(sorted(known)) or "none")))
-    if sig.matchers and not any(ex.matches for ex in sig.examples):
+    shown = {ex.source for ex in sig.examples if ex.matches}
+    if sig.matchers and not shown:
         out.append(Problem(file, "examples", "no [[examples]]: nothing shows the matchers work",
                            "add a real line that must match", "warning"))
-    for source in sorted({m.source for m in sig.matchers} - {ex.source for ex in sig.examples
-                                                             if ex.matches}):
-        if any(ex.matches for ex in sig.examples):
-            out.append(Problem(file, "examples", f"no example for the {source} matchers",
-                               f"add an [[examples]] block with source = \"{source}\"", "warning"))
+    elif unshown := sorted({m.source for m in sig.matchers} - shown):
+        out += [Problem(file, "examples", f"no example for the {source} matchers",
+                        f"add an [[examples]] block with source = \"{source}\"", "warning")
+                for source in unshown]
     return out
 
 
@@ -414,30 +415,32 @@ def _check_kind(file: str, raw: dict, sig: Signature) -> list[Problem]:
     return out
 
 
-def parse_file(path: Path, label: str | None = None) -> tuple[Signature | None, list[Problem]]:
-    """One signature file -> (Signature or None, problems). Never raises on bad content."""
-    file = label or str(path)
+@lru_cache(maxsize=1024)
+def parse_signature(data: bytes, stem: str, file: str) -> tuple[Signature | None, tuple[Problem, ...]]:
+    """One signature file's bytes -> (Signature or None, problems). Never raises on bad content.
+
+    A pure function of the bytes, so the repeated loads of a batch (one per bundle) reuse it.
+    """
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(file, None, f"cannot read the file: {exc}", "save it as UTF-8")]
+        raw = tomllib.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        return None, (Problem(file, None, f"not UTF-8 text: {exc}", "save the file as UTF-8"),)
     except tomllib.TOMLDecodeError as exc:
-        return None, [Problem(file, None, f"not valid TOML: {exc}",
-                              "regexes are easiest in '''…''' literal strings (no escaping)")]
+        return None, (Problem(file, None, f"not valid TOML: {exc}",
+                              "regexes are easiest in '''…''' literal strings (no escaping)"),)
     problems = sorted({_schema_problem(file, e) for e in _validator().iter_errors(raw)})
     if problems:
-        return None, problems
-    if raw["id"] != path.stem:
-        problems.append(Problem(file, "id", f"id '{raw['id']}' differs from the file name "
-                                f"'{path.stem}'", f"rename the file to {raw['id']}.toml or set "
-                                f"id = \"{path.stem}\""))
+        return None, tuple(problems)
+    if raw["id"] != stem:
+        problems.append(Problem(file, "id", f"id '{raw['id']}' differs from the file name '{stem}'",
+                                f"rename the file to {raw['id']}.toml or set id = \"{stem}\""))
     sig = _build(raw, file)
     for n, m in enumerate(sig.matchers, 1):
         problems += _check_matcher(file, f"match[{n}]", m)
     problems += _check_kind(file, raw, sig)
     problems += _check_summary(file, sig.summary)
     problems += _check_examples(file, sig)
-    return sig, problems
+    return sig, tuple(problems)
 
 
 def _build(raw: dict, file: str) -> Signature:
@@ -485,7 +488,12 @@ def load_dir(directory: Path) -> tuple[list[Signature], list[Problem], dict[str,
     sigs, problems, contents, seen = [], [], {}, {}
     for path in sorted(directory.rglob("*.toml")):
         label = _label(path)
-        sig, found = parse_file(path, label)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(label, None, f"cannot read the file: {exc}", None))
+            continue
+        sig, found = parse_signature(data, path.stem, label)
         problems += found
         if sig is None:
             continue
@@ -495,7 +503,7 @@ def load_dir(directory: Path) -> tuple[list[Signature], list[Problem], dict[str,
             continue
         seen[sig.id] = label
         sigs.append(sig)
-        contents[sig.id] = path.read_bytes()
+        contents[sig.id] = data
     if not sigs and not problems:
         problems.append(Problem(str(directory), None, "no *.toml signature files here",
                                 "signature files are named <id>.toml", "warning"))
