@@ -512,30 +512,32 @@ def load_dir(directory: Path) -> tuple[list[Signature], list[Problem], dict[str,
 
 def check_library(library: Library, only: set[str] | None = None) -> list[Problem]:
     """Cross-file checks; `only` limits the report to those signature ids."""
-    out = []
     sigs = {k: s for k, s in library.signatures.items() if only is None or k in only}
+    out = [problem for sig in sigs.values() for n, cause in enumerate(sig.causes, 1)
+           for ev in cause.evidence if (problem := _evidence_problem(library, sig, n, ev))]
     for sig in sigs.values():
-        for n, cause in enumerate(sig.causes, 1):
-            for ev in cause.evidence:
-                target = library.signatures.get(ev)
-                if ev.startswith("detect.") and ev not in DETECTORS:
-                    close = difflib.get_close_matches(ev, DETECTORS, n=1)
-                    out.append(Problem(sig.path, f"causes[{n}].evidence", f"unknown detector '{ev}'",
-                                       f"did you mean '{close[0]}'?" if close
-                                       else "detectors: " + ", ".join(DETECTORS)))
-                elif not ev.startswith("detect.") and target is None:
-                    close = difflib.get_close_matches(ev, [s.id for s in library.evidence()], n=1)
-                    out.append(Problem(sig.path, f"causes[{n}].evidence",
-                                       f"unknown evidence id '{ev}'",
-                                       f"did you mean '{close[0]}'?" if close else
-                                       f"create signatures/{ev}.toml with kind = \"evidence\""))
-                elif target is not None and target.kind != "evidence":
-                    out.append(Problem(sig.path, f"causes[{n}].evidence",
-                                       f"'{ev}' is an error, not evidence",
-                                       "point at an evidence signature or a detect.* id"))
         out += _check_catalogue(sig)
-    out += _check_shared_codes(library, sigs)
-    return out
+    return out + _check_shared_codes(library, sigs)
+
+
+def _evidence_problem(library: Library, sig: Signature, n: int, ev: str) -> Problem | None:
+    """What is wrong with evidence id `ev` of the n-th cause, if anything."""
+    key = f"causes[{n}].evidence"
+    if ev.startswith("detect."):
+        if ev in DETECTORS:
+            return None
+        close = difflib.get_close_matches(ev, DETECTORS, n=1)
+        return Problem(sig.path, key, f"unknown detector '{ev}'", f"did you mean '{close[0]}'?"
+                       if close else "detectors: " + ", ".join(DETECTORS))
+    target = library.signatures.get(ev)
+    if target is None:
+        close = difflib.get_close_matches(ev, [s.id for s in library.evidence()], n=1)
+        return Problem(sig.path, key, f"unknown evidence id '{ev}'", f"did you mean '{close[0]}'?"
+                       if close else f"create signatures/{ev}.toml with kind = \"evidence\"")
+    if target.kind != "evidence":
+        return Problem(sig.path, key, f"'{ev}' is an error, not evidence",
+                       "point at an evidence signature or a detect.* id")
+    return None
 
 
 def _check_catalogue(sig: Signature) -> list[Problem]:

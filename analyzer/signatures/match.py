@@ -3,8 +3,8 @@
 1. One prefilter over the whole table: per column, a single Aho-Corasick `contains_any` over the
    literals of all matchers reading that column (plus the exact `where` values of matchers with
    no literal). This is the only work proportional to the table.
-2. Each matcher's full condition (where, contains, exclude, literal, regex) on the candidates only,
-   and `extract_groups` for captures.
+2. Every matcher's full condition (where, contains, exclude, literal, regex) in one `select` over
+   the candidates only; `extract_groups` for captures only where a matcher hit.
 3. One row per (table row, signature), in table order: tables.MATCHES.
 """
 
