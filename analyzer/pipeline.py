@@ -22,7 +22,7 @@ from analyzer import signatures
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import vcenter_log
 from analyzer.parsers.timeparse import to_iso
-from analyzer.redact import redact_doc
+from analyzer.redact import redact_doc, redact_frame
 
 
 @dataclass(frozen=True)
@@ -286,11 +286,11 @@ def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diag
     doc = redact_doc(doc, options.redact)
     members = [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members]
     if options.dump_tables:
-        _dump(frames, options.dump_tables)
+        _dump(frames, options.dump_tables, options.redact)
     return Analysis(doc=doc, tables=frames, members=members, diagnostics=diags)
 
 
-def _dump(frames: dict[str, pl.DataFrame], folder: Path) -> None:
+def _dump(frames: dict[str, pl.DataFrame], folder: Path, redact: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
-        frame.write_parquet(folder / f"{name}.parquet")
+        redact_frame(frame, redact).write_parquet(folder / f"{name}.parquet")
