@@ -3,8 +3,8 @@
 A failure is one error of one VM in one cycle (its repeated lines grouped). Each cause of the
 error's signature names evidence ids: evidence signatures (matches) or the built-in detectors
 below, for what no regex can see. Evidence counts when it falls in the cause's window around the
-failure and in its scope (same VM, same ESXi host, whole appliance), and has not been followed by
-a successful cycle before the failure (it recovered: a transient). Cause choice, confidence and
+failure and in its scope (same VM, same ESXi host, whole appliance); a host- or appliance-wide
+failure followed by a successful cycle before the failure recovered (a transient) and does not. Cause choice, confidence and
 severity follow CATALOGUE.md's decision rules. Appliance-wide causes backed by an interval become
 one outage that lists every VM and cycle it explains.
 
@@ -252,11 +252,9 @@ class Bundle:
                 self.hosts[c["vm_key"]] = c["host"]
         ok = [c for c in self.cycles if c["outcome"] == "succeeded" and c["start"] and c["end"]]
         self.recover_all = Recoveries([(c["start"], c["end"]) for c in ok])
-        by_vm, by_host = defaultdict(list), defaultdict(list)
+        by_host = defaultdict(list)
         for c in ok:
-            by_vm[c["vm_key"]].append((c["start"], c["end"]))
             by_host[_short_host(c["host"] or self.host_of(c["vm_key"]))].append((c["start"], c["end"]))
-        self.recover_vm = {k: Recoveries(v) for k, v in by_vm.items()}
         self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
 
         self.by_signature: dict[str, list[dict]] = defaultdict(list)
@@ -473,13 +471,12 @@ class Bundle:
         return self._clusters[signature]
 
     def recovered(self, scope: str, failure: Failure, since: datetime, until: datetime) -> bool:
-        """A successful cycle in the scope ran entirely between `since` and `until`."""
+        """A successful cycle (of any VM, or of a VM on the failure's host) ran entirely between
+        `since` and `until`."""
         if scope == "appliance":
             index = self.recover_all
-        elif scope == "host":
-            index = self.recover_host.get(_short_host(failure.host(self)))
         else:
-            index = self.recover_vm.get(failure.vm_key)
+            index = self.recover_host.get(_short_host(failure.host(self)))
         return bool(index and index.between(since, until))
 
 
@@ -570,6 +567,10 @@ def detect_low_read_rate(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: 
         ts = b.sig_ts.get(sig, [])
         if bisect.bisect_right(ts, hi) > bisect.bisect_left(ts, lo):
             return None
+    # Throttling is what is left once the appliance's own limits are ruled out: a saturated
+    # appliance or a crowded host slows every upload too.
+    if detect_appliance_saturated(b, f, cause, lo, hi) or detect_host_parallel_disks(b, f, cause, lo, hi):
+        return None
     note = f"upload rate {rate:.2f} MB/s stayed under {threshold:g} MB/s with no connectivity failure"
     row = b.last_progress.get((c["vm_key"], c["cycle_id"]))
     entry = (_gateway_entry(row, "detect.low_read_rate", note) if row else
@@ -751,6 +752,8 @@ def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: da
     candidates = b.by_signature.get(sig_id, [])[bisect.bisect_left(ts, lo):bisect.bisect_right(ts, hi)]
     host = f.host(b)
     if cause.scope == "appliance":
+        # Connectivity failures are transient: one followed by a successful cycle before the
+        # failure explains nothing. (A VM's relocate or fault is a change that stays: no such rule.)
         # Recovery only gets less likely for later matches: drop the recovered prefix at once.
         times = [m["ts"] for m in candidates]
         lo_i, hi_i = 0, bisect.bisect_left(times, f.ts)
@@ -769,7 +772,7 @@ def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: da
             m_host = m["host"] or b.host_of(m["vm_key"])
             if not (_same_host(m_host, host) or (m_host is None and m["vm_key"] and m["vm_key"] == f.vm_key)):
                 continue
-        if cause.scope != "appliance" and m["ts"] < f.ts and b.recovered(cause.scope, f, m["ts"], f.ts):
+        if cause.scope == "host" and m["ts"] < f.ts and b.recovered("host", f, m["ts"], f.ts):
             continue  # a transient that recovered before the failure
         kept.append(m)
     if not kept:
@@ -926,30 +929,32 @@ def failures_from_errors(b: Bundle, diags: Diagnostics) -> list[Failure]:
 # Conditions with no error event: judged at the end of the bundle
 
 
+def _upload_rate(b: Bundle, c: dict) -> float | None:
+    """MB/s while uploading: the disks' reported rates, else bytes over the whole cycle."""
+    rates = b.disk_rates.get(c["cycle"])
+    return sum(rates) / len(rates) if rates else c["rate_mbps"]
+
+
 def _slow_cycle(b: Bundle, vm_key: str, cycle: dict) -> str | None:
+    """Why `cycle` is slow against the VM's successful cycles of its type, or None.
+
+    A running cycle is judged by how long it has run so far (until the appliance's last record)."""
     sig = b.library.signatures.get(SLOW)
-    done = [c for c in b.cycles_by_vm.get(vm_key, []) if c["outcome"] == "succeeded" and c is not cycle
-            and c["type"] == cycle["type"]]
-    if len(done) < b.param(sig, "min_successful_cycles"):
+    done = [c for c in b.cycles_by_vm.get(vm_key, []) if c["outcome"] == "succeeded" and c["type"] == cycle["type"]]
+    if len([c for c in done if c is not cycle]) < b.param(sig, "min_successful_cycles"):
         return None
-    duration = _duration(b, cycle)
-    rate = cycle["rate_mbps"]
-    med_duration = median(c["duration_sec"] for c in done if c["duration_sec"] is not None) \
-        if any(c["duration_sec"] is not None for c in done) else None
-    rates = [c["rate_mbps"] for c in done if c["rate_mbps"]]
-    med_rate = median(rates) if rates else None
     fraction, factor = b.param(sig, "slow_rate_fraction"), b.param(sig, "slow_duration_factor")
-    if med_rate and rate is not None and cycle["uploaded_bytes"] and rate < fraction * med_rate:
-        return f"rate {rate:.2f} MB/s is under {fraction:g} x the VM's median {med_rate:.2f} MB/s"
-    if med_duration and duration is not None and duration > factor * med_duration:
-        return f"took {duration / 60:.0f} min, over {factor:g} x the VM's median {med_duration / 60:.0f} min"
+    rates = [r for r in (_upload_rate(b, c) for c in done) if r]
+    rate = _upload_rate(b, cycle)
+    if cycle["outcome"] == "succeeded" and rates and rate is not None and rate < fraction * median(rates):
+        return f"upload rate {rate:.2f} MB/s is under {fraction:g} x the VM's median {median(rates):.2f} MB/s"
+    durations = [c["duration_sec"] for c in done if c["duration_sec"] is not None]
+    duration = cycle["duration_sec"]
+    if cycle["outcome"] == "in_progress" and cycle["start"] and b.gw_points:
+        duration = (b.gw_points[-1] - cycle["start"]).total_seconds()
+    if durations and duration is not None and duration > factor * median(durations):
+        return f"took {duration / 60:.0f} min, over {factor:g} x the VM's median {median(durations) / 60:.0f} min"
     return None
-
-
-def _duration(b: Bundle, c: dict) -> float | None:
-    if c["outcome"] == "in_progress" and c["start"] and b.end:
-        return (b.end - c["start"]).total_seconds()
-    return c["duration_sec"]
 
 
 def _stall(b: Bundle, vm_key: str) -> tuple[dict, datetime] | None:
@@ -1000,11 +1005,14 @@ def end_of_bundle_conditions(b: Bundle, failures: list[Failure]) -> list[Failure
             out.append(Failure(stalled, vm_key, after[-1] if after else None, due, b.end, [],
                                [c["cycle"] for c in after]))
             continue
+        # The last completed cycle, or one still running past the slow limit, tells the VM's pace now.
         slow_sig = b.library.signatures.get(SLOW)
-        latest = max((c for c in cycles if c["start"]), key=lambda c: c["start"], default=None)
-        if slow_sig and latest and latest["outcome"] in ("succeeded", "in_progress") and _slow_cycle(b, vm_key, latest):
-            out.append(Failure(slow_sig, vm_key, latest, latest["start"], latest["end"] or b.end, [],
-                               [latest["cycle"]]))
+        ended = [c for c in cycles if c["outcome"] == "succeeded" and c["start"]]
+        running = [c for c in cycles if c["outcome"] == "in_progress" and c["start"]]
+        for c in ([running[-1]] if running else []) + ([ended[-1]] if ended else []):
+            if slow_sig and _slow_cycle(b, vm_key, c):
+                out.append(Failure(slow_sig, vm_key, c, c["start"], c["end"] or b.end, [], [c["cycle"]]))
+                break
     return out
 
 
