@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,6 +28,14 @@ EXIT_SIGNATURES = 4
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Why is Azure Migrate agentless replication failing? Analyze a support bundle.")
 console = Console(stderr=True)  # stdout stays free for `--json -`
+# C0/C1 controls (ESC, CSI 0x9b) would let bundle text drive the terminal; tab and newline stay.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0))}
+
+
+def shown(value) -> str:
+    """Text that comes from a bundle (names, messages), made inert for rich markup and the
+    terminal: `[/x]` in a VM name would otherwise stop the run with a MarkupError."""
+    return escape(str(value).translate(_CONTROLS))
 
 
 def _mount_signatures() -> None:
@@ -48,6 +57,12 @@ def _options(signatures: list[Path] | None, appliance_tz, portal_tz, vcenter_tz,
             _usage(f"{flag}: {exc}")
     return Options(signatures=tuple(signatures or ()), appliance_tz=appliance_tz, portal_tz=portal_tz,
                    vcenter_tz=vcenter_tz, redact=redact, dump_tables=dump_tables)
+
+
+def _redacted(text: str, options) -> str:
+    from analyzer.redact import redact
+
+    return redact(text) if options.redact else text
 
 
 def _usage(message: str) -> None:
@@ -89,14 +104,15 @@ def _run_with_progress(func, bundle: Path, options):
             task = bar.add_task("reading", total=None, member="")
 
             def progress(done: int, member: str) -> None:
-                bar.update(task, completed=done, member=member[-60:])
+                bar.update(task, completed=done, member=shown(_redacted(member, options)[-60:]))
 
             return func(bundle, options, progress)
     except UnusableBundle as exc:
-        console.print(f"[red]unusable bundle:[/] {exc}", highlight=False)
+        console.print(f"[red]unusable bundle:[/] {shown(_redacted(str(exc), options))}",
+                      highlight=False, soft_wrap=True)  # one line, however long
         raise typer.Exit(EXIT_UNUSABLE)
     except SignatureError as exc:
-        console.print(f"[red]invalid signatures:[/]\n{exc}", highlight=False)
+        console.print(f"[red]invalid signatures:[/]\n{shown(exc)}", highlight=False)
         raise typer.Exit(EXIT_SIGNATURES)
 
 
@@ -120,7 +136,8 @@ def analyze(
     if fail_on not in (None, "critical", "warning"):
         _usage("--fail-on takes critical or warning")
     if not bundle.exists():
-        console.print(f"[red]unusable bundle:[/] {bundle}: no such file or directory", highlight=False)
+        console.print(f"[red]unusable bundle:[/] {shown(bundle)}: no such file or directory",
+                      highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNUSABLE)
     options = _options(signatures, appliance_tz, portal_tz, vcenter_tz, not no_redact, dump_tables)
     analysis = _run_with_progress(pipeline.analyze, bundle, options)
@@ -142,15 +159,15 @@ def _summary(doc: dict, html_path: Path) -> None:
     health = Counter(vm["health"] for vm in doc["vms"])
     counts = "  ".join(f"{name}: {health.get(name, 0)}" for name in ("critical", "warning", "healthy",
                                                                       "unknown"))
-    console.print(f"[bold]{doc['bundle']['name']}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False)
+    console.print(f"[bold]{shown(doc['bundle']['name'])}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False)
     if doc.get("outages"):
         for outage in doc["outages"]:
-            console.print(f"[magenta]outage[/] {outage['summary']}", highlight=False, markup=True)
+            console.print(f"[magenta]outage[/] {shown(outage['summary'])}", highlight=False)
     table = Table("severity", "VM", "error", "cause", "confidence", "cycles", box=None, pad_edge=False)
     style = {"critical": "red", "warning": "yellow", "info": "blue"}
     for v in doc["verdicts"][:15]:
-        table.add_row(f"[{style.get(v['severity'], '')}]{v['severity']}[/]", v["vm"] or "—", v["error"],
-                      v["cause"], v["confidence"], str(len(v["cycles"])))
+        table.add_row(f"[{style.get(v['severity'], '')}]{shown(v['severity'])}[/]", shown(v["vm"] or "—"),
+                      shown(v["error"]), shown(v["cause"]), shown(v["confidence"]), str(len(v["cycles"])))
     if doc["verdicts"]:
         console.print(table)
         if len(doc["verdicts"]) > 15:
@@ -159,7 +176,7 @@ def _summary(doc: dict, html_path: Path) -> None:
         console.print("[green]no failure found[/]")
     if doc["diagnostics"]:
         console.print(f"{len(doc['diagnostics'])} diagnostics (see the report)")
-    console.print(f"report: {html_path}", highlight=False)
+    console.print(f"report: {shown(html_path)}", highlight=False)
 
 
 @app.command()
@@ -174,7 +191,8 @@ def inspect(
     from analyzer import pipeline
 
     if not bundle.exists():
-        console.print(f"[red]unusable bundle:[/] {bundle}: no such file or directory", highlight=False)
+        console.print(f"[red]unusable bundle:[/] {shown(bundle)}: no such file or directory",
+                      highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNUSABLE)
     options = _options(None, appliance_tz, portal_tz, vcenter_tz)
     doc = _run_with_progress(pipeline.inspect, bundle, options)
@@ -182,16 +200,17 @@ def inspect(
         _write_json(doc, json_out)
     if json_out == "-":
         return
-    table = Table("member", "source", "records", "unparsed", "first", "last", title=doc["bundle"]["name"])
+    table = Table("member", "source", "records", "unparsed", "first", "last",
+                  title=shown(doc["bundle"]["name"]))
     for m in doc["members"]:
-        table.add_row(m["member"], m["form"], str(m["records"]), str(m["unparsed"]), m["first"] or "",
-                      m["last"] or "")
+        table.add_row(shown(m["member"]), shown(m["form"]), str(m["records"]), str(m["unparsed"]),
+                      m["first"] or "", m["last"] or "")
     console.print(table)
-    vms = ", ".join(f"{vm['vm'] or '?'} ({', '.join(vm['vm_ids']) or 'no MoRef'})" for vm in doc["vms"])
+    vms = ", ".join(shown(f"{vm['vm'] or '?'} ({', '.join(vm['vm_ids']) or 'no MoRef'})") for vm in doc["vms"])
     console.print(f"VMs: {vms or 'none found'}", highlight=False)
     for d in doc["diagnostics"]:
-        console.print(f"[{'red' if d['severity'] == 'error' else 'yellow'}]{d['severity']}[/] {d['code']}: "
-                      f"{d['message']} ({d['location'] or '-'})", highlight=False)
+        console.print(f"[{'red' if d['severity'] == 'error' else 'yellow'}]{d['severity']}[/] {shown(d['code'])}: "
+                      f"{shown(d['message'])} ({shown(d['location'] or '-')})", highlight=False)
 
 
 @app.command()
