@@ -237,6 +237,10 @@ def analyze_bundle(path: str, bundle: str, options: Options) -> BundleResult:
         result.error = _one_line(f"{type(exc).__name__}: {exc}")
     result.seconds = time.perf_counter() - started
     if result.error:
+        if options.redact:  # the message may quote member names or log text
+            from analyzer.redact import redact
+
+            result.error = redact(result.error)
         result.doc = result.html = None
         result.parquet = {}
     return result
@@ -511,13 +515,15 @@ def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> 
 def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
+    from analyzer.cli import shown
+
     paths, problems = expand_inputs(inputs)
     result = run_paths(paths, out, jobs, options, scheduler, console, problems)
     console.print(f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
-                  f"failed in {result.seconds:.1f} s → {Path(out) / 'index.html'}", highlight=False)
+                  f"failed in {result.seconds:.1f} s → {shown(Path(out) / 'index.html')}", highlight=False)
     for path, message in result.failed[:MAX_LISTED_FAILURES]:
         named = message if message.startswith(path) else f"{path}: {message}"
-        console.print(f"  [red]failed[/] {named}", highlight=False)
+        console.print(f"  [red]failed[/] {shown(named)}", highlight=False)
     if len(result.failed) > MAX_LISTED_FAILURES:
         console.print(f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
                       "index.html", highlight=False)

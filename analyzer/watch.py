@@ -113,7 +113,9 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
     out.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     seen: dict[Path, _Seen] = {}
-    console.print(f"Watching {folder} → {out} (every {poll:g}s; Ctrl-C stops)", highlight=False)
+    from analyzer.cli import shown
+
+    console.print(f"Watching {shown(folder)} → {shown(out)} (every {poll:g}s; Ctrl-C stops)", highlight=False)
     try:
         while not stop.is_set():
             ready = ready_bundles(folder, out, seen)
@@ -122,9 +124,10 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
                 for path in ready:
                     failure = next((m for p, m in result.failed if p == str(path.resolve())), None)
                     if failure:
-                        console.print(f"[red]skipped[/] {path.name}: {failure}", highlight=False)
+                        console.print(f"[red]skipped[/] {shown(path.name)}: {shown(failure)}",
+                                      highlight=False)
                     else:
-                        console.print(f"[green]analyzed[/] {path.name} → {out / 'index.html'}",
+                        console.print(f"[green]analyzed[/] {shown(path.name)} → {shown(out / 'index.html')}",
                                       highlight=False)
             stop.wait(poll)
     except KeyboardInterrupt:
