@@ -4,6 +4,7 @@ verdicts that go beside it.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -12,10 +13,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from analyzer.sample import catalogue as cat
 from analyzer.sample import clock, gateway, portal, vcenter
 from analyzer.sample.clock import DAY, MINUTE
-from analyzer.sample.world import INITIAL, NEVER, Cycle, World
+from analyzer.sample.world import NEVER, Cycle, World
 from analyzer.sample.writer import (WINDOW, Encoder, Padder, Part, TarContainer, VcenterFormatter, ZipContainer,
                                     gateway_formatter, merged, write_log, write_text)
 
@@ -64,8 +64,7 @@ class Built:
     gateway_extra: list[tuple] = field(default_factory=list)
     vcenter_extra: list[tuple] = field(default_factory=list)
     events_extra: list[portal.Event] = field(default_factory=list)
-    verdicts_extra: list[tuple[str | None, str, str]] = field(default_factory=list)
-    no_cycle_verdicts: bool = False  # the plan's failures are not expected verdicts (not used yet)
+    verdicts_extra: list[tuple[str | None, str, str]] = field(default_factory=list)  # no cycle carries these
 
 
 # ---- expected verdicts ------------------------------------------------------------------------------
@@ -327,10 +326,6 @@ def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | 
     return path
 
 
-def in_flight(cycles: list[Cycle], t: int) -> list[Cycle]:
-    return [c for c in cycles if c.due <= t < c.end]
-
-
 def quiet_time(cycles: list[Cycle], around: int, world: World, margin: int = 10 * MINUTE) -> int:
     """The first moment at or after `around` when no cycle runs within `margin` either side."""
     t = around
@@ -343,7 +338,6 @@ def quiet_time(cycles: list[Cycle], around: int, world: World, margin: int = 10 
 
 def busiest_time(cycles: list[Cycle], lo: int, hi: int) -> int:
     """The minute in [lo, hi) with the most cycles in flight (ties: earliest)."""
-    import bisect
     starts = sorted(c.due for c in cycles)
     ends = sorted(c.end for c in cycles)
     best, best_t = -1, lo
@@ -354,11 +348,3 @@ def busiest_time(cycles: list[Cycle], lo: int, hi: int) -> int:
             best, best_t = n, t
         t += MINUTE
     return best_t
-
-
-def is_initial(c: Cycle) -> bool:
-    return c.type == INITIAL
-
-
-__all__ = ["Built", "Layout", "write_bundle", "expected_verdicts", "quiet_time", "busiest_time", "in_flight",
-           "cat"]

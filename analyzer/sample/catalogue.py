@@ -25,6 +25,9 @@ APPLIANCE_CAUSES = ("appliance_down", "gateway_service_down", "gateway_storage_u
 
 UNDETERMINED = "undetermined"
 
+# Errors raised before the appliance asks vCenter for a snapshot: no createSnapshot task for them.
+BEFORE_VCENTER = ("resync_snapshot_missing", "rdm_physical_mode_disk", "protection_readiness_snapshots_present")
+
 
 @dataclass(frozen=True)
 class ErrorSpec:

@@ -163,8 +163,7 @@ def _sorted(records: list[tuple]) -> list[tuple]:
 
 
 def _skips_vcenter(cycle: Cycle) -> bool:
-    """Errors raised before the appliance asks vCenter for a snapshot."""
-    return cycle.error in ("resync_snapshot_missing", "rdm_physical_mode_disk", "protection_readiness_snapshots_present")
+    return cycle.error in cat.BEFORE_VCENTER
 
 
 def _failed_line(vm: str, cid: int, spec: cat.ErrorSpec, text: str) -> str:
@@ -332,7 +331,7 @@ def lifecycle_records(world: World, extra: list[tuple] = ()) -> list[tuple]:
     return _sorted(out)
 
 
-def heartbeats(world: World, cycles: list[Cycle], overload: tuple[int, int] | None = None) -> Iterator[tuple]:
+def heartbeats(world: World, cycles: list[Cycle]) -> Iterator[tuple]:
     """`Heartbeat. activeCycles=N queuedCycles=M` every 5 minutes, counted from the plan."""
     q_starts = sorted(c.due for c in cycles)
     q_ends = sorted(c.phases[0][2] for c in cycles)

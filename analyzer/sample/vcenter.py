@@ -18,8 +18,8 @@ import random
 from typing import Iterator
 
 from analyzer.sample import catalogue as cat
-from analyzer.sample.clock import HOUR, MINUTE, SECOND
-from analyzer.sample.world import NEVER, Cycle, Hit, World
+from analyzer.sample.clock import MINUTE, SECOND
+from analyzer.sample.world import Cycle, World
 
 TASK, SNAP, EV, CREATED, END = 1, 2, 4, 8, 16
 
@@ -125,8 +125,7 @@ def cycle_records(world: World, cycle: Cycle) -> list[tuple]:
         killed_here = cycle.killed is not None and b == cycle.killed and state == cycle.phases[-1][0]
         end = cycle.killed + rng.randint(2, 9) * SECOND if killed_here else b - rng.randint(80, 300)
         if state == cat.CREATING:
-            if last and cycle.error in ("resync_snapshot_missing", "rdm_physical_mode_disk",
-                                        "protection_readiness_snapshots_present"):
+            if last and cycle.error in cat.BEFORE_VCENTER:
                 continue
             op = opid(rng)
             t0 = a + rng.randint(150, 600)

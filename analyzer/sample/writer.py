@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gzip
 import heapq
-import io
-import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -93,7 +91,7 @@ class TarContainer(Container):
         self.members: list[tuple[str, tempfile.SpooledTemporaryFile]] = []
 
     @contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
+    def open(self, name: str, stored: bool = False) -> Iterator[BinaryIO]:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL, dir=self.tmp_dir)
         self.members.append((name, spool))
         yield spool
@@ -116,7 +114,7 @@ class TarContainer(Container):
 @contextmanager
 def text_member(container: Container, name: str, gz: bool = False) -> Iterator[BinaryIO]:
     """A member, gzip-compressed when it is a `.gz` rotation."""
-    with container.open(name) as raw:
+    with container.open(name, stored=gz) as raw:  # deflating gzip data again gains nothing
         if gz:
             level = getattr(container, "level", None) or getattr(container, "parent").level
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) as fh:
@@ -214,11 +212,6 @@ def write_log(records: Iterator[tuple], format_line, parts: list[Part], encoder_
                 window += WINDOW
     opened.__exit__(None, None, None)
     return written
-
-
-def copy_file(container: ZipContainer, name: str, path: Path) -> None:
-    with container.open(name) as out, open(path, "rb") as src:
-        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def crc(text: str) -> int:
