@@ -106,6 +106,7 @@ def test_expand_inputs(tmp_path):
 
 # ---------------------------------------------------------------- the batch
 
+@pytest.mark.slow
 def test_batch_analyzes_every_bundle_and_records_the_corrupt_one(fleet_dir, first_run):
     out, result = first_run
     assert isinstance(result, BatchResult)
@@ -118,6 +119,7 @@ def test_batch_analyzes_every_bundle_and_records_the_corrupt_one(fleet_dir, firs
         assert (out / f"{bundle}.html").resolve().parent == out.resolve()
 
 
+@pytest.mark.slow
 def test_fleet_page_links_every_report_and_lists_the_failure(first_run):
     out, result = first_run
     page = (out / "index.html").read_text()
@@ -131,6 +133,7 @@ def test_fleet_page_links_every_report_and_lists_the_failure(first_run):
         assert f"<code>{v['error']}</code>" in page and f"<code>{v['cause']}</code>" in page
 
 
+@pytest.mark.slow
 def test_exports_agree_with_the_analysis_documents(first_run):
     out, result = first_run
     docs = docs_of(out)
@@ -161,6 +164,7 @@ def test_exports_agree_with_the_analysis_documents(first_run):
     assert pl.scan_parquet(dataset / "vcenter_tasks" / "*.parquet").collect().height > 0
 
 
+@pytest.mark.slow
 def test_rerun_skips_everything_and_rewrites_the_same_outputs(fleet_dir, first_run):
     out, first = first_run
     before = {name: (out / name).read_bytes()
@@ -287,6 +291,7 @@ def test_unreadable_cache_is_ignored(tmp_path):
 
 # ---------------------------------------------------------------- Dask
 
+@pytest.mark.slow
 def test_dask_cluster_gives_the_same_verdicts_as_local(fleet_dir, first_run):
     distributed = pytest.importorskip("distributed")
     out, _ = first_run
@@ -326,6 +331,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium")
 def test_fleet_page_in_chromium_filters_and_fetches_nothing(first_run, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
