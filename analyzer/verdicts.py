@@ -258,7 +258,8 @@ class Bundle:
         self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
 
         self.by_signature: dict[str, list[dict]] = defaultdict(list)
-        for m in _rows(self.matches.filter(pl.col("kind") == "evidence")):
+        # A row with an impossible timestamp keeps a null ts; it cannot sit in a window.
+        for m in _rows(self.matches.filter((pl.col("kind") == "evidence") & pl.col("ts").is_not_null())):
             self.by_signature[m["signature"]].append(m)
         self.sig_ts = {k: [m["ts"] for m in v] for k, v in self.by_signature.items()}
         self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
