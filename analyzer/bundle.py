@@ -69,7 +69,9 @@ class Limits:
     max_depth: int = 3  # nested archive depth (zip in tgz in zip ...)
     max_total_bytes: int = 32 * 2**30  # total uncompressed bytes over the whole bundle
     max_member_bytes: int = 4 * 2**30  # one member uncompressed
-    max_ratio: float = 1000.0  # uncompressed/compressed per member, once its output > 64 MiB
+    # uncompressed/compressed per member, once its output > 64 MiB. Logs deflate 3-40:1; deflate
+    # itself tops out near 1030:1, so a limit of 1000 let a bomb of zeros through to its end.
+    max_ratio: float = 200.0
     max_members: int = 200_000
 
 
@@ -275,6 +277,19 @@ class _Progress:
     def __init__(self) -> None:
         self.consumed = 0
 
+    def read_so_far(self) -> int:
+        return self.consumed
+
+
+# A member's compressed size for the ratio check: fixed, or (better) how much of it has been
+# read so far. Against the whole size, a 1 MB gzip of zeros only tripped 1000:1 after inflating
+# ~1 GB into memory; against what was read, it trips as soon as its output passes RATIO_FLOOR.
+Compressed = int | Callable[[], int] | None
+
+
+def _read_so_far(compressed: int | Callable[[], int]) -> int:
+    return compressed() if callable(compressed) else compressed
+
 
 def _gunzip(read: Callable[[int], bytes], progress: _Progress) -> Iterator[bytes]:
     """Inflated chunks of a gzip stream, multi-member included. Raises _Damaged when it breaks."""
@@ -450,9 +465,9 @@ class _Walker:
 
     def _top_gz(self) -> Iterator[Member]:
         with open(self.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            yield from self._read_member(self.path.name, None, _gunzip(f.read, _Progress()),
-                                         size, nested_depth=None)
+            progress = _Progress()
+            yield from self._read_member(self.path.name, None, _gunzip(f.read, progress),
+                                         progress.read_so_far, nested_depth=None)
 
     # --- bookkeeping
 
@@ -482,7 +497,7 @@ class _Walker:
         return Member(path, data, container)
 
     def _collect(self, chunks: Iterable[bytes], where: str,
-                 compressed: int | None) -> tuple[bytes, str | None]:
+                 compressed: Compressed) -> tuple[bytes, str | None]:
         """Gather a member's chunks under the limits: (data, damage or None)."""
         limits = self.limits
         out = io.BytesIO()
@@ -501,7 +516,7 @@ class _Walker:
                                    f"{_size(limits.max_member_bytes)} (max_member_bytes); "
                                    "skipped")
                 if (compressed is not None and size > RATIO_FLOOR
-                        and size > limits.max_ratio * max(compressed, 1)):
+                        and size > limits.max_ratio * max(_read_so_far(compressed), 1)):
                     raise _Refused("decompression-limit", f"member inflates more than "
                                    f"{limits.max_ratio:.0f}:1 (max_ratio) — looks like a "
                                    "decompression bomb; skipped")
@@ -511,7 +526,7 @@ class _Walker:
         return out.getvalue(), None  # getvalue() shares BytesIO's buffer: no second copy
 
     def _read_member(self, path: str, container: str | None, chunks: Iterable[bytes],
-                     compressed: int | None, nested_depth: int | None) -> Iterator[Member]:
+                     compressed: Compressed, nested_depth: int | None) -> Iterator[Member]:
         """Read one member; yield it, or the members of the archive it is.
 
         nested_depth: depth the member would have as a nested archive; None = never nested.
@@ -533,8 +548,9 @@ class _Walker:
             return
         kind = _kind_of(data[:HEAD])
         if kind == "gz":
-            yield from self._read_member(path, container, _gunzip(_reader(data), _Progress()),
-                                         len(data), nested_depth=None)
+            progress = _Progress()
+            yield from self._read_member(path, container, _gunzip(_reader(data), progress),
+                                         progress.read_so_far, nested_depth=None)
         elif kind is not None:
             if nested_depth > self.limits.max_depth:
                 self._skip("nesting-too-deep", f"archive nested deeper than "
@@ -625,8 +641,10 @@ class _Walker:
             self._skip("member-corrupt", f"unreadable ({exc}); skipped", path)
             return
         with f:
-            yield from self._read_member(path, label, _file_chunks(f, "zip member"),
-                                         info.compress_size, nested_depth=depth + 1)
+            # zipfile's private count of compressed bytes left; without it, the declared size
+            read = lambda: info.compress_size - getattr(f, "_compress_left", 0)  # noqa: E731
+            yield from self._read_member(path, label, _file_chunks(f, "zip member"), read,
+                                         nested_depth=depth + 1)
 
     def _salvage_zip(self, label: str | None, depth: int, source: Path | bytes,
                      why: str) -> Iterator[Member]:
