@@ -151,7 +151,24 @@ def _read_csv(text: str, member: str, diags: Diagnostics) -> tuple[list[str], Ro
     if not records:
         return [], []
     (_, header), rows = records[0], records[1:]
+    swallowed = [line for line, fields in rows if _swallows_a_record(fields, delimiter)]
+    if swallowed:
+        diags.add("warning", "unbalanced-quote",
+                  f"{len(swallowed)} record(s) have a quoted field that runs over what looks like "
+                  f"the next record, probably a stray quote (lines "
+                  f"{', '.join(map(str, swallowed[:SAMPLES]))}); those records were merged",
+                  f"{member}:{swallowed[0]}")
     return [_key(name) for name in header], rows
+
+
+def _swallows_a_record(fields: list[str], delimiter: str) -> bool:
+    """A stray quote that a later quote closed: a field holds a line that starts the way this
+    record starts (its first field's shape, digits alike, e.g. a timestamp)."""
+    if not fields or not fields[0].strip():
+        return False
+    shape = re.sub(r"\d", "0", fields[0])
+    return any(delimiter in inner and re.sub(r"\d", "0", inner.split(delimiter, 1)[0]) == shape
+               for field in fields if "\n" in field for inner in field.split("\n")[1:])
 
 
 class _RunawayRecord(Exception):
