@@ -317,7 +317,10 @@ def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | 
             text = portal.events_text(events, lay.portal_tz)
         else:
             text = portal.events_csv(events, lay.events_time, lay.portal_tz, lay.events_korean)
-        write_text(zc, lay.events_name, text, lay.events_encoding)
+        encoding = lay.events_encoding
+        if lay.events_form != "csv" and encoding == "utf-8-sig":  # only Excel-style CSV exports carry a BOM
+            encoding = "utf-8"
+        write_text(zc, lay.events_name, text, encoding)
         if lay.status_table:
             write_text(zc, "portal/replication-status.csv", portal.status_table(world, built.cycles), "utf-8-sig")
     finally:
