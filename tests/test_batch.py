@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -295,13 +296,16 @@ def test_unreadable_cache_is_ignored(tmp_path):
 # ---------------------------------------------------------------- Dask
 
 @pytest.mark.slow
-def test_dask_cluster_gives_the_same_verdicts_as_local(fleet_dir, first_run):
+def test_dask_cluster_gives_the_same_verdicts_as_local(fleet_dir, first_run, monkeypatch):
     distributed = pytest.importorskip("distributed")
     out, _ = first_run
     local = {d["bundle_id"]: d for d in docs_of(out)}
     chosen = sorted(fleet_dir.glob("s1-*.zip"))[:6] + [fleet_dir / "corrupt-case.zip"]
     dask_out = out.parent / "dask-out"
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+    # A worker in its own process, like a remote one: jobs and results cross a real wire.
+    root = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as cluster:
         result = run_batch([str(p) for p in chosen], dask_out, None, Options(),
                            cluster.scheduler_address, quiet())
