@@ -62,7 +62,7 @@ class BatchResult:
     done: int = 0  # analyzed in this run
     skipped: int = 0  # unchanged since a previous run: results reused
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line message)
-    bundle_ids: list[str] = field(default_factory=list)  # every bundle of this run that has a report
+    bundle_ids: list[str] = field(default_factory=list)  # this run's bundles that have a report
     seconds: float = 0.0
 
 
@@ -520,7 +520,8 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
     paths, problems = expand_inputs(inputs)
     result = run_paths(paths, out, jobs, options, scheduler, console, problems)
     console.print(f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
-                  f"failed in {result.seconds:.1f} s → {shown(Path(out) / 'index.html')}", highlight=False)
+                  f"failed in {result.seconds:.1f} s → {shown(Path(out) / 'index.html')}",
+                  highlight=False)
     for path, message in result.failed[:MAX_LISTED_FAILURES]:
         named = message if message.startswith(path) else f"{path}: {message}"
         console.print(f"  [red]failed[/] {shown(named)}", highlight=False)

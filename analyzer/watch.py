@@ -115,7 +115,8 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
     seen: dict[Path, _Seen] = {}
     from analyzer.cli import shown
 
-    console.print(f"Watching {shown(folder)} → {shown(out)} (every {poll:g}s; Ctrl-C stops)", highlight=False)
+    console.print(f"Watching {shown(folder)} → {shown(out)} (every {poll:g}s; Ctrl-C stops)",
+                  highlight=False)
     try:
         while not stop.is_set():
             ready = ready_bundles(folder, out, seen)
@@ -127,7 +128,8 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
                         console.print(f"[red]skipped[/] {shown(path.name)}: {shown(failure)}",
                                       highlight=False)
                     else:
-                        console.print(f"[green]analyzed[/] {shown(path.name)} → {shown(out / 'index.html')}",
+                        console.print(f"[green]analyzed[/] {shown(path.name)} → "
+                                      f"{shown(out / 'index.html')}",
                                       highlight=False)
             stop.wait(poll)
     except KeyboardInterrupt:

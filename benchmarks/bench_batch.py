@@ -1,7 +1,7 @@
 """Batch throughput: bundles per minute for N small generated bundles with --jobs 1 and
 --jobs 2, and the time of a no-change re-run (everything cached).
 
-    python benchmarks/bench_batch.py [--bundles 100] [--vms 2] [--days 1] [--work benchmarks/out/batch]
+    python benchmarks/bench_batch.py [--bundles 100] [--vms 2] [--days 1] [--work DIR]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Batch analysis: many generated bundles (one corrupt), the fleet page, exports, the cache, Dask."""
+"""Batch analysis: many generated bundles (one corrupt), fleet page, exports, cache, Dask."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -304,7 +303,8 @@ def test_dask_cluster_gives_the_same_verdicts_as_local(fleet_dir, first_run, mon
     dask_out = out.parent / "dask-out"
     # A worker in its own process, like a remote one: jobs and results cross a real wire.
     root = str(Path(__file__).resolve().parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH",
+                       os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as cluster:
         result = run_batch([str(p) for p in chosen], dask_out, None, Options(),

@@ -35,11 +35,13 @@ def _grouped(verdicts: pl.DataFrame, keys: list[str], *extra: pl.Expr) -> list[d
 def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
                failures: list[tuple[str, str]]) -> dict:
     """The numbers and groups the page shows (plain values, for the template and for tests)."""
-    names = pl.DataFrame({"bundle_id": list(bundles), "_name": [e["name"] for e in bundles.values()]},
+    names = pl.DataFrame({"bundle_id": list(bundles),
+                          "_name": [e["name"] for e in bundles.values()]},
                          schema={"bundle_id": pl.Utf8, "_name": pl.Utf8})
     v = (verdicts.join(names, on="bundle_id", how="left")
          .with_columns(
-             rank=pl.col("severity").replace_strict(SEVERITY_RANK, default=3, return_dtype=pl.Int64),
+             rank=pl.col("severity").replace_strict(SEVERITY_RANK, default=3,
+                                                    return_dtype=pl.Int64),
              vm_key=pl.concat_str(["bundle_id", "vm"], separator="/"),
              issue=pl.concat_str([pl.col("error"), pl.col("cause").fill_null("?")],
                                  separator=" · "),
