@@ -391,10 +391,11 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed * 60:.1f}/min" if speed else "–/min", style="progress.data.speed")
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, visible: bool) -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                    disable=not visible)
 
 
 def _library_digest(options: Options) -> str:
@@ -543,9 +544,6 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
     store = Store(out)
     planned = _plan([Path(p).resolve() for p in paths], store, _library_digest(options), options,
                     result)
-    if result.skipped:
-        console.print(f"{result.skipped} unchanged bundle(s) skipped (results in {out})",
-                      highlight=False)
     last_save = time.monotonic()
 
     def on_result(job: _Job, bundle: BundleResult) -> None:
@@ -562,7 +560,8 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
             last_save = time.monotonic()
 
     workers = jobs or len(os.sched_getaffinity(0))
-    with _progress(console) as progress:
+    # No bar when there is nothing to analyze (a no-change re-run).
+    with _progress(console, visible=bool(planned)) as progress:
         task = progress.add_task("bundles", total=len(planned))
         try:
             if scheduler:
