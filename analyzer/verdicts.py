@@ -46,6 +46,8 @@ STUCK_PROGRESS = timedelta(minutes=10)  # progress unchanged this long at 95/99 
 STOP_BEFORE_GAP = timedelta(minutes=5)  # a stop line this close before a gap explains it
 READ_ONLY_TASK_WORDS = ("query", "retrieve", "acquire", "browse")
 
+# Detectors that find a cause by ruling the others out (low rate with no connectivity failure).
+BY_EXCLUSION = {"detect.low_read_rate"}
 # What each detector reads: a detector is only as good as the sources it looks at.
 DETECTOR_SOURCES = {
     "detect.appliance_silence": ("gateway_log",),
@@ -568,10 +570,6 @@ def detect_low_read_rate(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: 
         ts = b.sig_ts.get(sig, [])
         if bisect.bisect_right(ts, hi) > bisect.bisect_left(ts, lo):
             return None
-    # Throttling is what is left once the appliance's own limits are ruled out: a saturated
-    # appliance or a crowded host slows every upload too.
-    if detect_appliance_saturated(b, f, cause, lo, hi) or detect_host_parallel_disks(b, f, cause, lo, hi):
-        return None
     note = f"upload rate {rate:.2f} MB/s stayed under {threshold:g} MB/s with no connectivity failure"
     row = b.last_progress.get((c["vm_key"], c["cycle_id"]))
     entry = (_gateway_entry(row, "detect.low_read_rate", note) if row else
@@ -623,23 +621,25 @@ def detect_snapshot_task_stuck(b: Bundle, f: Failure, cause: Cause, lo: datetime
     return Finding("detect.snapshot_task_stuck", tuple(hits)) if hits else None
 
 
-def detect_host_parallel_disks(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: datetime):
-    host = f.host(b)
-    if not host:
-        return None
-    times, counts = b.host_load.get(_short_host(host), ([], []))
-    start = f.since
-    end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.until)
+def _host_peak(b: Bundle, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:
+    """Most disks uploading at once on the failure's host within [start, end], and when."""
+    times, counts = b.host_load.get(_short_host(f.host(b)), ([], []))
     i, j = bisect.bisect_right(times, start), bisect.bisect_right(times, end)
-    window = counts[max(i - 1, 0):j] if times else []
-    peak = max(window, default=0)
+    window = counts[max(i - 1, 0):j]
+    if not window:
+        return 0, None
+    peak = max(window)
+    return peak, times[max(i - 1, 0) + window.index(peak)]
+
+
+def detect_host_parallel_disks(b: Bundle, f: Failure, cause: Cause, lo: datetime, hi: datetime):
+    peak, at = _host_peak(b, f, lo, hi)
     limit = b.param(f.error, "max_disks_per_host")
     if peak <= limit:
         return None
-    at = times[max(i - 1, 0) + window.index(peak)]
-    note = f"{peak} disks uploading at once on host {host} at {iso(at)} (limit {limit:g})"
+    note = f"{peak} disks uploading at once on host {f.host(b)} at {iso(at)} (limit {limit:g})"
     c = f.cycle
-    entry = (Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']} on {host}",
+    entry = (Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']} on {f.host(b)}",
                    "detect.host_parallel_disks", note) if c else
              Entry(at, "gateway_log", None, None, note, "detect.host_parallel_disks"))
     return Finding("detect.host_parallel_disks", (entry,))
@@ -826,7 +826,11 @@ def judge(b: Bundle, f: Failure, diags: Diagnostics) -> Judgement:
         if findings:
             present.append((order, cause, findings))
     if present:
-        order, cause, findings = min(present, key=lambda p: (CONFIDENCE_RANK[p[1].confidence], p[0]))
+        # A cause found only by exclusion yields to any cause with evidence of its own.
+        def rank(p: tuple[int, Cause, list[Finding]]) -> tuple:
+            by_exclusion = all(fd.evidence in BY_EXCLUSION for fd in p[2])
+            return CONFIDENCE_RANK[p[1].confidence], by_exclusion, p[0]
+        order, cause, findings = min(present, key=rank)
         return Judgement(f, cause.id, cause.confidence, findings, cause.remediation)
     if unchecked:
         missing = sorted({_family(s) for v in unchecked.values() for s in v})

@@ -626,6 +626,13 @@ def test_slow_cycle_while_the_appliance_queues_cycles_is_overload():
                for e in verdict["evidence"])
 
 
+def test_throttling_found_by_exclusion_yields_to_overload_with_its_own_evidence():
+    verdict = only(analyze(slow_bundle(last_rate=2.0, queued=3))[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("appliance_overloaded", "medium")
+    verdict = only(analyze(slow_bundle(last_rate=2.0))[0])
+    assert (verdict["cause"], verdict["confidence"]) == ("vcenter_read_throttled", "medium")
+
+
 def test_cycle_five_times_longer_than_usual_is_slow():
     assert verdicts(analyze(slow_bundle(last_rate=40.0, duration=100))[0]) == {
         ("APP01", "slow_replication", "undetermined")}
