@@ -78,7 +78,7 @@ STALLED = error("replication_stalled",
                 cause("conflicting_vcenter_task", "detect.overlapping_task", scope="vm", before="12h", after="0m"))
 SLOW = error("slow_replication",
              cause("nfc_buffer_exhausted", "detect.host_parallel_disks", scope="host", before="1h"),
-             cause("vcenter_read_throttled", "detect.low_read_rate", scope="vm", before="1h"),
+             cause("vcenter_read_throttled", "detect.low_read_rate", scope="vm", before="1h", confidence="medium"),
              cause("appliance_overloaded", "detect.appliance_saturated", before="1h", confidence="medium"))
 SIGNATURES = [UPLOAD, DISPOSE, ANOTHER_TASK, SNAPSHOT_HUNG, REFUSED, MEMORY, CBT, KEY_VAULT, STALLED, SLOW,
               evidence("cache_storage_unreachable"), evidence("task_timed_out", "vcenter_tasks", "vm"),
