@@ -223,12 +223,19 @@ def batch(
     no_redact: bool = typer.Option(False, "--no-redact"),
 ) -> None:
     """Many bundles: one report each, a fleet index page, CSV/JSONL/Parquet exports."""
-    from analyzer.batch import run_batch
+    from analyzer.batch import SchedulerUnreachable, run_batch
+    from analyzer.signatures import SignatureError
 
     if jobs is not None and jobs < 1:
         _usage("--jobs must be at least 1")
     options = _options(signatures, None, None, None, not no_redact)
-    result = run_batch(inputs, out_dir, jobs, options, scheduler, console)
+    try:
+        result = run_batch(inputs, out_dir, jobs, options, scheduler, console)
+    except SchedulerUnreachable as exc:
+        _usage(shown(exc))
+    except SignatureError as exc:
+        console.print(f"[red]invalid signatures:[/]\n{shown(exc)}", highlight=False)
+        raise typer.Exit(EXIT_SIGNATURES)
     if result.done == 0 and result.skipped == 0 and not result.failed:
         _usage("no bundle found in the inputs")
 
