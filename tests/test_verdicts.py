@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
-import polars as pl
 import pytest
 
 from analyzer import cycles as cycles_stage
