@@ -1139,9 +1139,9 @@ def _verdicts(b: Bundle, judged: list[Judgement], explains: dict[int, str]) -> l
         cycles = sorted({c for j in members for c in j.failure.cycles})
         codes = sorted({o["code"] for o in occ if o.get("code")})
         best = min(members, key=lambda j: CONFIDENCE_RANK[j.confidence])
-        latest = max(idx, key=lambda i: judged[i].failure.ts)
-        outage = explains.get(latest) or next((explains[i] for i in sorted(idx, key=lambda i: judged[i].failure.ts,
-                                                                               reverse=True) if i in explains), None)
+        # The outage that explains the verdict's latest explained failure.
+        newest_first = sorted(idx, key=lambda i: judged[i].failure.ts, reverse=True)
+        outage = next((explains[i] for i in newest_first if i in explains), None)
         severity = min((_severity(b, j.failure) for j in members), key=SEVERITY_RANK.get)
         entries = [e for j in members for fd in j.findings for e in fd.entries]
         entries += [e for j in members for e in _error_entries(j.failure)]
