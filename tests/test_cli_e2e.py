@@ -58,9 +58,20 @@ def test_json_is_byte_identical_across_runs_apart_from_analyzed_at(tmp_path: Pat
 
 
 def test_fail_on_critical_exits_1_when_a_critical_verdict_exists(tmp_path: Path):
-    bundle = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
-    result = run_cli("analyze", str(bundle), "-o", str(tmp_path), "--fail-on", "critical")
+    # every VM is still stalled at the end of this bundle: its verdicts are critical
+    bundle = ROOT / "sample_bundles" / "stalled-service-gone.zip"
+    result = run_cli("analyze", str(bundle), "-o", str(tmp_path), "--fail-on", "critical",
+                     "--json", str(tmp_path / "a.json"))
     assert result.returncode == 1, result.stderr
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert any(v["severity"] == "critical" for v in doc["verdicts"])
+
+
+def test_fail_on_critical_ignores_recovered_failures(tmp_path: Path):
+    # the storage outage recovered within the bundle: warnings only
+    bundle = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
+    assert run_cli("analyze", str(bundle), "-o", str(tmp_path), "--fail-on", "critical").returncode == 0
+    assert run_cli("analyze", str(bundle), "-o", str(tmp_path), "--fail-on", "warning").returncode == 1
 
 
 def test_fail_on_passes_on_a_healthy_bundle(tmp_path: Path):
