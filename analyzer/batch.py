@@ -350,8 +350,9 @@ class Store:
             return pl.DataFrame(schema=VERDICT_ROWS)
         return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
 
-    def rebuild_outputs(self) -> None:
+    def rebuild_outputs(self, redact: bool = True) -> None:
         """index.html, verdicts.csv and analysis.jsonl over every bundle in the store."""
+        from analyzer.redact import redact_texts
         from analyzer.report.fleet import render_fleet
 
         verdicts = self.verdicts()
@@ -363,6 +364,8 @@ class Store:
                 lines.append(doc_file.read_text(encoding="utf-8").rstrip("\n") + "\n")
         _write_atomic(self.out / "analysis.jsonl", "".join(lines))
         failures = sorted((path, f["message"]) for path, f in self.failures.items())
+        if redact:  # messages are redacted when recorded; the bundle's path is shown here too
+            failures = list(zip(redact_texts([p for p, _ in failures]), (m for _, m in failures)))
         _write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures))
 
     def _write_csv(self, verdicts: pl.DataFrame) -> None:
@@ -517,6 +520,7 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
     from analyzer.cli import shown
+    from analyzer.redact import redact
 
     paths, problems = expand_inputs(inputs)
     result = run_paths(paths, out, jobs, options, scheduler, console, problems)
@@ -525,6 +529,7 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
                   highlight=False)
     for path, message in result.failed[:MAX_LISTED_FAILURES]:
         named = message if message.startswith(path) else f"{path}: {message}"
+        named = redact(named) if options.redact else named
         console.print(f"  [red]failed[/] {shown(named)}", highlight=False)
     if len(result.failed) > MAX_LISTED_FAILURES:
         console.print(f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
@@ -570,7 +575,7 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
                 _run_local(planned, workers, options, on_result)
         finally:
             store.save()
-            store.rebuild_outputs()
+            store.rebuild_outputs(options.redact)
     result.failed.sort()
     result.bundle_ids.sort()
     result.seconds = time.perf_counter() - started
