@@ -6,6 +6,7 @@ End-to-end checks (secrets planted in bundles, every output scanned) are in test
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -189,3 +190,135 @@ def test_redaction_is_idempotent_and_consistent_with_frames(text):
     once = redact(text)
     assert redact(once) == once
     assert redact_frame(pl.DataFrame({"t": [text]}))["t"][0] == once
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: secrets planted in every source never reach any output; --no-redact shows them.
+
+from tests.test_hostile import (cli_env, gateway_log, make_zip, portal_csv, portal_row,  # noqa: E402
+                                run_cli, task_csv, task_row, vpxd_log)
+
+LSA = "https://migratelsa1329610309.blob.core.windows.net/replication"
+FAILS = "failed. System.Net.WebException: Unable to connect to the remote server"
+PLANTED_JWT = ("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJnYXRld2F5In0."
+               "GwJwtSignature0003xyz")
+# marker -> the source it is planted in; every marker is unique, so a hit names its route.
+PLANTED = {
+    "GwSasSig0001": "gateway SAS sig= on a storage failure (evidence)",
+    "GwAccountKey0002": "gateway storage connection string AccountKey=",
+    PLANTED_JWT: "gateway Authorization: Bearer JWT",
+    "GwProxyPass0004": "gateway proxy URL credentials",
+    "GwPassword0005": "gateway password=",
+    "GwSbKey0006": "gateway Service Bus SharedAccessKey=",
+    "GwUnparsed0007": "gateway line before the first record (diagnostic sample)",
+    "PortalSig0008": "portal CSV error message (SAS URL)",
+    "PortalTime0009": "portal CSV Time column (diagnostic sample)",
+    "VpxdAccountKey0010": "vpxd fault message",
+    "VpxdUnparsed0011": "vpxd line before the first record (diagnostic sample)",
+    "TaskCsvSig0012": "vSphere task CSV Details",
+    "MemberSig0013": "member name",
+}
+
+
+def secrets_bundle(folder: Path) -> Path:
+    extra = "\n".join(
+        f"2024-05-14T10:04:{n}0.000Z Error [7] Gateway.Service.Upload.BlobClient - {text}" for n, text in
+        enumerate([
+            f"Request to {LSA}/a?sv=2021-08-06&sr=b&sig=GwSasSig0001%2B&se=2024-05-15 {FAILS}",
+            "Storage client DefaultEndpointsProtocol=https;AccountName=migratelsa1329610309;"
+            f"AccountKey=GwAccountKey0002{'A' * 70}==;EndpointSuffix=core.windows.net: "
+            f"request to {LSA}/b {FAILS}",
+            f"Request to {LSA}/c with Authorization: Bearer {PLANTED_JWT} {FAILS}",
+            f"Request to {LSA}/d via http://svcproxy:GwProxyPass0004@proxy.contoso.local:8080 "
+            f"password=GwPassword0005 {FAILS}",
+            f"Request to {LSA}/e relaying Endpoint=sb://migratesb1.servicebus.windows.net/;"
+            f"SharedAccessKeyName=Root;SharedAccessKey=GwSbKey0006xyz= {FAILS}",
+        ]))
+    gateway = "appliance banner password=GwUnparsed0007\n" + gateway_log(extra=extra)
+    portal = portal_csv(
+        portal_row(message="The upload did not complete within the expected time. "
+                   "https://migratelsa1.blob.core.windows.net/x?sv=1&sig=PortalSig0008&se=2"),
+        portal_row(time="token=PortalTime0009"))
+    vpxd = vpxd_log(fault_msg="Another task is already in progress. AccountKey=VpxdAccountKey0010==",
+                    before="vc banner pwd=VpxdUnparsed0011")
+    tasks = task_csv(task_row(details="Failed: https://h/x?sv=1&sig=TaskCsvSig0012&se=1"))
+    return make_zip(folder / "secrets.zip", [
+        ("Logs/GatewayService sig=MemberSig0013.log", gateway), ("portal/events.csv", portal),
+        ("vpxd/vpxd-1.log", vpxd), ("tasks.csv", tasks)])
+
+
+def unusable_secrets_bundle(folder: Path) -> Path:
+    return make_zip(folder / "case sig=BundleSig0014.zip",
+                    [("../password=MemberPwd0015.log", "x"), ("/token=AbsTok0016.log", "x")])
+
+
+PLANTED_UNUSABLE = ("BundleSig0014",)  # its member names reach no output even unredacted
+
+
+def file_texts(*roots: Path) -> dict[str, str]:
+    """Every output file as text; Parquet as its rows (its bytes are compressed). Batch's
+    .cache.json is left out: it is the store's own index, keyed by the input paths as given."""
+    texts = {}
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".cache.json"):
+            if path.suffix == ".parquet":
+                texts[str(path)] = pl.read_parquet(path).write_ndjson()
+            else:
+                texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    return texts
+
+
+def hits(texts: dict[str, str], markers) -> dict[str, list[str]]:
+    return {m: sorted(where for where, text in texts.items() if m in text) for m in markers}
+
+
+def run_everything(tmp: Path, *flags: str) -> dict[str, str]:
+    """analyze (HTML, JSON, --dump-tables, terminal), inspect (JSON and terminal), batch (all of
+    OUT), and analyze/batch on an unusable bundle: every text they produced."""
+    bundles, out = tmp / "in", tmp / "out"
+    bundles.mkdir()
+    bundle, unusable = secrets_bundle(bundles), unusable_secrets_bundle(tmp)
+    env = cli_env(tmp)
+    runs = {
+        "analyze": run_cli("analyze", str(bundle), "-o", str(out / "analyze"), "--json",
+                           str(out / "analyze" / "a.json"), "--dump-tables", str(out / "dump"),
+                           *flags, cwd=tmp, env=env),
+        "batch": run_cli("batch", str(bundles), str(unusable), "-o", str(out / "batch"),
+                         "--jobs", "1", *flags, cwd=tmp, env=env),
+        "analyze-unusable": run_cli("analyze", str(unusable), "-o", str(out / "unusable"), *flags,
+                                    cwd=tmp, env=env),
+    }
+    if not flags:  # inspect always redacts; it has no --no-redact
+        runs["inspect-json"] = run_cli("inspect", str(bundle), "--json", "-", cwd=tmp, env=env)
+        runs["inspect"] = run_cli("inspect", str(bundle), cwd=tmp, env=env)
+    texts = file_texts(out)
+    for name, result in runs.items():
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+        assert result.returncode == (3 if name == "analyze-unusable" else 0), (name, result.stderr)
+        texts[f"{name} stdout"] = result.stdout
+        texts[f"{name} stderr (terminal)"] = result.stderr
+    return texts
+
+
+def test_planted_secrets_reach_no_output(tmp_path: Path):
+    texts = run_everything(tmp_path)
+    kinds = {Path(k).suffix for k in texts}
+    assert {".html", ".json", ".jsonl", ".csv", ".parquet"} <= kinds
+    markers = [*PLANTED, *PLANTED_UNUSABLE, "MemberPwd0015", "AbsTok0016"]
+    assert {k: v for k, v in hits(texts, markers).items() if v} == {}
+    assert MASK in texts[str(tmp_path / "out" / "analyze" / "a.json")]
+    assert "unusable bundle: " in texts["analyze-unusable stderr (terminal)"]
+
+
+def test_no_redact_shows_every_planted_secret(tmp_path: Path):
+    """The other half: each secret sits in a line that really reaches an output."""
+    texts = run_everything(tmp_path, "--no-redact")
+    found = hits(texts, [*PLANTED, *PLANTED_UNUSABLE])
+    assert [m for m, where in found.items() if not where] == []
+    html = str(tmp_path / "out" / "analyze" / "secrets.html")
+    for marker in ("GwSasSig0001", "GwAccountKey0002", PLANTED_JWT, "GwPassword0005",
+                   "GwUnparsed0007", "PortalTime0009", "VpxdUnparsed0011", "MemberSig0013"):
+        assert html in found[marker], marker
+    assert any("dataset/events" in w for w in found["PortalSig0008"])
+    assert any("dataset/vcenter_tasks" in w for w in found["VpxdAccountKey0010"])
+    assert "BundleSig0014" in texts["analyze-unusable stderr (terminal)"]
