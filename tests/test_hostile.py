@@ -60,11 +60,14 @@ main()
 
 
 def gateway_log(vm: str = "APP01", vm_id: str = "vm-1042", extra: str = "", failure: str = "",
-                day: str = "2024-05-14") -> str:
+                day: str = "2024-05-14", error: str = "") -> str:
     """A gateway log in which `vm`'s delta cycle fails with DiskUploadTimedOut after the cache
     storage account became unreachable. `extra` lines go in before the failure, `failure`
-    replaces the storage failure line."""
+    replaces the storage failure line, `error` the error tokens of the failed-cycle line."""
     t = f"{day}T10"
+    error = error or ("errorId=1011 error=DiskUploadTimedOut message=\"The upload of data for disk "
+                      f"[ds01] {vm}/{vm}.vmdk, 6000C29a of virtual machine {vm}; {vm_id} did not "
+                      "complete within the expected time.\"")
     failure = failure or (f"{t}:05:00.000Z Error [7] Gateway.Service.Upload.BlobClient - Request to "
                           "https://migratelsa1329610309.blob.core.windows.net/replication/state.json "
                           "failed. System.Net.WebException: Unable to connect to the remote server")
@@ -82,9 +85,7 @@ def gateway_log(vm: str = "APP01", vm_id: str = "vm-1042", extra: str = "", fail
         *(f"{t}:{m}:00.000Z Info [1] Gateway.Service.Host - Heartbeat. activeCycles=1 queuedCycles=0"
           for m in (10, 15, 20, 25)),
         f"{t}:30:00.000Z Error [5] Gateway.Service.Upload.DiskUploader - Replication cycle failed. "
-        f"vm={vm} cycleId=17 errorId=1011 error=DiskUploadTimedOut message=\"The upload of data for "
-        f"disk [ds01] {vm}/{vm}.vmdk, 6000C29a of virtual machine {vm}; {vm_id} did not complete "
-        "within the expected time.\"",
+        f"vm={vm} cycleId=17 {error}",
         f"{t}:35:00.000Z Info [1] Gateway.Service.Host - Heartbeat. activeCycles=0 queuedCycles=0",
     ] if line) + "\n"
 
