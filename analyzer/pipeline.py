@@ -20,7 +20,7 @@ import polars as pl
 from analyzer import __version__, bundle, cycles, identity, sources, tables, verdicts
 from analyzer import signatures
 from analyzer.diagnostics import Diagnostics
-from analyzer.parsers import vcenter_log
+from analyzer.parsers import gateway_log, vcenter_log
 from analyzer.parsers.timeparse import to_iso
 from analyzer.redact import redact_doc, redact_frame
 
@@ -47,11 +47,20 @@ class UnusableBundle(Exception):
     """Nothing in the bundle can be read. The message is one line naming the file and the fix."""
 
 
-# Columns whose presence makes a row worth keeping after matching (see module docstring).
+# The rows of the log tables later stages use (_reduce): structured events (gateway), these
+# levels and worse, messages with these literals, and every row a signature matches. Before
+# parsing, the same rule reaches the parser as literals (_keep), so it can skip the other rows.
 _KEEP_LEVELS = {
     "gateway_log": ("Warning", "Error", "Critical"),
     "vcenter_log": ("warning", "error"),
 }
+_KEEP_MESSAGES = {
+    "gateway_log": (),
+    # tasks and their progress; VM name/MoRef pairs
+    "vcenter_log": ("[VpxLRO]", "info.progress", "vim.VirtualMachine:vm-"),
+}
+# Which table a log parser (by source form) fills, for its Keep.
+_KEEP_FORMS = {"gateway_log": "gateway_log", "vpxd_log": "vcenter_log"}
 _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter_log",
                   "vcenter_events", "vcenter_tasks")
 _ROOT_CONFIG = "bundle.toml"
@@ -66,24 +75,35 @@ def _reduce(table: str, frame: pl.DataFrame, matched_lines: pl.Series) -> pl.Dat
                 | pl.col("line").is_in(matched_lines.implode()))
         return frame.filter(keep)
     if table == "vcenter_log":
-        message = pl.col("message")
-        keep = (message.str.contains("[VpxLRO]", literal=True)
-                | message.str.contains("info.progress", literal=True)
-                | message.str.contains("vim.VirtualMachine:vm-", literal=True)  # name/MoRef pairs
+        keep = (pl.col("message").str.contains_any(list(_KEEP_MESSAGES[table]))
                 | pl.col("level").is_in(_KEEP_LEVELS[table])
                 | pl.col("line").is_in(matched_lines.implode()))
         return frame.filter(keep)
     return frame
 
 
-def _activity(source: str, member: str, frame: pl.DataFrame) -> pl.DataFrame:
-    if frame.is_empty():
-        return tables.empty("activity")
-    return (frame.filter(pl.col("ts").is_not_null())
-            .group_by(pl.col("ts").dt.truncate("1m").alias("minute"))
-            .agg(pl.len().cast(pl.Int64).alias("records"))
-            .with_columns(source=pl.lit(source), member=pl.lit(member))
-            .pipe(lambda f: tables.conform("activity", f)))
+def _keep(library, table: str) -> sources.Keep | None:
+    """_reduce's rule as literals a parser can look for in the raw lines before it parses: every
+    row _reduce would keep holds one. None (keep every row) when a signature gives nothing to
+    look for."""
+    parser = gateway_log if table == "gateway_log" else vcenter_log
+    parts = [parser.keep_where("level", _KEEP_LEVELS[table]),
+             parser.keep_literals("message", _KEEP_MESSAGES[table])]
+    if table == "gateway_log":
+        parts.append(parser.keep_where("event", tuple(name for _, name in gateway_log.EVENTS)))
+    for sig in library.signatures.values():
+        for m in sig.matchers:
+            if m.source != table:
+                continue
+            # any one condition of a matcher will do: the rows it matches meet them all
+            found = parser.keep_literals(m.column, m.literal, m.ignore_case) if m.literal else None
+            for column, values in m.where:
+                found = found or parser.keep_where(column, values)
+            parts.append(found)
+    if any(part is None for part in parts):
+        return None
+    return sources.Keep(tuple(sorted({x for part in parts for x in part.literals})),
+                        tuple(sorted({x for part in parts for x in part.ignore_case})))
 
 
 def _read_bundle_config(data: bytes, diags: Diagnostics) -> dict:
@@ -133,6 +153,7 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
     found = _Ingested(config={}, parts={t: [] for t in (*_SOURCE_TABLES, "matches", "activity")},
                       members=[], stats={})
     registry = sources.registry()
+    keeps = {form: _keep(library, table) for form, table in _KEEP_FORMS.items()}
     readable = 0
     done_bytes = 0
     early = bundle.peek_root_file(path, _ROOT_CONFIG)
@@ -165,7 +186,8 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         source = sources.sniff(text[: sources.SNIFF_CHARS], member.path, registry)
         if source is None:
             continue
-        ctx = sources.ParseContext(vcenter=_vcenter_of(member), **zones)
+        ctx = sources.ParseContext(vcenter=_vcenter_of(member), keep=keeps.get(source.form),
+                                   **zones)
         try:
             parsed = source.parse(text, member.path, ctx)
         except Exception as exc:  # a parser bug must disable only this member
@@ -176,9 +198,7 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         info.update(source=source.name, form=source.form, records=parsed.records,
                     unparsed=parsed.unparsed, first=parsed.first, last=parsed.last)
         _add_stats(found.stats, source.name, parsed)
-        for table, frame in parsed.tables.items():
-            if table in ("gateway_log", "vcenter_log"):
-                found.parts["activity"].append(_activity(table, member.path, frame))
+        for table, frame in parsed.tables.items():  # the log parsers count `activity` themselves
             matched = tables.empty("matches")
             if table in _MATCHED_PER_MEMBER and frame.height:
                 matched = signatures.match(library, table, frame)

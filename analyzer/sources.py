@@ -18,6 +18,16 @@ SNIFF_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
+class Keep:
+    """The records a caller needs from a log parser: those with any of these substrings in any of
+    their lines. A parser may then leave the others out of its table (it still counts them in
+    `records`, `activity` and diagnostics); parsers that cannot skip return every record."""
+
+    literals: tuple[str, ...] = ()
+    ignore_case: tuple[str, ...] = ()  # ASCII case-insensitive
+
+
+@dataclass(frozen=True)
 class ParseContext:
     """What a parser needs beyond the text. Zones are "+09:00", "-07:00", "Z" or IANA names."""
 
@@ -25,6 +35,7 @@ class ParseContext:
     portal_tz: str | None = None  # portal display times
     vcenter_tz: str | None = None  # Windows vpxd layout, task CSV display times
     vcenter: str | None = None  # the vCenter this member belongs to (vc-support archive name)
+    keep: Keep | None = None  # None: every record
 
 
 @dataclass

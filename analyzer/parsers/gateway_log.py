@@ -22,7 +22,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.sources import ParseContext, Parsed, Source
+from analyzer.sources import Keep, ParseContext, Parsed, Source
 
 MAX_VALUE_CHARS = 64 * 1024  # longest message/detail kept; a 20 MB line must not flow downstream
 SAMPLE_CHARS = 120
@@ -73,6 +73,56 @@ EVENTS = (  # message prefix -> event (FORMATS.md section 1)
 )
 
 
+_TOKEN_KEYS = {column: key for key, column in TOKENS.items()}
+# Columns cut from the line as written (the level changes case only).
+_AS_WRITTEN = {"thread", "component", "message", "detail", "vm", "vm_id"}
+
+
+def keep_where(column: str, values: tuple[str, ...]) -> Keep | None:
+    """Literals every record whose `column` is one of `values` holds in its lines; None when the
+    column is not text taken from the line (numbers, times)."""
+    values = tuple(values)
+    if any('"' in v or "\\" in v for v in values):
+        return None  # quoted values are unescaped: not the line's text
+    if column == "event":
+        return Keep(literals=tuple(prefix for prefix, name in EVENTS if name in values))
+    if column == "level":
+        return Keep(ignore_case=tuple(v.lower() for v in values))
+    if column in _AS_WRITTEN:  # vm / vm_id may also be embedded in the message
+        return Keep(literals=values)
+    if tables.GATEWAY_LOG.get(column) == tables.STR and column in _TOKEN_KEYS:
+        key = _TOKEN_KEYS[column]
+        return Keep(literals=tuple(f"{key}{eq}{v}" for v in values for eq in ("=", '="')))
+    return None
+
+
+def keep_literals(column: str, literals: tuple[str, ...], ignore_case: bool = False) -> Keep | None:
+    """Literals every record whose `column` contains one of `literals` holds in its lines."""
+    if column not in _AS_WRITTEN and not (tables.GATEWAY_LOG.get(column) == tables.STR
+                                          and column in _TOKEN_KEYS):
+        return None
+    if any('"' in x or "\\" in x or "\n" in x for x in literals):
+        return None  # unescaped values, details joined across lines
+    return Keep(ignore_case=tuple(literals)) if ignore_case else Keep(literals=tuple(literals))
+
+
+def holds_any(keep: Keep, text: pl.Expr = pl.col("text")) -> pl.Expr:
+    """Lines holding one of `keep`'s literals, or more: ASCII literals are looked for without case
+    in one regex pass over the lowercased line (many literals: faster than Aho-Corasick), the
+    others with Aho-Corasick."""
+    found = {*keep.literals, *keep.ignore_case}
+    plain = sorted({x.lower() for x in found if x.isascii()}, key=len)
+    # a literal holding a shorter one adds nothing ("error" finds "error=DiskUploadTimedOut")
+    plain = [x for i, x in enumerate(plain) if not any(y in x for y in plain[:i])]
+    other = sorted(x for x in found if not x.isascii())
+    hit = pl.lit(False)
+    if plain:
+        hit = hit | text.str.to_lowercase().str.contains("|".join(map(re.escape, plain)))
+    if other:
+        hit = hit | text.str.contains_any(other, ascii_case_insensitive=True)
+    return hit
+
+
 def sniff(head: str, member: str) -> bool:
     """Several of the first lines are gateway envelopes (the name is not consulted).
 
@@ -86,16 +136,28 @@ def sniff(head: str, member: str) -> bool:
 
 
 def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
-    diags = Diagnostics()
-    lines = split_lines(text)
-    records, unparsed = _fold(lines)
+    """Every record, or with `ctx.keep` only the records that hold one of its literals (plus the
+    ones the diagnostics and first/last need); `records`, `activity` and the diagnostics always
+    count every record.
 
+    Only the kept records pay for the header regex, timestamps and tokens. The others cost a
+    header test and a minute count: records per minute are counted on the text of the
+    timestamp's minute and zone, and only those few distinct texts are parsed (`_minutes`).
+    """
+    diags = Diagnostics()
     tz = ctx.appliance_tz
     try:
         timeparse.zone_offset(tz)
     except timeparse.BadZone as exc:
         diags.add("error", "bad-time-zone", f"{exc}; gateway times read as UTC", member)
         tz = None
+
+    lines = _classify(split_lines(text))
+    unparsed = lines.filter(~pl.col("owner_ok") & ~pl.col("blank")).select("line", "text")
+    minutes = _minutes(lines.filter("is_record"), tz)
+    kept = lines.filter(pl.col("owner_ok") & pl.col("owner").is_in(
+        _kept_owners(lines, minutes, ctx.keep).implode()))
+    records = _fold(kept)
 
     records = _header_columns(records, tz)
     records = _truncate(records, member, diags)
@@ -104,11 +166,11 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     frame = tables.conform("gateway_log", records.with_columns(member=pl.lit(member)))
 
     _report_unparsed(unparsed, member, diags)
-    _report_times(records, member, tz, diags)
+    _report_times(records, minutes, member, tz, diags)
     ts = frame["ts"].drop_nulls()
     return Parsed(
-        tables={"gateway_log": frame},
-        records=frame.height,
+        tables={"gateway_log": frame, "activity": _activity(minutes, records, member)},
+        records=int(lines["is_record"].sum()),
         unparsed=unparsed.height,
         first=ts.min() if ts.len() else None,
         last=ts.max() if ts.len() else None,
@@ -117,57 +179,145 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
 
 
 def split_lines(text: str) -> pl.DataFrame:
-    """One row per line: line (1-based), text without a trailing CR."""
-    return (
-        pl.DataFrame({"text": [text]}, schema={"text": pl.Utf8})
-        .select(pl.col("text").str.split("\n"))
-        .explode("text")
-        .with_row_index("line", offset=1)
-        .with_columns(pl.col("line").cast(pl.Int64), pl.col("text").str.strip_suffix("\r"))
-    )
+    """One row per line: line (1-based), text without a trailing CR. Like `text.split("\\n")`,
+    a text ending in a newline has a last, empty line."""
+    frame = read_lines(text)
+    if not text or text.endswith("\n"):
+        frame = pl.concat([frame, pl.DataFrame({"line": [frame.height + 1], "text": [""]},
+                                               schema=frame.schema)])
+    return frame
 
 
-def _fold(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Records (header parsed, continuation lines joined into `detail`) and unparsed lines.
+def read_lines(text: str) -> pl.DataFrame:
+    """The lines of `text` (line: 1-based, text without the trailing CR), no row after a final
+    newline.
 
-    A continuation belongs to the nearest line above that starts with a timestamp; if that line
-    is not a valid envelope (or there is none), the continuation is unparsed with it.
+    Polars' CSV reader cuts them (one column, no quoting, a separator that cannot occur): several
+    times faster than splitting a Python string, and it drops the CR of CRLF. Text it would read
+    differently (NULs, lone CRs, a BOM) takes the plain split.
     """
-    header = pl.col("text").str.extract_groups(_HEADER)
-    lines = lines.with_columns(header=header).with_columns(
-        is_record=pl.col("header").struct.field("head").is_not_null(),
-        is_blank=pl.col("text").str.strip_chars() == "",
-    )
-    starts = pl.col("is_record") | (
-        pl.when(~pl.col("is_record")).then(pl.col("text")).str.contains(_STARTS_WITH_TS))
+    frame = None
+    lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
+    if not lone_cr and not text.startswith("\ufeff"):  # the reader would drop the BOM
+        try:
+            frame = pl.read_csv(text.encode("utf-8"), has_header=False, separator="\x00",
+                                quote_char=None, schema={"text": pl.Utf8},
+                                empty_string_is_null=False, raise_if_empty=False,
+                                row_index_name="line", row_index_offset=1)
+        except (UnicodeEncodeError, pl.exceptions.PolarsError):  # surrogates, NULs
+            frame = None
+    if frame is None:
+        body = text[:-1] if text.endswith("\n") else text
+        frame = (pl.DataFrame({"text": [body]}, schema={"text": pl.Utf8})
+                 .select(pl.col("text").str.split("\n")).explode("text")
+                 .with_row_index("line", offset=1)
+                 .with_columns(pl.col("text").str.strip_suffix("\r")))
+        frame = frame if text else frame.clear()
+    return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
+
+
+def _classify(lines: pl.DataFrame) -> pl.DataFrame:
+    """Which lines are records, and the record each line belongs to.
+
+    A continuation belongs to the nearest line above that starts with a timestamp (`owner`); if
+    that line is not a valid envelope (or there is none), the continuation is unparsed with it
+    (`owner_ok` false).
+    """
+    text = pl.col("text")
+    lines = lines.with_columns(is_record=text.str.contains(_HEADER))
     lines = lines.with_columns(
-        owner=pl.when(starts).then(pl.col("line")).forward_fill(),
-        owner_ok=pl.when(starts).then(pl.col("is_record")).forward_fill().fill_null(False),
+        starts=pl.col("is_record") | pl.when(~pl.col("is_record")).then(text)
+        .str.contains(_STARTS_WITH_TS).fill_null(False),
+        blank=text.str.strip_chars() == "",
     )
-    records = lines.filter("is_record").select("line", "text", "header")
+    # a record's minute: its minute text and the start of its zone text ("Z Info ", "+09:00 ",
+    # " Info [" when naive). Seconds of 60 or more roll into the next minute: no key, such a
+    # record is parsed on its own.
+    zone = text.str.slice(19, 24).str.strip_chars_start(".,0123456789").str.slice(0, 7)
+    key = pl.when(pl.col("is_record") & (text.str.slice(17, 2) < "60")).then(
+        text.str.slice(0, 16) + zone)
+    return lines.with_columns(
+        owner=pl.when("starts").then(pl.col("line")).forward_fill(),
+        owner_ok=pl.when("starts").then(pl.col("is_record")).forward_fill().fill_null(False),
+        key=key,
+    ).drop("starts")
+
+
+def _minutes(records: pl.DataFrame, tz: str | None) -> pl.DataFrame:
+    """Records counted per minute key: key, records, minute (UTC, null when impossible), naive.
+    Only these few distinct texts are parsed."""
+    counts = (records.filter(pl.col("key").is_not_null())
+              .group_by("key").agg(records=pl.len()).sort("key"))
+    ts, naive = timeparse.iso(pl.col("key").str.slice(0, 16) + ":00" + pl.col("key").str.slice(16),
+                              tz)
+    return counts.with_columns(minute=ts, naive=naive).with_columns(
+        minute=pl.when(pl.col("minute").dt.year().is_between(*PLAUSIBLE_YEARS)).then("minute"))
+
+
+def _kept_owners(lines: pl.DataFrame, minutes: pl.DataFrame, keep: Keep | None) -> pl.Series:
+    """Line numbers of the records to parse fully.
+
+    Besides the records holding a literal (in any of their lines): the records of the first and
+    last minute (so first/last are exact), of impossible minutes and unkeyed ones (the
+    bad-timestamp diagnostic names the first), and records long enough to be truncated.
+    """
+    if keep is None:
+        return lines.filter("is_record")["line"]
+    text = pl.col("text")
+    hit = holds_any(keep)
+    minute = pl.col("minute")
+    odd = minutes.filter(minute.is_null() | (minute == minute.min()) | (minute == minute.max()))
+    own = lines.filter("owner_ok")
+    key = pl.col("key")
+    long_detail = (own.filter(~pl.col("is_record"))
+                   .group_by("owner").agg(size=(text.str.len_bytes() + 1).sum())
+                   .filter(pl.col("size") > MAX_VALUE_CHARS)["owner"])
+    by_text = own.filter(hit | (text.str.len_bytes() > MAX_VALUE_CHARS))["owner"]
+    by_time = own.filter(pl.col("is_record") & (key.is_null() | key.is_in(odd["key"].implode())))
+    return pl.concat([by_text, long_detail, by_time["line"]]).unique()
+
+
+def _fold(lines: pl.DataFrame) -> pl.DataFrame:
+    """Records with the header parsed and their continuation lines joined into `detail`."""
+    records = (lines.filter("is_record")
+               .select("line", "text", header=pl.col("text").str.extract_groups(_HEADER),
+                       keyed=pl.col("key").is_not_null()))
     continuation = (
-        lines.filter(~pl.col("is_record") & pl.col("owner_ok") & ~pl.col("is_blank"))
+        lines.filter(~pl.col("is_record") & ~pl.col("blank"))
         .group_by("owner")
         .agg(detail=pl.col("text").str.join("\n"))
     )
-    records = records.join(continuation, left_on="line", right_on="owner", how="left",
-                           maintain_order="left")
-    unparsed = lines.filter(~pl.col("owner_ok") & ~pl.col("is_blank")).select("line", "text")
-    return records, unparsed
+    return records.join(continuation, left_on="line", right_on="owner", how="left",
+                        maintain_order="left")
+
+
+def _activity(minutes: pl.DataFrame, records: pl.DataFrame, member: str) -> pl.DataFrame:
+    """Records per UTC minute: the keyed counts, plus the unkeyed records parsed one by one."""
+    unkeyed = (records.filter(~pl.col("keyed") & pl.col("ts").is_not_null())
+               .select(minute=pl.col("ts").dt.truncate("1m"), records=pl.lit(1, pl.Int64)))
+    counted = pl.concat([minutes.filter(pl.col("minute").is_not_null())
+                         .select("minute", pl.col("records").cast(pl.Int64)), unkeyed])
+    out = (counted.group_by("minute").agg(pl.col("records").sum()).sort("minute")
+           .with_columns(source=pl.lit("gateway_log"), member=pl.lit(member)))
+    return tables.conform("activity", out)
 
 
 def _header_columns(records: pl.DataFrame, tz: str | None) -> pl.DataFrame:
     field = pl.col("header").struct.field
-    ts, naive = timeparse.iso(field("ts"), tz)
+    # most logs write `2024-05-14T10:21:33.512Z`: read directly, the general reader takes the rest
+    records = records.with_columns(ts_text=field("ts")).with_columns(
+        _fast=pl.col("ts_text").str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.fZ",
+                                             strict=False))
+    slow = pl.col("_fast").is_null()
+    ts, naive = timeparse.iso(pl.when(slow).then(pl.col("ts_text")), tz)
     records = records.with_columns(
-        ts=ts,
-        naive=naive,
-        ts_text=field("ts"),
+        ts=pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"), ts),
+        naive=slow & naive,
         level=field("level").str.to_lowercase().replace_strict(LEVELS, default=None),
         thread=field("thread"),
         component=field("component"),
         message=pl.col("text").str.slice(field("head").str.len_chars()),
-    ).drop("header", "text")
+    ).drop("header", "text", "_fast")
     return records.with_columns(ts=pl.when(pl.col("ts").dt.year().is_between(*PLAUSIBLE_YEARS))
                                 .then("ts"))
 
@@ -188,14 +338,15 @@ def _truncate(records: pl.DataFrame, member: str, diags: Diagnostics) -> pl.Data
 def _with_tokens(records: pl.DataFrame) -> pl.DataFrame:
     """key=value tokens of the message as columns (names of TOKENS' values), strings for now."""
     with_eq = records.filter(pl.col("message").str.contains("=", literal=True))
+    token = pl.col("token")
+    equals = token.str.find("=", literal=True)  # the key is a word: the first "=" ends it
     tokens = (
         with_eq.select("line", token=pl.col("message").str.extract_all(_TOKEN))
         .explode("token")
         .drop_nulls("token")
-        .with_columns(pl.col("token").str.strip_chars_start()
-                      .str.extract_groups(r"(?s)^(?P<key>[^=]+)=(?P<value>.*)$"))
-        .unnest("token")
-        .with_columns(pl.col("key").replace_strict(TOKENS, default=None))
+        .with_columns(token.str.strip_chars_start())
+        .select("line", key=token.str.slice(0, equals).replace_strict(TOKENS, default=None),
+                value=token.str.slice(equals + 1))
         .drop_nulls("key")
         .with_columns(value=_clean_value(pl.col("value")))
     )
@@ -244,14 +395,16 @@ def _report_unparsed(unparsed: pl.DataFrame, member: str, diags: Diagnostics) ->
               "'<time> <Level> [<thread>] <Component> - <message>' shape, are skipped.")
 
 
-def _report_times(records: pl.DataFrame, member: str, tz: str | None, diags: Diagnostics) -> None:
+def _report_times(records: pl.DataFrame, minutes: pl.DataFrame, member: str, tz: str | None,
+                  diags: Diagnostics) -> None:
+    """`records` holds every record with an impossible time (see _kept_owners)."""
     bad = records.filter(pl.col("ts").is_null()).select("line", "ts_text")
     if bad.height:
         line, text = bad.row(0)
         diags.add("warning", "bad-timestamps",
                   f"{bad.height} record(s) have an impossible timestamp (first: {text!r}); "
                   "they are kept without a time", f"{member}:{line}")
-    if tz is None and records["naive"].any():
+    if tz is None and (records["naive"].any() or minutes["naive"].any()):
         diags.add("warning", "naive-timestamps",
                   "Gateway log times carry no zone; they were read as UTC.", member,
                   "Give the appliance's zone with --appliance-tz (e.g. +09:00) or appliance_tz "

@@ -34,7 +34,8 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.sources import ParseContext, Parsed, Source
+from analyzer.parsers.gateway_log import holds_any, read_lines
+from analyzer.sources import Keep, ParseContext, Parsed, Source
 
 # vSphere API method -> the display name the vSphere Client and TaskEvents use.
 METHOD_NAMES: dict[str, str] = {
@@ -116,44 +117,71 @@ def sniff(head: str, member: str) -> bool:
     return hits > 0 and hits >= min(2, len(lines))
 
 
+_AS_WRITTEN = {"process", "sub", "op_id", "message", "detail"}  # columns cut from the line
+
+
+def keep_where(column: str, values: tuple[str, ...]) -> Keep | None:
+    """Literals every record whose `column` is one of `values` holds in its lines; None when the
+    column is not text taken from the line."""
+    values = tuple(values)
+    if column == "level":  # the word in any case ("warn" for warning), or the ESXi 8 code `Wa(`
+        words = {"warning": "warn"}
+        codes = tuple(f"{code}(" for code, name in _ESXI_LEVELS.items() if name in values)
+        return Keep(literals=codes, ignore_case=tuple(words.get(v, v) for v in values))
+    if column in _AS_WRITTEN and not any('"' in v for v in values):
+        return Keep(literals=values)
+    return None
+
+
+def keep_literals(column: str, literals: tuple[str, ...], ignore_case: bool = False) -> Keep | None:
+    """Literals every record whose `column` contains one of `literals` holds in its lines."""
+    if column not in _AS_WRITTEN or any("\n" in x for x in literals):
+        return None  # details are joined across lines
+    return Keep(ignore_case=tuple(literals)) if ignore_case else Keep(literals=tuple(literals))
+
+
 def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
+    """Every record, or with `ctx.keep` only the records that hold one of its literals (plus every
+    event, and the ones the diagnostics and first/last need); `records`, `activity` and the
+    diagnostics always count every record.
+
+    Only the kept records pay for the header regexes and timestamps; the others cost a layout
+    test and a minute count (records per minute are counted on the text of the timestamp's
+    minute and zone, and only those few distinct texts are parsed).
+    """
     diags = Diagnostics()
-    lines = _split_lines(text)
+    lines = read_lines(text.removeprefix("\ufeff"))
     lines = _cap(lines, "text", member, diags, "long-line",
                  "lines longer than 64 KiB were cut to 64 KiB")
-    headers = _headers(lines, ctx.vcenter_tz)
-    records, unparsed = _fold(headers, member, diags)
+    lines = _classify(lines)
+    unparsed = _report_orphans(lines, member, diags)
+    minutes = _minutes(lines, ctx.vcenter_tz)
+    kept = lines.filter(pl.col("record").is_in(_kept_records(lines, minutes, ctx.keep).implode()))
+    records = _fold(_headers(kept.filter(pl.col("layout").is_not_null()), ctx.vcenter_tz), kept)
     records = records.with_columns(member=pl.lit(member), vcenter=pl.lit(ctx.vcenter, pl.Utf8))
     records = _cap(records, "detail", member, diags, "long-record",
                    "continuation text longer than 64 KiB was cut to 64 KiB")
 
-    naive = records.filter(pl.col("naive")).height
+    unkeyed = records.filter(~pl.col("keyed"))
+    naive = unkeyed.filter(pl.col("naive")).height + int(
+        minutes.filter(pl.col("naive"))["records"].sum())
     if naive and not ctx.vcenter_tz:
         diags.add("warning", "naive-timestamps",
                   f"{naive} records carry no time zone; they were read as UTC", member,
                   hint="give --vcenter-tz or vcenter_tz in bundle.toml")
-    bad_ts = records.filter(pl.col("ts").is_null()).height
+    bad_ts = records.filter(pl.col("ts").is_null()).height  # every such record is kept
     if bad_ts:
         diags.add("warning", "bad-timestamps",
                   f"{bad_ts} records have a timestamp that is not a valid date", member)
 
+    activity = _activity(minutes, unkeyed, member)
     records = tables.conform("vcenter_log", records)
     events = tables.conform("vcenter_events", _events(records))
     ts = records["ts"].drop_nulls()
-    return Parsed(tables={"vcenter_log": records, "vcenter_events": events},
-                  records=records.height, unparsed=unparsed,
+    return Parsed(tables={"vcenter_log": records, "vcenter_events": events, "activity": activity},
+                  records=int(lines["layout"].is_not_null().sum()), unparsed=unparsed,
                   first=ts.min() if len(ts) else None, last=ts.max() if len(ts) else None,
                   diagnostics=diags)
-
-
-def _split_lines(text: str) -> pl.DataFrame:
-    text = text.removeprefix("\ufeff")
-    if text.endswith("\n"):
-        text = text[:-1]
-    frame = pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n").explode())
-    frame = frame.with_row_index("line", offset=1).with_columns(
-        pl.col("line").cast(pl.Int64), pl.col("text").str.strip_suffix("\r"))
-    return frame if text else frame.clear()
 
 
 def _cap(frame: pl.DataFrame, col: str, member: str, diags: Diagnostics, code: str,
@@ -169,22 +197,98 @@ def _cap(frame: pl.DataFrame, col: str, member: str, diags: Diagnostics, code: s
                               .otherwise(pl.col(col)).alias(col))
 
 
-def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
-    """Try the layouts in order; the first that matches wins.
+def _classify(lines: pl.DataFrame) -> pl.DataFrame:
+    """layout (the first of LAYOUTS whose header starts the line; null for continuations),
+    record (number of the record a line belongs to, 0 before the first) and key (the text of the
+    record's timestamp minute and zone; null when the record must be parsed on its own).
 
-    Most lines of a vpxd.log are vpxd65, so the other layouts only see the lines it left: nulling
-    the claimed lines out is cheap (string views), filtering the frame would copy it.
+    Most lines of a vpxd.log are vpxd65, so the other layouts only test the lines it left.
     """
+    text = pl.col("text")
+    candidates = pl.when(~text.str.starts_with("-->")).then(text)
     first, *others = LAYOUTS
-    candidates = pl.when(~pl.col("text").str.starts_with("-->")).then(pl.col("text"))
-    found = lines.with_columns(candidates.str.extract_groups(LAYOUTS[first]).alias(first))
-    rest = pl.when(pl.col(first).struct.field("head").is_null()).then(candidates)
-    found = found.with_columns(rest.str.extract_groups(LAYOUTS[name]).alias(name) for name in others)
-    layout = pl.lit(None, pl.Utf8)
-    for name in reversed(LAYOUTS):
-        layout = (pl.when(pl.col(name).struct.field("head").is_not_null()).then(pl.lit(name))
-                  .otherwise(layout))
-    found = found.with_columns(layout=layout)
+    lines = lines.with_columns(_first=candidates.str.contains(LAYOUTS[first]))
+    rest = pl.when(~pl.col("_first")).then(candidates)
+    layout = pl.when(pl.col("_first")).then(pl.lit(first))
+    for name in others:
+        layout = layout.when(rest.str.contains(LAYOUTS[name])).then(pl.lit(name))
+    lines = lines.with_columns(layout=layout.otherwise(None)).drop("_first")
+    layout = pl.col("layout")
+    # zoned layouts start with the timestamp (zone, if any, glued to the seconds); win5x with
+    # "[" and a local time; the generic layout's many forms are parsed one by one. Seconds of 60
+    # or more roll into the next minute: parsed one by one too.
+    zoned = layout.is_in(["vpxd65", "vpxd55", "esxi8"])
+    zone = text.str.slice(19, 24).str.strip_chars_start(".,0123456789").str.slice(0, 7)
+    zone = pl.when(zone.str.starts_with(" ")).then(pl.lit("")).otherwise(zone)  # " Zebra": a level
+    key = (pl.when(zoned & (text.str.slice(17, 2) < "60")).then(text.str.slice(0, 16) + zone)
+           .when((layout == "win5x") & (text.str.slice(18, 2) < "60")).then(text.str.slice(1, 16)))
+    return lines.with_columns(record=layout.is_not_null().cum_sum(), key=key)
+
+
+def _report_orphans(lines: pl.DataFrame, member: str, diags: Diagnostics) -> int:
+    """Lines before the first record: unparsed (sampled), or `-->` ends of an earlier file."""
+    text = pl.col("text")
+    orphans = lines.filter((pl.col("record") == 0) & (text.str.strip_chars() != ""))
+    unparsed = orphans.filter(~text.str.starts_with("-->"))
+    if unparsed.height:
+        samples = "; ".join(f"line {n}: {t[:120]!r}" for n, t in
+                            unparsed.head(3).select("line", "text").iter_rows())
+        diags.add("warning", "unparsed-lines",
+                  f"{unparsed.height} lines before the first record match no vCenter layout "
+                  f"(e.g. {samples})", member)
+    if orphans.height > unparsed.height:
+        diags.add("info", "orphan-continuation",
+                  f"{orphans.height - unparsed.height} '-->' lines continue a record of an "
+                  "earlier file", member)
+    return unparsed.height
+
+
+def _minutes(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
+    """Records counted per minute key: key, records, minute (UTC, null when impossible), naive.
+    Only these few distinct texts are parsed."""
+    counts = (lines.filter(pl.col("key").is_not_null())
+              .group_by("key").agg(records=pl.len()).sort("key"))
+    ts, naive = timeparse.iso(pl.col("key").str.slice(0, 16) + ":00" + pl.col("key").str.slice(16),
+                              vcenter_tz)
+    return counts.with_columns(minute=pl.when(ts.dt.year() >= 1).then(ts), naive=naive)
+
+
+def _kept_records(lines: pl.DataFrame, minutes: pl.DataFrame, keep: Keep | None) -> pl.Series:
+    """Numbers of the records to parse fully: those holding a literal of `keep` or "Event " (in
+    any of their lines), those of the first and last minute (so first/last are exact), of
+    impossible minutes and unkeyed ones, and records with a long continuation."""
+    records = lines.filter(pl.col("layout").is_not_null())
+    if keep is None:
+        return records["record"]
+    text = pl.col("text")
+    hit = holds_any(Keep(("Event ", *keep.literals), keep.ignore_case))
+    minute, key = pl.col("minute"), pl.col("key")
+    odd = minutes.filter(minute.is_null() | (minute == minute.min()) | (minute == minute.max()))
+    own = lines.filter(pl.col("record") > 0)
+    long_detail = (own.filter(pl.col("layout").is_null())
+                   .group_by("record").agg(size=(text.str.len_bytes() + 1).sum())
+                   .filter(pl.col("size") > MAX_TEXT)["record"])
+    by_time = records.filter(key.is_null() | key.is_in(odd["key"].implode()))["record"]
+    return pl.concat([own.filter(hit)["record"], long_detail, by_time]).unique()
+
+
+def _activity(minutes: pl.DataFrame, unkeyed: pl.DataFrame, member: str) -> pl.DataFrame:
+    """Records per UTC minute: the keyed counts, plus the unkeyed records parsed one by one."""
+    one_by_one = (unkeyed.filter(pl.col("ts").is_not_null())
+                  .select(minute=pl.col("ts").dt.truncate("1m"), records=pl.lit(1, pl.Int64)))
+    counted = pl.concat([minutes.filter(pl.col("minute").is_not_null())
+                         .select("minute", pl.col("records").cast(pl.Int64)), one_by_one])
+    out = (counted.group_by("minute").agg(pl.col("records").sum()).sort("minute")
+           .with_columns(source=pl.lit("vcenter_log"), member=pl.lit(member)))
+    return tables.conform("activity", out)
+
+
+def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
+    """Header fields of record lines whose layout is known: each layout's regex runs only on
+    its own lines."""
+    found = lines.with_columns(
+        pl.when(pl.col("layout") == name).then(pl.col("text")).str.extract_groups(pattern)
+        .alias(name) for name, pattern in LAYOUTS.items())
 
     def field(group: str) -> pl.Expr:
         value = pl.lit(None, pl.Utf8)
@@ -211,7 +315,8 @@ def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
             .str.strip_chars('"'),
         op_id=meta.str.extract(r"(?i:opid)=(\"[^\"]*\"|[^\s\]]+)", 1).str.strip_chars('"'),
         message=pl.col("text").str.slice(pl.col("head").str.len_chars()),
-    ).drop("ts_text", "raw_level", "meta", "ampm", "zone", "zname")
+        keyed=pl.col("key").is_not_null(),
+    ).drop("ts_text", "raw_level", "meta", "ampm", "zone", "zname", "key")
 
 
 def _with_timestamps(frame: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
@@ -235,44 +340,26 @@ def _with_timestamps(frame: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFram
     ampm_shift = (pl.when((pl.col("ampm") == "PM") & (hour < 12)).then(pl.duration(hours=12))
                   .when((pl.col("ampm") == "AM") & (hour == 12)).then(pl.duration(hours=-12))
                   .otherwise(pl.duration(hours=0)))
+    ts = pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"), pl.col("_other_ts") + ampm_shift)
     return frame.with_columns(
-        ts=pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"),
-                       pl.col("_other_ts") + ampm_shift).cast(tables.TS),
+        ts=pl.when(ts.dt.year() >= 1).then(ts).cast(tables.TS),  # year 0 has no Python datetime
         naive=pl.when(pl.col("_fast").is_null()).then(pl.col("_other_naive")).otherwise(False),
     ).drop("_fast", "_other", "_other_ts", "_other_naive")
 
 
-def _fold(lines: pl.DataFrame, member: str, diags: Diagnostics) -> tuple[pl.DataFrame, int]:
-    """Continuation lines join the record above; lines before the first record are unparsed."""
-    is_record = pl.col("layout").is_not_null()
-    lines = lines.with_columns(record=is_record.cum_sum())
+def _fold(records: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """Continuation lines join the record above into `detail` (`-->` marker removed; a bare
+    `-->` is kept as an empty detail line, blank lines are dropped)."""
     text = pl.col("text")
-    blank = text.str.strip_chars() == ""
     marker = text.str.starts_with("-->")
-
-    orphans = lines.filter((pl.col("record") == 0) & ~blank)
-    unparsed = orphans.filter(~marker)
-    if unparsed.height:
-        samples = "; ".join(f"line {n}: {t[:120]!r}" for n, t in
-                            unparsed.head(3).select("line", "text").iter_rows())
-        diags.add("warning", "unparsed-lines",
-                  f"{unparsed.height} lines before the first record match no vCenter layout "
-                  f"(e.g. {samples})", member)
-    if orphans.height > unparsed.height:
-        diags.add("info", "orphan-continuation",
-                  f"{orphans.height - unparsed.height} '-->' lines continue a record of an "
-                  "earlier file", member)
-
-    # a bare `-->` is kept as an empty detail line; blank lines are dropped
     continuations = (
-        lines.filter((pl.col("record") > 0) & pl.col("layout").is_null() & (marker | ~blank))
+        lines.filter((pl.col("record") > 0) & pl.col("layout").is_null()
+                     & (marker | (text.str.strip_chars() != "")))
         .with_columns(pl.when(marker).then(text.str.replace(r"^--> ?", "")).otherwise(text))
         .group_by("record").agg(detail=pl.col("text").str.join("\n"))
     )
-    records = (lines.filter(is_record)
-               .join(continuations, on="record", how="left", maintain_order="left")
-               .drop("record", "text", "head"))
-    return records, unparsed.height
+    return (records.join(continuations, on="record", how="left", maintain_order="left")
+            .drop("record", "text", "head"))
 
 
 def _events(records: pl.DataFrame) -> pl.DataFrame:
