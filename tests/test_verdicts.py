@@ -737,12 +737,3 @@ def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text
     assert (verdict["cause"], verdict["confidence"]) == ("cbt_reset_or_corrupt", "high")
     assert any(e["evidence"] == "cbt_fault" and e["line"] == 12 for e in verdict["evidence"])
 
-
-def test_every_detector_the_signature_library_names_is_built_in():
-    from analyzer.signatures import load
-    from analyzer.verdicts import DETECTOR_SOURCES, DETECTORS
-
-    library = load.load_library()
-    named = {e for s in library.errors() for c in s.causes for e in c.evidence if e.startswith("detect.")}
-    assert named and named <= set(DETECTORS)
-    assert set(load.DETECTORS) == set(DETECTORS) == set(DETECTOR_SOURCES)

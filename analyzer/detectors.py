@@ -1,0 +1,573 @@
+"""Built-in evidence detectors: what no signature regex can see (the `detect.*` evidence ids).
+
+A detector looks at the bundle around one failure, within the window [lo, hi] of the cause that
+names it, and returns a Finding (the lines it rests on, and the interval of an appliance-wide
+condition), None when it sees nothing, or RULED_OUT when what it sees excludes its cause
+(`detect.vddk_67` on another VDDK version). `detect()` runs one by id.
+
+A new detector is one function `(bundle, failure, lo, hi)` and one DETECTORS entry, which also
+names the sources it reads (a detector is only as good as those) and whether it finds its cause
+only by ruling the others out.
+
+Signals holds what the detectors read, indexed once per bundle: the gateway timeline (silences,
+service stops, heartbeats, VDDK lines), disks uploading at once per host, disk rates, initiators.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from statistics import median
+from typing import TYPE_CHECKING, Callable
+
+import polars as pl
+
+from analyzer.signatures.model import Library, Signature
+
+if TYPE_CHECKING:  # verdicts builds the bundle and the failures, then asks the detectors
+    from analyzer.verdicts import Bundle, Failure
+
+STALLED = "replication_stalled"
+SLOW = "slow_replication"
+RULED_OUT = "ruled_out"
+RESTART_GRACE = timedelta(minutes=15)  # a cycle started this long after a recovery was not hit by it
+STUCK_TASK_OPEN = timedelta(minutes=30)  # a snapshot task open this long (vCenter still logging) never ended
+STUCK_PROGRESS = timedelta(minutes=10)  # progress unchanged this long at 95/99 %
+STOP_BEFORE_GAP = timedelta(minutes=5)  # a stop line this close before a gap explains it
+READ_ONLY_TASK_WORDS = ("query", "retrieve", "acquire", "browse")
+# Defaults of detector thresholds when no signature's [params] sets them.
+DEFAULTS = {
+    "low_rate_mbps": 5.0,
+    "max_disks_per_host": 8.0,
+    "slow_rate_fraction": 0.25,
+    "slow_duration_factor": 4.0,
+    "min_successful_cycles": 3.0,  # successful cycles needed for a median
+    "silence_minutes": 15.0,  # no gateway record for this long is silence (heartbeats every 5 min)
+    "stall_grace_minutes": 60.0,  # allowed lateness past the schedule
+    "min_interval_h": 1.0,  # delta schedule: min(max(min, duration x fraction), max)
+    "max_interval_h": 12.0,
+    "interval_duration_fraction": 0.5,
+}
+
+
+def iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    ts = ts.astimezone(timezone.utc)
+    if ts.microsecond:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def short_host(host: str | None) -> str | None:
+    return host.split(".")[0].lower() if host else None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line a finding rests on (an `evidence` item of the JSON)."""
+
+    ts: datetime | None
+    source: str
+    member: str | None
+    line: int | None
+    text: str
+    evidence: str  # signature or detector id, or the error id for the error's own lines
+    note: str | None = None
+
+    def key(self) -> tuple:
+        return (self.ts or datetime.min.replace(tzinfo=timezone.utc), self.source, self.member or "",
+                self.line or 0, self.evidence)
+
+    def as_dict(self) -> dict:
+        out = {"source": self.source, "member": self.member, "line": self.line, "ts": iso(self.ts),
+               "text": self.text, "evidence": self.evidence}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class Finding:
+    evidence: str
+    entries: tuple[Entry, ...]
+    interval: tuple[datetime, datetime | None] | None = None  # appliance-wide condition
+
+
+def param(library: Library, sig: Signature | None, name: str) -> float:
+    """A threshold: the signature's own, else the first signature (by id) that sets it, else the default."""
+    if sig is not None and name in dict(sig.params):
+        return sig.param(name, DEFAULTS[name])
+    for s in sorted(library.signatures.values(), key=lambda s: s.id):
+        if name in dict(s.params):
+            return s.param(name, DEFAULTS[name])
+    return DEFAULTS[name]
+
+
+# --------------------------------------------------------------------------------------------
+# What the detectors read, indexed once
+
+
+class Signals:
+    """The bundle as the detectors read it."""
+
+    def __init__(self, b: Bundle):
+        self.disk_rates: dict[str, list[float]] = {}
+        self.disk_last: dict[str, datetime] = {}
+        for r in b.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls(),
+                                               pl.col("last_progress").max()).to_dicts():
+            self.disk_rates[r["cycle"]] = r["rate_mbps"]
+            self.disk_last[r["cycle"]] = r["last_progress"]
+        self._gateway_points(b)
+        self.gaps = self._silences(b.end, param(b.library, None, "silence_minutes"))
+        self.downs = self._service_down(b.end)
+        self.host_load = _host_load(b)
+        self.portal_users = (b.portal.filter(pl.col("initiated_by").is_not_null() & pl.col("ts").is_not_null())
+                             .sort("ts", "member", "line").to_dicts())
+
+    def _gateway_points(self, b: Bundle) -> None:
+        gw_activity = pl.col("source") == "gateway_log"
+        gw_minutes = b.activity.filter(gw_activity)["minute"].to_list()
+        self.gw = b.gateway.filter(pl.col("ts").is_not_null())
+        self.gw_ts = self.gw["ts"].to_list()
+        self.gw_points = sorted(set(self.gw_ts + gw_minutes + [m + timedelta(seconds=59) for m in gw_minutes]))
+        other = b.activity.filter(~gw_activity)["minute"].to_list()
+        other += b.portal["ts"].drop_nulls().to_list() + b.events["ts"].drop_nulls().to_list()
+        other += b.tasks["start"].drop_nulls().to_list() + b.tasks["end"].drop_nulls().to_list()
+        self.other_points = sorted(set(other))
+        event = pl.col("event")
+        self.lifecycle = self.gw.filter(event.is_in(["service_starting", "service_started",
+                                                     "service_stopping", "service_stopped"])).to_dicts()
+        self.heartbeats = self.gw.filter(event == "heartbeat").to_dicts()
+        self.vddk = self.gw.filter(event == "vddk").to_dicts()
+        self.criticals = self.gw.filter(pl.col("level") == "Critical").to_dicts()
+        progress = self.gw.filter(event == "disk_progress").group_by("vm_key", "cycle_id").agg(pl.all().last())
+        self.last_progress = {(r["vm_key"], r["cycle_id"]): r for r in progress.to_dicts()}
+
+    def last_gateway_row(self, at: datetime) -> dict | None:
+        i = bisect.bisect_right(self.gw_ts, at)
+        return self.gw.row(i - 1, named=True) if i else None
+
+    def first_gateway_row(self, at: datetime) -> dict | None:
+        i = bisect.bisect_left(self.gw_ts, at)
+        return self.gw.row(i, named=True) if i < len(self.gw_ts) else None
+
+    def others_during(self, lo: datetime, hi: datetime) -> int:
+        return bisect.bisect_right(self.other_points, hi) - bisect.bisect_right(self.other_points, lo)
+
+    def _silences(self, end: datetime | None, minutes: float) -> list[dict]:
+        """Gaps in the gateway log while other sources go on; gaps that end in a stop line are
+        service-down intervals, not silence."""
+        limit = timedelta(minutes=minutes)
+        pts = self.gw_points
+        gaps = [(a, b) for a, b in zip(pts, pts[1:]) if b - a > limit]
+        if pts and end and end - pts[-1] > limit:
+            gaps.append((pts[-1], None))
+        out = []
+        for a, b in gaps:
+            hi = b or end
+            if not self.others_during(a, hi):
+                continue
+            if any(a - STOP_BEFORE_GAP <= r["ts"] <= a for r in self.lifecycle
+                   if r["event"] in ("service_stopping", "service_stopped")):
+                continue  # a stopped service: see _service_down
+            last = self.last_gateway_row(a)
+            out.append({"start": a, "end": b, "last": last, "next": self.first_gateway_row(hi) if b else None})
+        return out
+
+    def _service_down(self, end: datetime | None) -> list[dict]:
+        """Stop line .. next start line (or never came back); and heartbeat gaps while the log goes on."""
+        out, down = [], None
+        for r in self.lifecycle:
+            if r["event"] in ("service_stopping", "service_stopped"):
+                down = down or {"start": r["ts"], "stop": r}
+            elif down:
+                out.append({**down, "end": r["ts"], "back": r})
+                down = None
+        if down:
+            out.append({**down, "end": None, "back": None})
+        beats = self.heartbeats
+        if len(beats) >= 3:
+            spacing = median((b["ts"] - a["ts"]).total_seconds() for a, b in zip(beats, beats[1:]))
+            limit = timedelta(seconds=max(3 * spacing, 15 * 60))
+            pairs = list(zip(beats, beats[1:]))
+            if end and end - beats[-1]["ts"] > limit:
+                pairs.append((beats[-1], None))
+            for a, b in pairs:
+                hi = b["ts"] if b else end
+                if hi - a["ts"] <= limit or any(d["start"] <= hi and (d["end"] is None or d["end"] >= a["ts"])
+                                                for d in out):
+                    continue
+                # The log going on without heartbeats is a hung service; no log at all is silence.
+                logged = bisect.bisect_left(self.gw_ts, hi) - bisect.bisect_right(self.gw_ts, a["ts"])
+                if logged:
+                    out.append({"start": a["ts"], "stop": a, "end": b["ts"] if b else None, "back": b,
+                                "heartbeats": True})
+        for d in out:  # the Critical record that often precedes a stop
+            d["critical"] = next((r for r in reversed(self.criticals)
+                                  if timedelta(0) <= d["start"] - r["ts"] <= timedelta(minutes=10)), None)
+        return sorted(out, key=lambda d: d["start"])
+
+
+def _host_load(b: Bundle) -> dict[str, tuple[list[datetime], list[int]]]:
+    """Disks uploading at once per ESXi host: change points and the count after each."""
+    hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": short_host(c["host"] or b.host_of(c["vm_key"]))}
+                          for c in b.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8})
+    disks = (b.disks.join(hosts, on="cycle", how="left")
+             .filter(pl.col("_host").is_not_null() & pl.col("first_progress").is_not_null()))
+    start = pl.col("first_progress")
+    end = pl.max_horizontal(pl.coalesce("last_progress", start), start + pl.duration(minutes=1))
+    changes = (pl.concat([disks.select("_host", start.alias("ts"), pl.lit(1).alias("d")),
+                          disks.select("_host", end.alias("ts"), pl.lit(-1).alias("d"))])
+               .sort("_host", "ts", "d")
+               .with_columns(pl.col("d").cum_sum().over("_host").alias("n")))
+    return {host: (group["ts"].to_list(), group["n"].to_list())
+            for (host,), group in changes.group_by("_host", maintain_order=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# Appliance-wide: silence, service down, saturation, VDDK
+
+
+def _gateway_entry(row: dict, evidence: str, note: str | None = None) -> Entry:
+    text = row["message"] or ""
+    return Entry(row["ts"], "gateway_log", row["member"], row["line"], text, evidence, note)
+
+
+def _interval_hits(b: Bundle, f: Failure, lo: datetime, hi: datetime, start: datetime,
+                   end: datetime | None) -> bool:
+    """An outage [start, end] explains the failure unless it ended before the failing cycle began
+    or a successful cycle ran after it, before the failure."""
+    if start > hi or (end is not None and end < lo):
+        return False
+    if end is None:
+        return True
+    if f.start is not None and f.start > end + RESTART_GRACE:
+        return False
+    return not b.recovered("appliance", f, end, f.ts)
+
+
+def appliance_silence(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    for gap in reversed(b.signals.gaps):
+        if not _interval_hits(b, f, lo, hi, gap["start"], gap["end"]):
+            continue
+        end = gap["end"] or b.end
+        minutes = round((end - gap["start"]).total_seconds() / 60)
+        note = (f"no gateway records for {minutes} min ({iso(gap['start'])} to "
+                f"{iso(gap['end']) if gap['end'] else 'the end of the bundle'}) while other sources kept logging")
+        entries = [_gateway_entry(gap["last"], "detect.appliance_silence", "last record before the silence: " + note)] \
+            if gap["last"] else []
+        if gap["next"]:
+            entries.append(_gateway_entry(gap["next"], "detect.appliance_silence", "first record after the silence"))
+        return Finding("detect.appliance_silence", tuple(entries), (gap["start"], gap["end"]))
+    return None
+
+
+def service_down(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    for down in reversed(b.signals.downs):
+        if not _interval_hits(b, f, lo, hi, down["start"], down["end"]):
+            continue
+        what = "heartbeats stopped" if down.get("heartbeats") else "the gateway service stopped"
+        back = f"until {iso(down['end'])}" if down["end"] else "and did not come back within the bundle"
+        entries = [_gateway_entry(down["stop"], "detect.service_down", f"{what} at {iso(down['start'])} {back}")]
+        if down.get("critical"):
+            entries.append(_gateway_entry(down["critical"], "detect.service_down", "Critical record before the stop"))
+        if down["back"]:
+            entries.append(_gateway_entry(down["back"], "detect.service_down", "service back"))
+        return Finding("detect.service_down", tuple(entries), (down["start"], down["end"]))
+    return None
+
+
+def appliance_saturated(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    beats = [r for r in b.signals.heartbeats if r["active_cycles"] is not None]
+    if not beats:
+        return None
+    limit = dict(f.error.params).get("max_active_cycles")
+    if limit is None:
+        limit = max(r["active_cycles"] for r in beats)
+    hot = [r for r in beats if lo <= r["ts"] <= hi and (r["queued_cycles"] or 0) > 0 and r["active_cycles"] >= limit]
+    if not hot:
+        return None
+    worst = max(hot, key=lambda r: (r["queued_cycles"], -r["ts"].timestamp()))
+    note = f"{len(hot)} heartbeats with cycles queued at {limit:g} active cycles"
+    return Finding("detect.appliance_saturated", (_gateway_entry(worst, "detect.appliance_saturated", note),))
+
+
+def vddk_67(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
+    lines = b.signals.vddk
+    if not lines:
+        return None
+    before = [r for r in lines if r["ts"] <= hi]
+    row = before[-1] if before else lines[0]
+    if (row["version"] or "").startswith("6.7"):
+        return Finding("detect.vddk_67", (_gateway_entry(row, "detect.vddk_67", "VDDK 6.7 in use"),))
+    return RULED_OUT if row["version"] else None
+
+
+# --------------------------------------------------------------------------------------------
+# The VM's cycle: read rate, slowness, stall
+
+
+def _connectivity_ids(library: Library) -> set[str]:
+    return {e for s in library.errors() for c in s.causes if c.id.endswith("_unreachable")
+            for e in c.evidence if not e.startswith("detect.")}
+
+
+def low_read_rate(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    c = f.cycle
+    if c is None:
+        return None
+    threshold = param(b.library, f.error, "low_rate_mbps")
+    rates = b.signals.disk_rates.get(c["cycle"], [])
+    rate = max(rates) if rates else c["rate_mbps"]
+    if rate is None or rate >= threshold or not (c["uploaded_bytes"] or rates):
+        return None
+    for sig in _connectivity_ids(b.library):
+        ts = b.sig_ts.get(sig, [])
+        if bisect.bisect_right(ts, hi) > bisect.bisect_left(ts, lo):
+            return None
+    note = f"upload rate {rate:.2f} MB/s stayed under {threshold:g} MB/s with no connectivity failure"
+    row = b.signals.last_progress.get((c["vm_key"], c["cycle_id"]))
+    entry = (_gateway_entry(row, "detect.low_read_rate", note) if row else
+             Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']}",
+                   "detect.low_read_rate", note))
+    return Finding("detect.low_read_rate", (entry,))
+
+
+def _upload_rate(b: Bundle, c: dict) -> float | None:
+    """MB/s while uploading: the disks' reported rates, else bytes over the whole cycle."""
+    rates = b.signals.disk_rates.get(c["cycle"])
+    return sum(rates) / len(rates) if rates else c["rate_mbps"]
+
+
+def why_slow(b: Bundle, vm_key: str, cycle: dict) -> str | None:
+    """Why `cycle` is slow against the VM's successful cycles of its type, or None.
+
+    A running cycle is judged by how long it has run so far (until the appliance's last record)."""
+    sig = b.library.signatures.get(SLOW)
+    done = [c for c in b.cycles_by_vm.get(vm_key, []) if c["outcome"] == "succeeded" and c["type"] == cycle["type"]]
+    if len([c for c in done if c is not cycle]) < param(b.library, sig, "min_successful_cycles"):
+        return None
+    fraction, factor = param(b.library, sig, "slow_rate_fraction"), param(b.library, sig, "slow_duration_factor")
+    rates = [r for r in (_upload_rate(b, c) for c in done) if r]
+    rate = _upload_rate(b, cycle)
+    if cycle["outcome"] == "succeeded" and rates and rate is not None and rate < fraction * median(rates):
+        return f"upload rate {rate:.2f} MB/s is under {fraction:g} x the VM's median {median(rates):.2f} MB/s"
+    durations = [c["duration_sec"] for c in done if c["duration_sec"] is not None]
+    duration = cycle["duration_sec"]
+    gw_points = b.signals.gw_points
+    if cycle["outcome"] == "in_progress" and cycle["start"] and gw_points:
+        duration = (gw_points[-1] - cycle["start"]).total_seconds()
+    if durations and duration is not None and duration > factor * median(durations):
+        return f"took {duration / 60:.0f} min, over {factor:g} x the VM's median {median(durations) / 60:.0f} min"
+    return None
+
+
+def stall(b: Bundle, vm_key: str) -> tuple[dict, datetime] | None:
+    """(last successful cycle, when the next was due) when no cycle completed in time."""
+    sig = b.library.signatures.get(STALLED)
+    cycles = b.cycles_by_vm.get(vm_key, [])
+    done = [c for c in cycles if c["outcome"] == "succeeded" and c["end"]]
+    if not done or b.end is None:
+        return None
+    last = max(done, key=lambda c: c["end"])
+    if last["type"] == "final_delta":
+        return None  # migrated: no more cycles are due
+    if last["type"] in ("initial", "resync"):
+        interval = timedelta(0)  # the first delta starts right after
+    else:
+        length = (last["end"] - last["start"]).total_seconds() if last["start"] else 0
+        lowest = param(b.library, sig, "min_interval_h") * 3600
+        highest = param(b.library, sig, "max_interval_h") * 3600
+        fraction = param(b.library, sig, "interval_duration_fraction")
+        interval = timedelta(seconds=min(max(lowest, length * fraction), highest))
+    due = last["end"] + interval
+    grace = timedelta(minutes=param(b.library, sig, "stall_grace_minutes"))
+    if b.end - due <= grace:
+        return None
+    # A cycle still uploading (progress in the last grace period) is slow, not stalled.
+    for c in cycles:
+        if c["outcome"] == "in_progress" and c["start"] and c["start"] >= last["end"]:
+            seen = b.signals.disk_last.get(c["cycle"])
+            if seen and b.end - seen <= grace:
+                return None
+    return last, due
+
+
+def slow_cycle(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    reason = why_slow(b, f.vm_key, f.cycle) if f.cycle else None
+    if not reason:
+        return None
+    c = f.cycle
+    return Finding("detect.slow_cycle", (Entry(c["start"], "gateway_log", c["member"], c["line"],
+                                               f"cycle {c['cycle']}", "detect.slow_cycle", reason),))
+
+
+def stalled(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    found = stall(b, f.vm_key)
+    if not found:
+        return None
+    last, due = found
+    return Finding("detect.stalled", (Entry(last["end"], "gateway_log", last["member"], last["line"],
+                                            f"cycle {last['cycle']} completed", "detect.stalled",
+                                            f"next cycle was due by {iso(due)}"),))
+
+
+# --------------------------------------------------------------------------------------------
+# vCenter tasks on the VM, disks on its host
+
+
+def _task_entry(t: dict, evidence: str, note: str) -> Entry:
+    who = t["initiator"] or "an unknown initiator"
+    span = f"{iso(t['start'])} to {iso(t['end']) if t['end'] else 'no end'}"
+    target = t["vm_name"] or t["entity"] or t["vm_key"]
+    text = f"{t['task_id'] or t['task_name'] or 'task'} {t['method']} on {target} by {who} ({span})"
+    return Entry(t["start"], "vcenter_tasks", t["member"], t["line"], text, evidence, note)
+
+
+def overlapping_task(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    start = f.since
+    end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.until)
+    hits = []
+    for t in b.tasks_of(f.vm_key):
+        if t["own"] or t["start"] is None or any(w in (t["method"] or "").lower() for w in READ_ONLY_TASK_WORDS):
+            continue
+        if t["start"] <= end and (t["end"] is None or t["end"] >= start):
+            hits.append(_task_entry(t, "detect.overlapping_task",
+                                    f"overlaps the cycle; initiated by {t['initiator'] or 'unknown'}"))
+    return Finding("detect.overlapping_task", tuple(hits)) if hits else None
+
+
+def snapshot_task_stuck(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    vc_last = b.spans.get("vcenter", (None, None))[1]
+    hits = []
+    for t in b.tasks_of(f.vm_key):
+        if t["method"] != "vim.VirtualMachine.createSnapshot" or t["start"] is None or not lo <= t["start"] <= hi:
+            continue
+        progress = t["progress"]
+        stuck_progress = (progress is not None and 95 <= progress < 100 and
+                          (t["end"] is None or t["outcome"] == "failed" or
+                           (t["progress_ts"] is not None and t["end"] - t["progress_ts"] >= STUCK_PROGRESS)))
+        never_ended = t["end"] is None and vc_last is not None and vc_last - t["start"] >= STUCK_TASK_OPEN
+        if stuck_progress:
+            hits.append(_task_entry(t, "detect.snapshot_task_stuck", f"progress stopped at {progress} %"))
+        elif never_ended:
+            hits.append(_task_entry(t, "detect.snapshot_task_stuck", "the create-snapshot task never ended"))
+    return Finding("detect.snapshot_task_stuck", tuple(hits)) if hits else None
+
+
+def _host_peak(b: Bundle, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:
+    """Most disks uploading at once on the failure's host within [start, end], and when."""
+    times, counts = b.signals.host_load.get(short_host(f.host(b)), ([], []))
+    i, j = bisect.bisect_right(times, start), bisect.bisect_right(times, end)
+    window = counts[max(i - 1, 0):j]
+    if not window:
+        return 0, None
+    peak = max(window)
+    return peak, times[max(i - 1, 0) + window.index(peak)]
+
+
+def host_parallel_disks(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    peak, at = _host_peak(b, f, lo, hi)
+    limit = param(b.library, f.error, "max_disks_per_host")
+    if peak <= limit:
+        return None
+    note = f"{peak} disks uploading at once on host {f.host(b)} at {iso(at)} (limit {limit:g})"
+    c = f.cycle
+    entry = (Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']} on {f.host(b)}",
+                   "detect.host_parallel_disks", note) if c else
+             Entry(at, "gateway_log", None, None, note, "detect.host_parallel_disks"))
+    return Finding("detect.host_parallel_disks", (entry,))
+
+
+# --------------------------------------------------------------------------------------------
+# Key Vault: who initiated the failing operation
+
+
+def _initiators(b: Bundle, f: Failure) -> list[dict]:
+    lines = {(o["member"], o["line"]) for o in f.occurrences if o["source"] == "portal_events"}
+    return [r for r in b.signals.portal_users if (r["member"], r["line"]) in lines]
+
+
+def _portal_entry(row: dict, evidence: str, note: str) -> Entry:
+    return Entry(row["ts"], "portal_events", row["member"], row["line"],
+                 f"Initiated by {row['initiated_by']}", evidence, note)
+
+
+def _domain(user: str) -> str | None:
+    return user.rsplit("@", 1)[1].lower() if "@" in user else None
+
+
+def kv_guest_user(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    # The tenant's domain is the one most initiators share; with no clear majority, only #EXT# tells.
+    domains = Counter(d for d in (_domain(r["initiated_by"]) for r in b.signals.portal_users
+                                  if "#ext#" not in r["initiated_by"].lower()) if d).most_common()
+    tenant = domains[0][0] if len(domains) > 1 and domains[0][1] > domains[1][1] else None
+    hits = []
+    for r in _initiators(b, f):
+        user = r["initiated_by"]
+        if "#ext#" in user.lower():
+            hits.append(_portal_entry(r, "detect.kv_guest_user", "a guest (#EXT#) principal of the tenant"))
+        elif tenant and _domain(user) and _domain(user) != tenant:
+            hits.append(_portal_entry(r, "detect.kv_guest_user", f"a principal outside the tenant's domain {tenant}"))
+    return Finding("detect.kv_guest_user", tuple(hits)) if hits else None
+
+
+def kv_other_user(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+    users = b.signals.portal_users
+    if not users:
+        return None
+    first = users[0]
+    note = f"not the user who first set up replication ({first['initiated_by']})"
+    hits = [_portal_entry(r, "detect.kv_other_user", note)
+            for r in _initiators(b, f) if r["initiated_by"].lower() != first["initiated_by"].lower()]
+    if not hits:
+        return None
+    return Finding("detect.kv_other_user",
+                   (*hits, _portal_entry(first, "detect.kv_other_user", "the user who first set up replication")))
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class Detector:
+    find: Callable[[Bundle, Failure, datetime, datetime], Finding | str | None]
+    sources: tuple[str, ...]  # what it reads
+    by_exclusion: bool = False  # finds its cause by ruling the others out
+
+
+DETECTORS: dict[str, Detector] = {
+    "detect.appliance_silence": Detector(appliance_silence, ("gateway_log",)),
+    "detect.service_down": Detector(service_down, ("gateway_log",)),
+    # Low rate with no connectivity failure: throttling, unless another cause has its own evidence.
+    "detect.low_read_rate": Detector(low_read_rate, ("gateway_log",), by_exclusion=True),
+    "detect.overlapping_task": Detector(overlapping_task, ("vcenter_tasks",)),
+    "detect.snapshot_task_stuck": Detector(snapshot_task_stuck, ("vcenter_tasks",)),
+    "detect.host_parallel_disks": Detector(host_parallel_disks, ("gateway_log",)),
+    "detect.appliance_saturated": Detector(appliance_saturated, ("gateway_log",)),
+    "detect.vddk_67": Detector(vddk_67, ("gateway_log",)),
+    "detect.kv_guest_user": Detector(kv_guest_user, ("portal_events",)),
+    "detect.kv_other_user": Detector(kv_other_user, ("portal_events",)),
+    "detect.slow_cycle": Detector(slow_cycle, ("gateway_log",)),
+    "detect.stalled": Detector(stalled, ("gateway_log",)),
+}
+
+
+def detect(evidence_id: str, b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
+    """What the detector `evidence_id` finds about failure `f` in [lo, hi] (None for an unknown id)."""
+    detector = DETECTORS.get(evidence_id)
+    return detector.find(b, f, lo, hi) if detector else None
+
+
+def sources_of(evidence_id: str) -> tuple[str, ...]:
+    detector = DETECTORS.get(evidence_id)
+    return detector.sources if detector else ()
+
+
+def by_exclusion(evidence_id: str) -> bool:
+    detector = DETECTORS.get(evidence_id)
+    return bool(detector and detector.by_exclusion)
