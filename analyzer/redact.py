@@ -2,7 +2,7 @@
 
     https://migratelsa1.blob.core.windows.net/c/x?sv=2021&sig=AbC%2Bz&se=2024  -> ...&sig=<redacted>&se=2024
     Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey=Zm9v              -> SharedAccessKey=<redacted>
-    {"password": "hunter2"}                                                    -> {"password": "<redacted>"}
+    {"password": "hunter2"}                                                    -> {"password": <redacted>}
     Authorization: Bearer eyJ0eXAi...                                          -> Bearer <redacted>
 
 Every rule runs in polars' Rust regex engine only, for single strings (`redact`), whole JSON
