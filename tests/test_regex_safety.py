@@ -113,3 +113,65 @@ def test_sniffers_are_linear_in_the_head(unit: str):
     if large > SNIFF_FLOOR and large / max(small, 1e-6) > STEEP:  # confirm at 4x first
         small, large = (_timed(bench.line_of(unit, n * 4)) for n in sizes)
     assert large <= SNIFF_FLOOR or large / max(small, 1e-6) <= STEEP, (unit, small, large)
+
+
+# --- parsers: linear in the number of records ------------------------------------------------
+
+def _records(form: str, n: int) -> str:
+    """n records of one source form, each a little different."""
+    import json
+
+    from tests.test_hostile import (PORTAL_HEADER, TASK_HEADER, gateway_log, portal_row,
+                                    task_row, vpxd_log)
+
+    if form == "gateway_log":
+        return "".join(gateway_log(vm=f"VM{i}", vm_id=f"vm-{i}") for i in range(n // 14 + 1))
+    if form == "vpxd_log":
+        return "".join(vpxd_log(vm_id=f"vm-{i}").replace("task-88231", f"task-{i}")
+                       for i in range(n // 7 + 1))
+    if form == "events_csv":
+        return PORTAL_HEADER + "\n" + "\n".join(portal_row(vm=f"VM{i}") for i in range(n)) + "\n"
+    if form == "events_json":
+        return json.dumps({"value": [{"name": f"e{i}", "properties": {
+            "eventCode": "E1", "affectedObjectFriendlyName": f"VM{i}",
+            "timeOfOccurrence": "2024-05-14T10:21:33Z",
+            "healthErrors": [{"errorCode": "1011", "errorMessage": "x" * 80}]}}
+            for i in range(n)]}, indent=2)
+    if form == "events_text":
+        return "".join(f"Machine\nVM{i}\nError ID\n1011\nError Message\nThe upload did not "
+                       "complete within the expected time.\nFirst Seen At\n5/14/2024, 10:21:33 AM\n\n"
+                       for i in range(n))
+    if form == "task_csv":
+        return TASK_HEADER + "\n" + "\n".join(task_row(vm=f"VM{i}") for i in range(n)) + "\n"
+    if form == "status_csv":
+        return ("Appliance,Server,State,Progress,TimeElapsed,TimeRemaining,UploadSpeed,Health,"
+                "LastSync,Datastore\n" + "".join(
+                    f"app1,VM{i},Replicating,50%,1h,1h,10 MBps,Normal,\"5/14/2024, 10:21:33 AM\",ds1\n"
+                    for i in range(n)))
+    raise ValueError(form)
+
+
+FORMS = ["gateway_log", "vpxd_log", "events_csv", "events_json", "events_text", "task_csv",
+         "status_csv"]
+
+
+def _parse_time(form: str, n: int) -> float:
+    source = next(s for s in sources.registry() if s.form == form)
+    text = _records(form, n)
+    assert source.sniff(text[: sources.SNIFF_CHARS], "member"), form
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        source.parse(text, "member", sources.ParseContext())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_parsers_are_linear_in_the_number_of_records(form: str):
+    """An events JSON export once took O(items * size) (20 s for 8000 items)."""
+    n = 2000
+    small, large = _parse_time(form, n), _parse_time(form, 4 * n)
+    if large > 0.05 and large / small > 8:  # linear is 4, quadratic 16; confirm before failing
+        small, large = large, _parse_time(form, 16 * n)
+    assert large <= 0.05 or large / small <= 8, (form, small, large)
