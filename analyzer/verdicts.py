@@ -56,7 +56,6 @@ CAUSE_TITLES = {
 }
 
 
-
 @dataclass
 class Decision:
     vms: list[dict]  # doc["vms"]
@@ -180,7 +179,7 @@ class Bundle:
             self.by_signature[m["signature"]].append(m)
         self.sig_ts = {k: [m["ts"] for m in v] for k, v in self.by_signature.items()}
         self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
-        self.spans = self._spans(tables)
+        self.spans = self._spans()
         coded = pl.concat([f.filter(pl.col("error_id").is_not_null()).select("member", "line", "error_id")
                            for f in (self.portal, self.gateway)])
         self.row_code = {(r["member"], r["line"]): r["error_id"] for r in coded.to_dicts()}
@@ -229,8 +228,11 @@ class Bundle:
     def host_of(self, vm_key: str | None) -> str | None:
         return self.hosts.get(vm_key) if vm_key else None
 
+    def tasks_of(self, vm_key: str | None) -> list[dict]:
+        return self.tasks_by_vm.get(vm_key, []) if vm_key else []
+
     # -- coverage -----------------------------------------------------------------------------
-    def _spans(self, tables: dict[str, pl.DataFrame]) -> dict[str, tuple[datetime, datetime]]:
+    def _spans(self) -> dict[str, tuple[datetime, datetime]]:
         """First and last record of each source family (gateway, vcenter, portal)."""
         points: dict[str, list[datetime]] = defaultdict(list)
         for r in self.activity.group_by("source").agg(pl.col("minute").min().alias("lo"),
@@ -261,10 +263,6 @@ class Bundle:
             return any(s in self.present for s in VCENTER) or any(s.startswith("vcenter") for s in self.present)
         return source in self.present
 
-
-    def tasks_of(self, vm_key: str | None) -> list[dict]:
-        return self.tasks_by_vm.get(vm_key, []) if vm_key else []
-
     # -- evidence signatures ------------------------------------------------------------------
     def clusters(self, signature: str) -> list[tuple[datetime, datetime]]:
         if signature not in self._clusters:
@@ -287,11 +285,11 @@ class Bundle:
         return bool(index and index.between(since, until))
 
 
-
 def _same_host(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
     return a.lower() == b.lower() or short_host(a) == short_host(b)
+
 
 def _family(source: str) -> str:
     return "vcenter" if source.startswith("vcenter") else source
@@ -300,7 +298,6 @@ def _family(source: str) -> str:
 def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
     frame = tables.get(name)
     return T.empty(name) if frame is None else T.conform(name, frame)
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +345,6 @@ def _cycle_for(b: Bundle, vm_key: str | None, ts: datetime) -> dict | None:
         if close is None or ts <= close + CYCLE_GRACE:
             best = c
     return best
-
 
 
 def failures_from_errors(b: Bundle, diags: Diagnostics) -> list[Failure]:
@@ -528,7 +524,7 @@ def judge(b: Bundle, f: Failure, diags: Diagnostics) -> Judgement:
         else:
             unchecked.setdefault(cause.id, set()).update(missing)
     if present:
-        order, cause, findings = min(present, key=_rank)
+        _, cause, findings = min(present, key=_rank)
         return Judgement(f, cause.id, cause.confidence, findings, cause.remediation)
     if unchecked:
         _warn_uncovered(b, f, {s for v in unchecked.values() for s in v}, diags)
@@ -563,9 +559,7 @@ def _warn_uncovered(b: Bundle, f: Failure, sources: set[str], diags: Diagnostics
 
 
 def _still_failing(b: Bundle, f: Failure) -> bool:
-    if f.error.id == STALLED:
-        return True
-    if f.vm_key is None:
+    if f.error.id == STALLED or f.vm_key is None:
         return True
     return not any(c["outcome"] == "succeeded" and c["end"] and c["end"] > f.until
                    for c in b.cycles_by_vm.get(f.vm_key, []))
@@ -741,15 +735,7 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
         loose = [j for j in by_vm[key] if not j.failure.cycles and j.failure.occurrences
                  and (last_ok is None or j.failure.ts > last_ok)]
         consecutive = len(after) + len(loose)
-        errors_judged = {j.failure.error.id for j in by_vm[key]}
-        if STALLED in errors_judged or consecutive >= 2:
-            health = "critical"
-        elif consecutive == 1 or SLOW in errors_judged:
-            health = "warning"
-        elif cycles:
-            health = "healthy"
-        else:
-            health = "unknown"
+        health = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
         tasks = b.tasks_of(key)
         out.append({
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
@@ -761,6 +747,14 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
             "errors": errors_by_vm.get(key, []),
         })
     return sorted(out, key=lambda v: ((v["vm"] or "").lower(), v["vm"] or ""))
+
+
+def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> str:
+    if STALLED in errors or consecutive_failures >= 2:
+        return "critical"
+    if consecutive_failures == 1 or SLOW in errors:
+        return "warning"
+    return "healthy" if has_cycles else "unknown"
 
 
 def _not_evaluated(b: Bundle) -> list[dict]:
