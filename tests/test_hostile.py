@@ -192,15 +192,20 @@ def zeros_crc(size: int) -> int:
     return zlib.crc32(bytes(size % len(block)), crc)
 
 
-def raw_zip(path: Path, entries: list[tuple[str, bytes, int, int]]) -> Path:
-    """A zip from already-deflated data: (name, deflated, crc32, uncompressed size) each. Sizes
-    are declared honestly; identical data is written once per entry (no overlap tricks)."""
+def raw_zip(path: Path, entries: list[tuple[str, bytes, int, int]], copies: int = 1) -> Path:
+    """A zip from already-deflated data: (name, deflated, crc32, uncompressed size) each, sizes
+    declared honestly. `copies` > 1 lists the last entry that many times in the central
+    directory, every copy pointing at the same data (the overlapping-entries bomb)."""
     out, central = io.BytesIO(), []
-    for name, data, crc, size in entries:
+    for n, (name, data, crc, size) in enumerate(entries):
         raw_name = name.encode()
         offset = out.tell()
         out.write(struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0x5821, crc,
                               len(data), size, len(raw_name), 0) + raw_name + data)
+        for _ in range(copies - 1 if n == len(entries) - 1 else 0):
+            central.append(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0,
+                                       0x5821, crc, len(data), size, len(raw_name), 0, 0, 0, 0, 0,
+                                       offset) + raw_name)
         central.append(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x5821,
                                    crc, len(data), size, len(raw_name), 0, 0, 0, 0, 0, offset)
                        + raw_name)
@@ -333,6 +338,15 @@ def tgz_bomb(folder: Path, size: int = 1024 * MiB) -> Path:
     path = folder / "bomb.tgz"
     path.write_bytes(b"".join(parts))
     return path
+
+
+def overlap_bomb(folder: Path, size: int = 48 * MiB, copies: int = 200) -> Path:
+    """200 directory entries sharing one stream of 48 MiB of zeros (under the ratio floor, so no
+    ratio check applies to any one of them): 50 KB that would inflate to 9.4 GiB."""
+    good = GOOD[1].encode()
+    return raw_zip(folder / "overlap-bomb.zip", [
+        (GOOD[0], zlib.compress(good)[2:-4], zlib.crc32(good), len(good)),
+        ("Logs/kernel.log", zeros_deflated(size), zeros_crc(size), size)], copies=copies)
 
 
 def nested_too_deep(folder: Path) -> Path:
@@ -470,6 +484,7 @@ CASES = [
     Case("zip-ratio-bomb", zip_ratio_bomb, codes=frozenset({"decompression-limit"}), check=has_verdict()),
     Case("gz-bomb-in-zip", gz_bomb_in_zip, codes=frozenset({"decompression-limit"}), check=has_verdict()),
     Case("tgz-bomb", tgz_bomb, codes=frozenset({"decompression-limit"}), check=has_verdict()),
+    Case("overlap-bomb", overlap_bomb, codes=frozenset({"decompression-limit"}), check=has_verdict()),
     Case("nested-too-deep", nested_too_deep, codes=frozenset({"nesting-too-deep"}), check=has_verdict()),
     Case("encrypted", encrypted, codes=frozenset({"encrypted-member"}), check=has_verdict()),
     Case("truncated-tgz", truncated_tgz, codes=frozenset({"archive-truncated"}), check=has_verdict()),
@@ -632,6 +647,7 @@ BOMBS = {  # name -> (builder, limits, inflated size the bomb claims)
     "zip-ratio-bomb": (zip_ratio_bomb, None, 1024 * MiB),
     "gz-bomb-in-zip": (gz_bomb_in_zip, None, 1024 * MiB),
     "tgz-bomb": (tgz_bomb, None, 1024 * MiB),
+    "overlap-bomb": (overlap_bomb, None, 200 * 48 * MiB),
     # The default total limit is 32 GiB: minutes of inflating. The same code path is run with
     # max_total_bytes scaled down to 512 MiB (of the 1.1 GiB this bundle holds).
     "total-bomb": (total_bomb, {"max_total_bytes": 512 * MiB}, 24 * 48 * MiB),
