@@ -35,7 +35,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 BUILTIN_DIR = next((d for d in (_PACKAGE / "_builtin_signatures", _PACKAGE.parent / "signatures")
                     if d.is_dir()), _PACKAGE.parent / "signatures")
 
-# Built-in detectors of analyzer/verdicts.py: evidence no regex can see.
+# Built-in detectors of analyzer/detectors.py: evidence no regex can see.
 DETECTORS = (
     "detect.appliance_silence", "detect.service_down", "detect.low_read_rate",
     "detect.overlapping_task", "detect.snapshot_task_stuck", "detect.host_parallel_disks",
