@@ -90,6 +90,8 @@ LAYOUTS: dict[str, str] = {
                 r"(?:[\s:\]]+|$)(?:(?P<level>(?i:verbose|trivia|debug|info|warning|warn|error|"
                 r"critical|fatal))(?:[\s:]+|$))?)"),
 }
+# The vpxd65 header without groups, to find where it ends (see _headers).
+_VPXD65_SPAN = re.sub(r"\(\?P<\w+>", "(?:", LAYOUTS["vpxd65"])
 _ESXI_LEVELS = {"In": "info", "No": "info", "Wa": "warning", "Er": "error", "Db": "verbose",
                 "Cr": "critical", "Al": "alert", "Em": "emergency"}
 _BANNER = re.compile(r"^\S+ .*Section for VMware VirtualCenter")
@@ -285,16 +287,38 @@ def _activity(minutes: pl.DataFrame, unkeyed: pl.DataFrame, member: str) -> pl.D
 
 def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
     """Header fields of record lines whose layout is known: each layout's regex runs only on
-    its own lines."""
+    its own lines.
+
+    vpxd65, nearly every line, is not captured: the regex only finds where the header ends (a
+    search without groups is several times cheaper), and its fields are cut at the spaces:
+    `<ts> <level> <process>[<thread>] [<meta>] ` (or `<process> <pid> [<meta>] `).
+    """
+    text, layout = pl.col("text"), pl.col("layout")
+    others = {name: pattern for name, pattern in LAYOUTS.items() if name != "vpxd65"}
     found = lines.with_columns(
-        pl.when(pl.col("layout") == name).then(pl.col("text")).str.extract_groups(pattern)
-        .alias(name) for name, pattern in LAYOUTS.items())
+        pl.when(layout == name).then(text).str.extract_groups(pattern).alias(name)
+        for name, pattern in others.items())
+    rest = pl.when(layout == "vpxd65").then(text).str.replace(_VPXD65_SPAN, "")
+    found = found.with_columns(
+        _head=text.str.slice(0, text.str.len_chars() - rest.str.len_chars()))
+    head = pl.col("_head")
+    words = head.str.splitn(" ", 4)
+    meta_at = head.str.find(" [", literal=True)
+    vpxd65 = {
+        "head": head,
+        "ts": words.struct.field("field_0"),
+        "level": words.struct.field("field_1"),
+        "process": words.struct.field("field_2").str.splitn("[", 2).struct.field("field_0"),
+        "meta": head.str.slice(meta_at + 2).str.strip_suffix(" ").str.strip_suffix("]"),
+    }
 
     def field(group: str) -> pl.Expr:
         value = pl.lit(None, pl.Utf8)
-        for name, pattern in LAYOUTS.items():
+        if group in vpxd65:
+            value = pl.when(layout == "vpxd65").then(vpxd65[group])
+        for name, pattern in others.items():
             if f"?P<{group}>" in pattern:
-                value = (pl.when(pl.col("layout") == name).then(pl.col(name).struct.field(group))
+                value = (pl.when(layout == name).then(pl.col(name).struct.field(group))
                          .otherwise(value))
         return value
 
@@ -302,7 +326,7 @@ def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
         ts_text=field("ts"), head=field("head"), raw_level=field("level"), process=field("process"),
         sub=field("sub"), meta=field("meta"), ampm=field("ampm"), zone=field("zone"),
         zname=field("zname"),
-    ).drop(list(LAYOUTS))
+    ).drop(*others, "_head")
     found = _with_timestamps(found, vcenter_tz)
     level = pl.col("raw_level")
     level = (pl.when(pl.col("layout") == "esxi8")
