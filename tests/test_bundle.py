@@ -395,7 +395,10 @@ before = next(int(line.split()[1]) for line in open("/proc/self/status")
               if line.startswith("VmRSS:"))
 limits = Limits(max_member_bytes=256 * 2**20, max_ratio=1e6)
 paths = [m.path for m in open_bundle(Path(sys.argv[1]), diags, limits)]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would report the (large)
+# pytest process this one was forked from
+peak = next(int(line.split()[1]) for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))
 print(json.dumps({"paths": paths, "diags": [(d.code, d.message) for d in diags.items],
                   "before_kib": before, "peak_kib": peak}))
 """

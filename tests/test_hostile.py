@@ -41,10 +41,13 @@ MiB = 2**20
 # A peak-memory probe around the real CLI: the process's own max RSS, written at exit. LIMITS
 # (JSON) scales bundle limits down where the default would take minutes to reach (32 GiB total).
 PROBE = """
-import atexit, json, os, resource, sys
+import atexit, json, os, sys
 def _peak():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking pytest process
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     with open(os.environ["PEAK_RSS_FILE"], "w") as f:
-        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+        f.write(str(kib * 1024))
 atexit.register(_peak)
 if os.environ.get("LIMITS"):
     from analyzer import bundle
