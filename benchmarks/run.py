@@ -15,8 +15,8 @@ unpacked) and times, each as a whole process, the median of --runs runs of:
             a Unicode `\\b` and the whole union runs in its slow NFA)
   py-loop   a per-line `re` loop over the same patterns, run on a slice and scaled
 
-MB/s are over the uncompressed text (1 MB = 10^6 bytes); peak memory is the child's maximum
-RSS. Results go to the terminal and, for full runs, into the marked block of BENCHMARKS.md.
+MB/s are over the uncompressed text (1 MB = 10^6 bytes); CPU and peak memory (maximum RSS)
+come from GNU time. Results go to the terminal and, for full runs, into the marked block of BENCHMARKS.md.
 --quick runs a tiny bundle once, writes no Markdown (the smoke test uses it).
 """
 
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 THREADS = 2  # rg -j2 and polars' pool: the same thread count for both
+GNU_TIME = "/usr/bin/time"
 PY_SLICE = 24_000_000  # bytes of text the Python loop reads; its time is scaled to the whole
 FULL = {"vms": 300, "days": 7}
 QUICK = {"vms": 6, "days": 1, "size": "2MiB"}
@@ -149,19 +150,23 @@ def library_patterns() -> list[str]:
 
 
 def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
-    """Run `cmd` to completion; wall time, CPU (user + system, threads and children included)
-    and peak RSS of the process (the largest of its tree)."""
-    with tempfile.TemporaryFile() as err:
+    """Run `cmd` to completion: wall time, CPU (user + system, threads and children included)
+    and peak RSS.
+
+    GNU time reports them: a child of this Python process would carry this process's RSS in its
+    own peak (ru_maxrss survives exec), a child of `time` carries only time's few hundred KB.
+    """
+    with tempfile.NamedTemporaryFile("r") as stats, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = subprocess.run([GNU_TIME, "-o", stats.name, "-f", "%U %S %M", *cmd],
+                              stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode not in (0, 1):  # analyze exits 1 only with --fail-on; rg: no match
+        if done.returncode not in (0, 1):  # analyze exits 1 only with --fail-on; rg: no match
             err.seek(0)
-            raise RuntimeError(f"{' '.join(cmd[:4])} failed ({proc.returncode}): "
+            raise RuntimeError(f"{' '.join(cmd[:4])} failed ({done.returncode}): "
                                f"{err.read()[-800:].decode(errors='replace')}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+        user, system, peak_kb = stats.read().split("\n")[-2].split()  # after "exited with" notes
+    return Run(wall, float(user) + float(system), int(peak_kb) / 1024)
 
 
 def analyzer_cmd(kind: str, bundle: Path, out: Path) -> list[str]:
@@ -305,8 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", action="store_true",
                         help="also run benchmarks/bench_batch.py (100 small bundles, --jobs 2)")
     args = parser.parse_args(argv)
-    if shutil.which("rg") is None:
-        sys.exit("ripgrep (rg) is needed: apt-get install ripgrep")
+    if shutil.which("rg") is None or not Path(GNU_TIME).exists():
+        sys.exit("ripgrep and GNU time are needed: apt-get install ripgrep time")
 
     args.out.mkdir(parents=True, exist_ok=True)
     patterns_file = args.out / "patterns.txt"
