@@ -134,10 +134,6 @@ def _vcenter_of(member: bundle.Member) -> str | None:
     return name
 
 
-def _config_first(members: list[bundle.Member]) -> list[bundle.Member]:
-    return sorted(members, key=lambda m: m.path != _ROOT_CONFIG)
-
-
 @dataclass
 class _Ingested:
     config: dict
