@@ -15,14 +15,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.chromium import needs_chromium
 from tests.test_hostile import (cli_env, gateway_log, make_zip, portal_csv, portal_row, run_cli,
                                 task_csv, task_row, vpxd_log)
 
 HERE = Path(__file__).parent
 ARTIFACTS = HERE / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 PWN = "window.__pwned=1"
 # VM names (the gateway's vm= token takes no spaces unquoted)
@@ -136,18 +134,6 @@ def test_verdicts_csv_cells_cannot_be_formulas(outputs):
 
 # ---------------------------------------------------------------- in the browser
 
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, args=ARGS,
-            viewport={"width": 1400, "height": 900})
-        yield context
-        context.close()
 
 
 class Watched:

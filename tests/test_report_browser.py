@@ -14,31 +14,17 @@ import pytest
 
 from analyzer import pipeline
 from analyzer.report import render
+from tests.chromium import needs_chromium
 from tests.test_report_pipeline import HOSTILE_HOST, HOSTILE_VM, hostile_bundle
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HERE = Path(__file__).parent
 ARTIFACTS = HERE / "artifacts"
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium")]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 def load(name: str) -> dict:
     return json.loads((HERE / "fixtures" / f"analysis_{name}.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, args=ARGS,
-            viewport={"width": 1400, "height": 900})
-        yield context
-        context.close()
 
 
 class Opened:
