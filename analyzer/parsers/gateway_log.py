@@ -22,6 +22,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
+from analyzer.parsers.activity import per_minute
 from analyzer.sources import Keep, ParseContext, Parsed, Source
 
 MAX_VALUE_CHARS = 64 * 1024  # longest message/detail kept; a 20 MB line must not flow downstream
@@ -169,7 +170,8 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     _report_times(records, minutes, member, tz, diags)
     ts = frame["ts"].drop_nulls()
     return Parsed(
-        tables={"gateway_log": frame, "activity": _activity(minutes, records, member)},
+        tables={"gateway_log": frame,
+                "activity": per_minute(minutes, records.filter(~pl.col("keyed")), "gateway_log", member)},
         records=int(lines["is_record"].sum()),
         unparsed=unparsed.height,
         first=ts.min() if ts.len() else None,
@@ -289,17 +291,6 @@ def _fold(lines: pl.DataFrame) -> pl.DataFrame:
     )
     return records.join(continuation, left_on="line", right_on="owner", how="left",
                         maintain_order="left")
-
-
-def _activity(minutes: pl.DataFrame, records: pl.DataFrame, member: str) -> pl.DataFrame:
-    """Records per UTC minute: the keyed counts, plus the unkeyed records parsed one by one."""
-    unkeyed = (records.filter(~pl.col("keyed") & pl.col("ts").is_not_null())
-               .select(minute=pl.col("ts").dt.truncate("1m"), records=pl.lit(1, pl.Int64)))
-    counted = pl.concat([minutes.filter(pl.col("minute").is_not_null())
-                         .select("minute", pl.col("records").cast(pl.Int64)), unkeyed])
-    out = (counted.group_by("minute").agg(pl.col("records").sum()).sort("minute")
-           .with_columns(source=pl.lit("gateway_log"), member=pl.lit(member)))
-    return tables.conform("activity", out)
 
 
 def _header_columns(records: pl.DataFrame, tz: str | None) -> pl.DataFrame:

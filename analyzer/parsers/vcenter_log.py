@@ -34,6 +34,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
+from analyzer.parsers.activity import per_minute
 from analyzer.parsers.gateway_log import holds_any, read_lines
 from analyzer.sources import Keep, ParseContext, Parsed, Source
 
@@ -176,7 +177,7 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
         diags.add("warning", "bad-timestamps",
                   f"{bad_ts} records have a timestamp that is not a valid date", member)
 
-    activity = _activity(minutes, unkeyed, member)
+    activity = per_minute(minutes, unkeyed, "vcenter_log", member)
     records = tables.conform("vcenter_log", records)
     events = tables.conform("vcenter_events", _events(records))
     ts = records["ts"].drop_nulls()
@@ -272,17 +273,6 @@ def _kept_records(lines: pl.DataFrame, minutes: pl.DataFrame, keep: Keep | None)
                    .filter(pl.col("size") > MAX_TEXT)["record"])
     by_time = records.filter(key.is_null() | key.is_in(odd["key"].implode()))["record"]
     return pl.concat([own.filter(hit)["record"], long_detail, by_time]).unique()
-
-
-def _activity(minutes: pl.DataFrame, unkeyed: pl.DataFrame, member: str) -> pl.DataFrame:
-    """Records per UTC minute: the keyed counts, plus the unkeyed records parsed one by one."""
-    one_by_one = (unkeyed.filter(pl.col("ts").is_not_null())
-                  .select(minute=pl.col("ts").dt.truncate("1m"), records=pl.lit(1, pl.Int64)))
-    counted = pl.concat([minutes.filter(pl.col("minute").is_not_null())
-                         .select("minute", pl.col("records").cast(pl.Int64)), one_by_one])
-    out = (counted.group_by("minute").agg(pl.col("records").sum()).sort("minute")
-           .with_columns(source=pl.lit("vcenter_log"), member=pl.lit(member)))
-    return tables.conform("activity", out)
 
 
 def _headers(lines: pl.DataFrame, vcenter_tz: str | None) -> pl.DataFrame:
