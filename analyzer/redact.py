@@ -57,12 +57,40 @@ def redact_expr(expr: pl.Expr) -> pl.Expr:
     return expr
 
 
+# Literals (ASCII, any case) at least one of which every rule's match holds: a key name, `bearer`,
+# `basic`, `sharedkey`, `eyJ`, `://`, `-----BEGIN `. A base64 key needs 40 key characters then `=`.
+# Text without any of them cannot change, so only the rest runs the rules (the bulk of a document
+# is ids, names and numbers). A text with a non-ASCII character always runs them: `(?i)` folds
+# Unicode (`ſ` matches `s`), which an ASCII prefilter cannot see.
+_MUST_HOLD_ONE = (*(word.removesuffix("s?") for word in _SECRET_KEYS.split("|")),
+                  "bearer", "basic", "sharedkey", "eyj", "://", "-----begin ")
+_BASE64_KEY = r"[A-Za-z0-9+/]{40}="
+
+
+def _may_hold_secret(expr: pl.Expr) -> pl.Expr:
+    return (expr.str.contains_any(list(_MUST_HOLD_ONE), ascii_case_insensitive=True)
+            | expr.str.contains(_BASE64_KEY)
+            | (expr.str.len_bytes() != expr.str.len_chars()))
+
+
+def _changed(texts: list) -> tuple[list[int], list[str]]:
+    """Positions of the texts that redaction changes, and their redacted text."""
+    frame = pl.DataFrame({"t": pl.Series(texts, dtype=pl.Utf8)}).with_row_index("i")
+    candidates = frame.filter(_may_hold_secret(pl.col("t")))
+    if not candidates.height:
+        return [], []
+    changed = (candidates.with_columns(redact_expr(pl.col("t")).alias("r"))
+               .filter(pl.col("r") != pl.col("t")))
+    return changed["i"].to_list(), changed["r"].to_list()
+
+
 def redact_texts(texts: list[str | None]) -> list[str | None]:
-    """Many strings at once (one polars pass per rule)."""
-    if not texts:
-        return []
-    series = pl.Series("t", texts, dtype=pl.Utf8)
-    return series.to_frame().select(redact_expr(pl.col("t")))["t"].to_list()
+    """Many strings at once (one polars pass per rule, over those that may hold a secret)."""
+    out = list(texts)
+    if out:
+        for i, text in zip(*_changed(out)):
+            out[i] = text
+    return out
 
 
 def redact(text: str | None) -> str | None:
@@ -72,41 +100,79 @@ def redact(text: str | None) -> str | None:
 
 
 def redact_doc(value, enabled: bool = True):
-    """Every string anywhere inside a JSON-like value (dict keys included), redacted (a copy)."""
+    """Every string anywhere inside a JSON-like value (dict keys included), redacted (a copy).
+
+    One walk copies the containers and notes where each string sits; only the strings that
+    redaction changes are written back into the copy.
+    """
     if not enabled:
         return value
-    found: list[str] = []
-    _collect(value, found)
-    if not found:
+    if isinstance(value, str):
+        return redact_texts([value])[0]
+    walk = _Walk()
+    copied = walk.copy(value)
+    if not walk.found:
         return value
-    cleaned = iter(redact_texts(found))
-    return _rebuild(value, cleaned)
+    positions, cleaned = _changed(walk.found)
+    renamed: dict[int, tuple[dict, dict]] = {}  # id(dict) -> (dict, {old key: new key})
+    for i, text in zip(positions, cleaned):
+        holder, key = walk.holders[i], walk.keys[i]
+        if key is _KEY:
+            renamed.setdefault(id(holder), (holder, {}))[1][walk.found[i]] = text
+        else:
+            holder[key] = text
+    for holder, key, kind in walk.sequences:  # inner ones come first
+        if holder is None:
+            copied = kind(copied)
+        else:
+            holder[key] = kind(holder[key])
+    for holder, names in renamed.values():  # last: values and sequences are found by old key
+        items = list(holder.items())
+        holder.clear()
+        for key, item in items:  # two keys redacted alike: the first place, the last value
+            holder[names.get(key, key)] = item
+    return copied
 
 
-def _collect(value, found: list[str]) -> None:
-    if isinstance(value, str):
-        found.append(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _collect(key, found)
-            _collect(item, found)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _collect(item, found)
+_KEY = object()  # marks a string that is a dict key, not a value
 
 
-def _rebuild(value, cleaned):
-    if isinstance(value, str):
-        return next(cleaned)
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            new_key = _rebuild(key, cleaned)
-            out[new_key] = _rebuild(item, cleaned)
-        return out
-    if isinstance(value, (list, tuple)):
-        return type(value)(_rebuild(item, cleaned) for item in value)
-    return value
+class _Walk:
+    def __init__(self):
+        self.found: list[str] = []  # every string, in walk order
+        self.holders: list = []     # the copied container that holds found[i]
+        self.keys: list = []        # its key or index there, or _KEY for a dict key
+        self.sequences: list = []   # (holder, key, type): tuples and list subclasses, rebuilt last
+
+    def copy(self, value, holder=None, at=None):
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, str):
+                    self._note(key, out, _KEY)
+                out[key] = self._item(item, out, key)
+            return out
+        if isinstance(value, (list, tuple)):
+            out = []
+            for index, item in enumerate(value):
+                out.append(self._item(item, out, index))
+            if type(value) is not list:
+                self.sequences.append((holder, at, type(value)))
+            return out
+        return value
+
+    def _item(self, item, holder, at):
+        if isinstance(item, str):
+            self._note(item, holder, at)
+            return item
+        if isinstance(item, (dict, list, tuple)):
+            return self.copy(item, holder, at)
+        return item
+
+    def _note(self, text, holder, at):
+        self.found.append(text)
+        self.holders.append(holder)
+        self.keys.append(at)
 
 
 def _redact_column(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer import tables
-from analyzer.redact import MASK, redact, redact_doc, redact_frame, redact_texts
+from analyzer.redact import MASK, redact, redact_doc, redact_expr, redact_frame, redact_texts
 
 STORAGE_KEY = "Xy7+" * 21 + "ab=="  # 88 characters, like an account key
 BUS_KEY = "Q2hhbmdlTWUrUGxlYXNlL0J1c0tleTAxMjM0NTY3OA="  # 44 characters
@@ -190,6 +190,107 @@ def test_redaction_is_idempotent_and_consistent_with_frames(text):
     once = redact(text)
     assert redact(once) == once
     assert redact_frame(pl.DataFrame({"t": [text]}))["t"][0] == once
+
+
+# ---------------------------------------------------------------------------------------------
+# redact_doc and redact_texts skip text that no rule can change: the result must be what running
+# every rule over every string gives (the reference below, the implementation before the skip).
+
+def every_string_redacted(value):
+    found = []
+
+    def collect(v):
+        if isinstance(v, str):
+            found.append(v)
+        elif isinstance(v, dict):
+            for key, item in v.items():
+                collect(key)
+                collect(item)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                collect(item)
+
+    def rebuild(v, cleaned):
+        if isinstance(v, str):
+            return next(cleaned)
+        if isinstance(v, dict):
+            out = {}
+            for key, item in v.items():
+                new_key = rebuild(key, cleaned)
+                out[new_key] = rebuild(item, cleaned)
+            return out
+        if isinstance(v, (list, tuple)):
+            return type(v)(rebuild(item, cleaned) for item in v)
+        return v
+
+    collect(value)
+    if not found:
+        return value
+    series = pl.Series("t", found, dtype=pl.Utf8)
+    return rebuild(value, iter(series.to_frame().select(redact_expr(pl.col("t")))["t"].to_list()))
+
+
+class Names(list):
+    pass
+
+
+# Pieces of secrets and near misses, so that random text often holds one, whole or cut.
+PIECES = st.sampled_from([
+    "sig=", "SIG%3d", "ſig=", "PASSWORD: ", "pwd=", "token", "Bearer ", "basic  ", "SharedKey a:",
+    "eyJabcde.fghij.", "eyJ", "://u:p@", "https://", "-----BEGIN RSA PRIVATE KEY-----", "Xy7+" * 10,
+    "=", "==", '"', "'", "\\", ";", "&", " ", "\n", "é", "K", "secretive", "x", "12345", "API_KEY",
+    "Credentials", "vm=APP01", "<", ">",
+])
+TEXT = st.one_of(st.lists(PIECES, max_size=4).map("".join), st.text(max_size=40))
+LEAF = st.one_of(TEXT, st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False))
+DOC = st.recursive(LEAF, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.lists(inner, max_size=3).map(tuple),
+    st.lists(inner, max_size=3).map(Names), st.dictionaries(TEXT, inner, max_size=5)), max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(DOC)
+def test_doc_same_as_every_string_redacted(doc):
+    before = copy.deepcopy(doc)
+    out = redact_doc(doc)
+    expected = every_string_redacted(doc)
+    assert doc == before
+    assert out == expected
+    assert repr(out) == repr(expected)  # also key order, tuples and list subclasses
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(TEXT, st.none()), max_size=20))
+def test_texts_same_as_every_rule_on_every_text(texts):
+    expected = pl.Series("t", texts, dtype=pl.Utf8).to_frame().select(redact_expr(pl.col("t")))["t"]
+    assert redact_texts(texts) == expected.to_list()
+
+
+# The shortest text each rule changes, one per key name: none may be skipped as plain.
+SHORTEST = [f"{key}=v" for key in (
+    "sig", "signature", "sharedaccesskey", "sharedaccesssignature", "accountkey", "primarykey",
+    "secondarykey", "password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "api_key",
+    "credential", "credentials", "SIG", "ſig", "Pwd", "myToKeN")] + [
+    "bearer abcdefgh", "BASIC abcdefgh", "sharedkey a:b", "eyJabcde.fghij.", "a://u:p@",
+    "Xy7+" * 10 + "=", "-----BEGIN PRIVATE KEY-----"]
+
+
+def test_shortest_secrets_are_not_skipped():
+    expected = pl.Series("t", SHORTEST).to_frame().select(redact_expr(pl.col("t")))["t"].to_list()
+    assert all(t != e for t, e in zip(SHORTEST, expected))
+    assert redact_texts(SHORTEST) == expected
+    assert redact_doc({t: [t] for t in SHORTEST}) == every_string_redacted({t: [t] for t in SHORTEST})
+
+
+def test_doc_keys_redacted_alike_keep_the_first_place_and_the_last_value():
+    doc = {"a": 1, "sig=One": ("pwd=x", "y"), "b": [{"sig=Two": 2}], "sig=Two": 3}
+    assert repr(redact_doc(doc)) == repr(every_string_redacted(doc))
+    assert list(redact_doc(doc)) == ["a", "sig=" + MASK, "b"]
+
+
+def test_doc_without_strings_is_returned_as_is():
+    doc = {1: [2, 3.0, None]}
+    assert redact_doc(doc) is doc
 
 
 # ---------------------------------------------------------------------------------------------
