@@ -61,6 +61,13 @@ def iso(ts: datetime | None) -> str | None:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_expr(column: str) -> pl.Expr:
+    """`iso` of a UTC datetime column, in one expression (null stays null)."""
+    ts = pl.col(column)
+    return (pl.when(ts != ts.dt.truncate("1s")).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+            .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
+
+
 def short_host(host: str | None) -> str | None:
     return host.split(".")[0].lower() if host else None
 
@@ -129,14 +136,13 @@ class Signals:
 
     def _gateway_points(self, b: Bundle) -> None:
         gw_activity = pl.col("source") == "gateway_log"
-        gw_minutes = b.activity.filter(gw_activity)["minute"].to_list()
         self.gw = b.gateway.filter(pl.col("ts").is_not_null())
-        self.gw_ts = self.gw["ts"].to_list()
-        self.gw_points = sorted(set(self.gw_ts + gw_minutes + [m + timedelta(seconds=59) for m in gw_minutes]))
-        other = b.activity.filter(~gw_activity)["minute"].to_list()
-        other += b.portal["ts"].drop_nulls().to_list() + b.events["ts"].drop_nulls().to_list()
-        other += b.tasks["start"].drop_nulls().to_list() + b.tasks["end"].drop_nulls().to_list()
-        self.other_points = sorted(set(other))
+        ts = self.gw["ts"]
+        self.gw_ts = ts.to_list()
+        gw_minutes = b.activity.filter(gw_activity)["minute"]
+        self.gw_points = _points([ts, gw_minutes, gw_minutes + timedelta(seconds=59)], ts.dtype)
+        self.other_points = _points([b.activity.filter(~gw_activity)["minute"], b.portal["ts"], b.events["ts"],
+                                     b.tasks["start"], b.tasks["end"]], ts.dtype)
         event = pl.col("event")
         self.lifecycle = self.gw.filter(event.is_in(["service_starting", "service_started",
                                                      "service_stopping", "service_stopped"])).to_dicts()
@@ -209,6 +215,11 @@ class Signals:
             d["critical"] = next((r for r in reversed(self.criticals)
                                   if timedelta(0) <= d["start"] - r["ts"] <= timedelta(minutes=10)), None)
         return sorted(out, key=lambda d: d["start"])
+
+
+def _points(columns: list[pl.Series], dtype: pl.DataType) -> list[datetime]:
+    """The distinct non-null instants of the columns, in order."""
+    return (pl.concat([c.cast(dtype).rename("ts") for c in columns]).drop_nulls().unique().sort().to_list())
 
 
 def _host_load(b: Bundle) -> dict[str, tuple[list[datetime], list[int]]]:

@@ -24,7 +24,7 @@ import polars as pl
 from analyzer import detectors
 from analyzer import tables as T
 from analyzer.cycles import CycleResult, with_vm_key
-from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, short_host
+from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, iso_expr, short_host
 from analyzer.diagnostics import Diagnostics
 from analyzer.signatures.model import Cause, Library, Signature
 
@@ -150,11 +150,16 @@ class Bundle:
         self.activity = corrected.get("activity", _table(tables, "activity"))
         matches = corrected.get("matches", _table(tables, "matches"))
         self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
-        self.cycles = result.cycles.sort("start", "cycle", nulls_last=True).to_dicts()
+        # _start_iso/_end_iso: the document's timestamps, formatted once per column (see _vms).
+        self.cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
+                       .with_columns(iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso"))
+                       .to_dicts())
         self.disks = result.disks
         self.tasks_by_vm: dict[str, list[dict]] = defaultdict(list)
         for t in (self.tasks.filter(pl.col("vm_key").is_not_null())
-                  .sort("start", "task_id", "member", "line", nulls_last=True).to_dicts()):
+                  .sort("start", "task_id", "member", "line", nulls_last=True)
+                  .with_columns(iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso"))
+                  .to_dicts()):
             self.tasks_by_vm[t["vm_key"]].append(t)
 
         self.names = self._names()
@@ -182,12 +187,12 @@ class Bundle:
         self.spans = self._spans()
         coded = pl.concat([f.filter(pl.col("error_id").is_not_null()).select("member", "line", "error_id")
                            for f in (self.portal, self.gateway)])
-        self.row_code = {(r["member"], r["line"]): r["error_id"] for r in coded.to_dicts()}
+        self.row_code = dict(zip(_row_keys(coded), coded["error_id"].to_list()))
         # Key Vault failures happen while enabling replication: no VM owns them.
         self.vm_less = {s.id for s in library.errors()
                         if any(e.startswith("detect.kv_") for c in s.causes for e in c.evidence)}
-        self.captures = {(r["member"], r["line"]): r["captures"] for r in (
-            self.matches.filter(pl.col("kind") == "error").select("member", "line", "captures").to_dicts())}
+        errors = self.matches.filter(pl.col("kind") == "error")
+        self.captures = dict(zip(_row_keys(errors), errors["captures"].to_list()))
         self.signals = detectors.Signals(self)
 
     # -- identities ---------------------------------------------------------------------------
@@ -289,6 +294,11 @@ def _same_host(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
     return a.lower() == b.lower() or short_host(a) == short_host(b)
+
+
+def _row_keys(frame: pl.DataFrame) -> zip:
+    """(member, line) of each row."""
+    return zip(frame["member"].to_list(), frame["line"].to_list())
 
 
 def _family(source: str) -> str:
@@ -696,7 +706,7 @@ def _verdicts(b: Bundle, judged: list[Judgement], explains: dict[int, str]) -> l
 
 
 def _cycle_doc(c: dict, error: str | None) -> dict:
-    return {"id": c["cycle"], "type": c["type"], "start": iso(c["start"]), "end": iso(c["end"]),
+    return {"id": c["cycle"], "type": c["type"], "start": c["_start_iso"], "end": c["_end_iso"],
             "outcome": c["outcome"], "uploaded_bytes": c["uploaded_bytes"], "error": c["error"] or error,
             "duration_sec": None if c["duration_sec"] is None else round(c["duration_sec"], 3),
             "rate_mbps": None if c["rate_mbps"] is None else round(c["rate_mbps"], 3),
@@ -714,9 +724,10 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
                 cycle_error.setdefault(c, j.failure.error.id)
     errors = b.matches.filter((pl.col("kind") == "error") & pl.col("vm_key").is_not_null())
     errors_by_vm: dict[str, list[dict]] = defaultdict(list)
-    for r in errors.sort("ts", "signature", "source", "member", "line", nulls_last=True).to_dicts():
-        errors_by_vm[r["vm_key"]].append({"ts": iso(r["ts"]), "error": r["signature"], "source": r["source"],
-                                          "text": r["text"]})
+    for r in (errors.sort("ts", "signature", "source", "member", "line", nulls_last=True)
+              .select("vm_key", iso_expr("ts").alias("ts"), pl.col("signature").alias("error"), "source", "text")
+              .to_dicts()):
+        errors_by_vm[r.pop("vm_key")].append(r)
     keys = set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm)
     ids = defaultdict(set)
     for r in b.identities.filter(pl.col("vm_id").is_not_null()).to_dicts():
@@ -741,7 +752,7 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
             "last_successful_cycle_end": iso(last_ok), "consecutive_failures": consecutive,
             "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
-            "tasks": [{"task_id": t["task_id"], "method": t["method"], "start": iso(t["start"]), "end": iso(t["end"]),
+            "tasks": [{"task_id": t["task_id"], "method": t["method"], "start": t["_start_iso"], "end": t["_end_iso"],
                        "outcome": t["outcome"], "fault_type": t["fault_type"], "initiator": t["initiator"]}
                       for t in tasks],
             "errors": errors_by_vm.get(key, []),
