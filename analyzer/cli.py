@@ -95,7 +95,6 @@ def _run_with_progress(func, bundle: Path, options):
     from analyzer.signatures import SignatureError
     from analyzer.pipeline import UnusableBundle
 
-    total = bundle.stat().st_size if bundle.is_file() else None
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[member]}", style="dim")]
     try:
