@@ -309,3 +309,17 @@ def test_fleet_of_500_vms_stays_usable(open_report):
     assert o.errors == []
     page.locator("#timeline").scroll_into_view_if_needed()
     shot(page, "report_fleet.png", full_page=False)
+
+
+def test_filtering_while_scrolled_to_the_bottom_raises_no_script_error(open_report):
+    # a filter that leaves fewer lanes than the scroll position reaches used to make the
+    # virtualised timeline read past its last row ("Cannot read properties of undefined")
+    o = open_report(fleet_doc(vms=60, days=2), "scrolled")
+    page = o.page
+    page.evaluate("(() => { const el = document.getElementById('tl-lanes');"
+                  " el.scrollTop = el.scrollHeight; })()")
+    page.wait_for_timeout(300)
+    page.fill("#f-search", "vm-0001")
+    page.wait_for_timeout(300)
+    assert o.errors == []
+    assert "vm-0001" in lane_names(page)

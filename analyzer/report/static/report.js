@@ -326,7 +326,8 @@
     var top = TL.lanes.scrollTop, view = TL.lanes.clientHeight || 600;
     var r0 = 0, r1 = TL.rows.length - 1;
     if (!TL.all) {
-      while (r0 < TL.rows.length && TL.rows[r0].y + TL.rows[r0].h < top - view) r0++;
+      // stop at the last row: a filter may leave fewer rows than the old scroll position reaches
+      while (r0 < TL.rows.length - 1 && TL.rows[r0].y + TL.rows[r0].h < top - view) r0++;
       r1 = r0;
       while (r1 < TL.rows.length - 1 && TL.rows[r1 + 1].y < top + 2 * view) r1++;
     }
