@@ -114,6 +114,24 @@ def decode(data: bytes, member: str, diags: Diagnostics) -> str:
     return text
 
 
+def plain_utf8(data: bytes) -> bytes | None:
+    """`data` itself when it is what `decode` would return, encoded as UTF-8 (apart from CRLF,
+    which line readers drop): valid UTF-8, no BOM, no UTF-16, no NUL, no lone CR. Lets a log
+    parser hand the bytes straight to polars instead of decoding and re-encoding them."""
+    if data.startswith(tuple(bom for bom, _ in BOMS)) or _utf16_without_bom(data[:4096]):
+        return None
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # validation only; the text is dropped at once
+        except UnicodeDecodeError:
+            return None
+    if b"\x00" in data:
+        return None
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None
+    return data
+
+
 def peek_root_file(path: Path, name: str, max_bytes: int = 1 << 20) -> bytes | None:
     """A small file at the bundle root (or in its single top folder), read before the walk.
 

@@ -178,10 +178,17 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
                               "as --appliance-tz/--portal-tz/--vcenter-tz")
             info.update(source="bundle_config", form="toml", records=len(found.config))
             continue
-        text = bundle.decode(member.data, member.path, diags)
-        source = sources.sniff(text[: sources.SNIFF_CHARS], member.path, registry)
+        text = bundle.plain_utf8(member.data)
+        if text is not None:
+            head = text[: sources.SNIFF_CHARS].decode("utf-8", "ignore").replace("\r\n", "\n")
+        else:
+            text = bundle.decode(member.data, member.path, diags)
+            head = text[: sources.SNIFF_CHARS]
+        source = sources.sniff(head, member.path, registry)
         if source is None:
             continue
+        if isinstance(text, bytes) and not source.reads_bytes:
+            text = bundle.decode(member.data, member.path, diags)
         ctx = sources.ParseContext(vcenter=_vcenter_of(member), keep=keeps.get(source.form),
                                    **zones)
         try:

@@ -56,6 +56,8 @@ class Source:
     form: str  # finer kind shown by inspect: gateway_log, events_csv, events_json, ...
     sniff: Callable[[str, str], bool]  # (head text, member path) -> True when this source
     parse: Callable[[str, str, ParseContext], Parsed]  # (text, member path, ctx)
+    # parse also takes the member's bytes when they are plain UTF-8 (bundle.plain_utf8)
+    reads_bytes: bool = False
 
 
 def registry() -> list[Source]:

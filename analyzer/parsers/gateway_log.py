@@ -136,7 +136,7 @@ def sniff(head: str, member: str) -> bool:
     return hits > 0 and hits >= min(3, len(lines))
 
 
-def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
+def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     """Every record, or with `ctx.keep` only the records that hold one of its literals (plus the
     ones the diagnostics and first/last need); `records`, `activity` and the diagnostics always
     count every record.
@@ -180,32 +180,31 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     )
 
 
-def split_lines(text: str) -> pl.DataFrame:
+def split_lines(text: str | bytes) -> pl.DataFrame:
     """One row per line: line (1-based), text without a trailing CR. Like `text.split("\\n")`,
     a text ending in a newline has a last, empty line."""
     frame = read_lines(text)
-    if not text or text.endswith("\n"):
+    if not text or text.endswith(b"\n" if isinstance(text, bytes) else "\n"):
         frame = pl.concat([frame, pl.DataFrame({"line": [frame.height + 1], "text": [""]},
                                                schema=frame.schema)])
     return frame
 
 
-def read_lines(text: str) -> pl.DataFrame:
+def read_lines(text: str | bytes) -> pl.DataFrame:
     """The lines of `text` (line: 1-based, text without the trailing CR), no row after a final
-    newline.
+    newline. Bytes must be plain UTF-8 (bundle.plain_utf8).
 
     Polars' CSV reader cuts them (one column, no quoting, a separator that cannot occur): several
     times faster than splitting a Python string, and it drops the CR of CRLF. Text it would read
     differently (NULs, lone CRs, a BOM) takes the plain split.
     """
+    if isinstance(text, bytes):
+        return _csv_lines(text)
     frame = None
     lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
     if not lone_cr and not text.startswith("\ufeff"):  # the reader would drop the BOM
         try:
-            frame = pl.read_csv(text.encode("utf-8"), has_header=False, separator="\x00",
-                                quote_char=None, schema={"text": pl.Utf8},
-                                empty_string_is_null=False, raise_if_empty=False,
-                                row_index_name="line", row_index_offset=1)
+            frame = _csv_lines(text.encode("utf-8"))
         except (UnicodeEncodeError, pl.exceptions.PolarsError):  # surrogates, NULs
             frame = None
     if frame is None:
@@ -215,6 +214,13 @@ def read_lines(text: str) -> pl.DataFrame:
                  .with_row_index("line", offset=1)
                  .with_columns(pl.col("text").str.strip_suffix("\r")))
         frame = frame if text else frame.clear()
+    return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
+
+
+def _csv_lines(data: bytes) -> pl.DataFrame:
+    frame = pl.read_csv(data, has_header=False, separator="\x00", quote_char=None,
+                        schema={"text": pl.Utf8}, empty_string_is_null=False,
+                        raise_if_empty=False, row_index_name="line", row_index_offset=1)
     return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
 
 
@@ -402,4 +408,4 @@ def _report_times(records: pl.DataFrame, minutes: pl.DataFrame, member: str, tz:
                   "in bundle.toml.")
 
 
-SOURCE = Source(name="gateway_log", form="gateway_log", sniff=sniff, parse=parse)
+SOURCE = Source(name="gateway_log", form="gateway_log", sniff=sniff, parse=parse, reads_bytes=True)

@@ -143,7 +143,7 @@ def keep_literals(column: str, literals: tuple[str, ...], ignore_case: bool = Fa
     return Keep(ignore_case=tuple(literals)) if ignore_case else Keep(literals=tuple(literals))
 
 
-def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
+def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     """Every record, or with `ctx.keep` only the records that hold one of its literals (plus every
     event, and the ones the diagnostics and first/last need); `records`, `activity` and the
     diagnostics always count every record.
@@ -153,7 +153,7 @@ def parse(text: str, member: str, ctx: ParseContext) -> Parsed:
     minute and zone, and only those few distinct texts are parsed).
     """
     diags = Diagnostics()
-    lines = read_lines(text.removeprefix("\ufeff"))
+    lines = read_lines(text if isinstance(text, bytes) else text.removeprefix("\ufeff"))
     lines = _cap(lines, "text", member, diags, "long-line",
                  "lines longer than 64 KiB were cut to 64 KiB")
     lines = _classify(lines)
@@ -506,4 +506,4 @@ def _display_key(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().str.strip_chars_end(".").str.to_lowercase()
 
 
-SOURCE = Source(name="vcenter_tasks", form="vpxd_log", sniff=sniff, parse=parse)
+SOURCE = Source(name="vcenter_tasks", form="vpxd_log", sniff=sniff, parse=parse, reads_bytes=True)
