@@ -66,10 +66,11 @@ def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "
     ids = (identities.filter(pl.col("vm_id").is_not_null())
            .sort("vm_key").unique("vm_id", keep="first")
            .select(pl.col("vm_id").alias("_id"), pl.col("vm_key").alias("_key")))
-    keyed = frame.with_columns(pl.col(id_col).cast(pl.Utf8).alias("_id")).join(ids, on="_id", how="left")
-    return keyed.with_columns(
-        pl.coalesce(pl.col(name_col).str.to_lowercase(), pl.col("_key"), pl.col("_id")).alias("vm_key")
-    ).drop("_id", "_key")
+    # Only the key is joined, then added as a column: the frame's own columns are not copied.
+    key = (frame.select(pl.col(name_col).str.to_lowercase().alias("_name"), pl.col(id_col).cast(pl.Utf8).alias("_id"))
+           .join(ids, on="_id", how="left", maintain_order="left")
+           .select(pl.coalesce("_name", "_key", "_id").alias("vm_key")))
+    return frame.with_columns(key.to_series())
 
 
 def _shift(frame: pl.DataFrame, columns: list[str], seconds: float, only: pl.Expr | None = None) -> pl.DataFrame:

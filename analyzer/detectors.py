@@ -136,41 +136,52 @@ class Signals:
 
     def _gateway_points(self, b: Bundle) -> None:
         gw_activity = pl.col("source") == "gateway_log"
-        self.gw = b.gateway.filter(pl.col("ts").is_not_null())
+        timed = b.gateway.lazy().filter(pl.col("ts").is_not_null())
+        order = ("ts", "member", "line")
+        # Every timed gateway row in order, searched by time (only what an Entry shows of it).
+        self.gw = timed.select("ts", "member", "line", "message").sort(order).collect()
         ts = self.gw["ts"]
-        self.gw_ts = ts.to_list()
+        self.gw_ts = ts
         gw_minutes = b.activity.filter(gw_activity)["minute"]
         self.gw_points = _points([ts, gw_minutes, gw_minutes + timedelta(seconds=59)], ts.dtype)
+        self.gw_last = self.gw_points[-1] if len(self.gw_points) else None
         self.other_points = _points([b.activity.filter(~gw_activity)["minute"], b.portal["ts"], b.events["ts"],
                                      b.tasks["start"], b.tasks["end"]], ts.dtype)
         event = pl.col("event")
-        self.lifecycle = self.gw.filter(event.is_in(["service_starting", "service_started",
-                                                     "service_stopping", "service_stopped"])).to_dicts()
-        self.heartbeats = self.gw.filter(event == "heartbeat").to_dicts()
-        self.vddk = self.gw.filter(event == "vddk").to_dicts()
-        self.criticals = self.gw.filter(pl.col("level") == "Critical").to_dicts()
-        progress = self.gw.filter(event == "disk_progress").group_by("vm_key", "cycle_id").agg(pl.all().last())
+
+        def rows(keep: pl.Expr) -> list[dict]:
+            return timed.filter(keep).sort(order).collect().to_dicts()
+
+        self.lifecycle = rows(event.is_in(["service_starting", "service_started", "service_stopping",
+                                           "service_stopped"]))
+        self.heartbeats = rows(event == "heartbeat")
+        self.vddk = rows(event == "vddk")
+        self.criticals = rows(pl.col("level") == "Critical")
+        progress = (timed.filter(event == "disk_progress").select("vm_key", "cycle_id", *order, "message")
+                    .sort(order).group_by("vm_key", "cycle_id").agg(pl.all().last()).collect())
         self.last_progress = {(r["vm_key"], r["cycle_id"]): r for r in progress.to_dicts()}
 
     def last_gateway_row(self, at: datetime) -> dict | None:
-        i = bisect.bisect_right(self.gw_ts, at)
+        i = self.gw_ts.search_sorted(at, side="right")
         return self.gw.row(i - 1, named=True) if i else None
 
     def first_gateway_row(self, at: datetime) -> dict | None:
-        i = bisect.bisect_left(self.gw_ts, at)
+        i = self.gw_ts.search_sorted(at, side="left")
         return self.gw.row(i, named=True) if i < len(self.gw_ts) else None
 
     def others_during(self, lo: datetime, hi: datetime) -> int:
-        return bisect.bisect_right(self.other_points, hi) - bisect.bisect_right(self.other_points, lo)
+        points = self.other_points
+        return points.search_sorted(hi, side="right") - points.search_sorted(lo, side="right")
 
     def _silences(self, end: datetime | None, minutes: float) -> list[dict]:
         """Gaps in the gateway log while other sources go on; gaps that end in a stop line are
         service-down intervals, not silence."""
         limit = timedelta(minutes=minutes)
-        pts = self.gw_points
-        gaps = [(a, b) for a, b in zip(pts, pts[1:]) if b - a > limit]
-        if pts and end and end - pts[-1] > limit:
-            gaps.append((pts[-1], None))
+        after = (pl.DataFrame({"a": self.gw_points}).with_columns(b=pl.col("a").shift(-1))
+                 .filter(pl.col("b") - pl.col("a") > limit))
+        gaps = list(zip(after["a"].to_list(), after["b"].to_list()))
+        if self.gw_last and end and end - self.gw_last > limit:
+            gaps.append((self.gw_last, None))
         out = []
         for a, b in gaps:
             hi = b or end
@@ -207,7 +218,7 @@ class Signals:
                                                 for d in out):
                     continue
                 # The log going on without heartbeats is a hung service; no log at all is silence.
-                logged = bisect.bisect_left(self.gw_ts, hi) - bisect.bisect_right(self.gw_ts, a["ts"])
+                logged = self.gw_ts.search_sorted(hi, side="left") - self.gw_ts.search_sorted(a["ts"], side="right")
                 if logged:
                     out.append({"start": a["ts"], "stop": a, "end": b["ts"] if b else None, "back": b,
                                 "heartbeats": True})
@@ -217,9 +228,9 @@ class Signals:
         return sorted(out, key=lambda d: d["start"])
 
 
-def _points(columns: list[pl.Series], dtype: pl.DataType) -> list[datetime]:
+def _points(columns: list[pl.Series], dtype: pl.DataType) -> pl.Series:
     """The distinct non-null instants of the columns, in order."""
-    return (pl.concat([c.cast(dtype).rename("ts") for c in columns]).drop_nulls().unique().sort().to_list())
+    return pl.concat([c.cast(dtype).rename("ts") for c in columns]).drop_nulls().unique().sort()
 
 
 def _host_load(b: Bundle) -> dict[str, tuple[list[datetime], list[int]]]:
@@ -368,9 +379,9 @@ def why_slow(b: Bundle, vm_key: str, cycle: dict) -> str | None:
         return f"upload rate {rate:.2f} MB/s is under {fraction:g} x the VM's median {median(rates):.2f} MB/s"
     durations = [c["duration_sec"] for c in done if c["duration_sec"] is not None]
     duration = cycle["duration_sec"]
-    gw_points = b.signals.gw_points
-    if cycle["outcome"] == "in_progress" and cycle["start"] and gw_points:
-        duration = (gw_points[-1] - cycle["start"]).total_seconds()
+    gw_last = b.signals.gw_last
+    if cycle["outcome"] == "in_progress" and cycle["start"] and gw_last:
+        duration = (gw_last - cycle["start"]).total_seconds()
     if durations and duration is not None and duration > factor * median(durations):
         return f"took {duration / 60:.0f} min, over {factor:g} x the VM's median {median(durations) / 60:.0f} min"
     return None

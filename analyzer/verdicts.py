@@ -140,27 +140,33 @@ class Bundle:
         self.identities = _table(tables, "identities")
         corrected = result.corrected
         self.end = result.bundle_end
-        self.gateway = with_vm_key(_table(tables, "gateway_log"), self.identities).sort("ts", "member", "line")
+        # Not sorted as a whole: the few gateway rows read in time order are sorted where read.
+        self.gateway = with_vm_key(_table(tables, "gateway_log"), self.identities)
         self.portal = _table(tables, "portal_events")
-        self.tasks = corrected.get("vcenter_tasks",
-                                   with_vm_key(_table(tables, "vcenter_tasks"), self.identities, "vm_name"))
+        self.tasks = (corrected["vcenter_tasks"] if "vcenter_tasks" in corrected
+                      else with_vm_key(_table(tables, "vcenter_tasks"), self.identities, "vm_name"))
         if "own" not in self.tasks.columns:
             self.tasks = self.tasks.with_columns(pl.lit(False).alias("own"))
-        self.events = corrected.get("vcenter_events", _table(tables, "vcenter_events"))
-        self.activity = corrected.get("activity", _table(tables, "activity"))
-        matches = corrected.get("matches", _table(tables, "matches"))
+        self.events = corrected["vcenter_events"] if "vcenter_events" in corrected else _table(tables, "vcenter_events")
+        self.activity = corrected["activity"] if "activity" in corrected else _table(tables, "activity")
+        matches = corrected["matches"] if "matches" in corrected else _table(tables, "matches")
         self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
         # _start_iso/_end_iso: the document's timestamps, formatted once per column (see _vms).
         self.cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
                        .with_columns(iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso"))
                        .to_dicts())
         self.disks = result.disks
-        self.tasks_by_vm: dict[str, list[dict]] = defaultdict(list)
-        for t in (self.tasks.filter(pl.col("vm_key").is_not_null())
-                  .sort("start", "task_id", "member", "line", nulls_last=True)
-                  .with_columns(iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso"))
-                  .to_dicts()):
-            self.tasks_by_vm[t["vm_key"]].append(t)
+        # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
+        # the tasks stay in the frame; rows become dicts only for the document and the detectors.
+        order = (self.tasks.lazy().with_row_index("_i").filter(pl.col("vm_key").is_not_null())
+                 .select("_i", "vm_key", "start", "task_id", "member", "line")
+                 .sort("vm_key", "start", "task_id", "member", "line", nulls_last=True)
+                 .select("_i", "vm_key").collect())
+        self._task_order = order["_i"]
+        runs = order.group_by("vm_key", maintain_order=True).len()
+        ends = runs["len"].cum_sum().to_list()
+        self._task_runs = {k: (e - n, e) for k, n, e in zip(runs["vm_key"].to_list(), runs["len"].to_list(), ends)}
+        self._tasks_of: dict[str, list[dict]] = {}
 
         self.names = self._names()
         self.hosts = {r["vm_key"]: r["host"] for r in (
@@ -201,10 +207,15 @@ class Bundle:
         a MoRef in its text, or through the task that shares its opID."""
         key = ["member", "line"]
         machine = (self.portal.select(*key, pl.col("machine").alias("_machine")).unique(key, keep="first"))
+        # Only the matched lines' opIDs and their tasks: the logs have hundreds of thousands of rows.
         op_ids = (pl.concat([vcenter_log.select(*key, "op_id"), self.events.select(*key, "op_id")])
+                  .join(matches.select(key).unique(), on=key, how="semi", maintain_order="left")
                   .drop_nulls("op_id").unique(key, keep="first"))
-        task_vm = (self.tasks.filter(pl.col("op_id").is_not_null() & pl.col("vm_id").is_not_null())
-                   .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_id").alias("_task_vm")))
+        task_vm = (self.tasks.lazy().select("op_id", "vm_id", "start")
+                   .filter(pl.col("op_id").is_not_null() & pl.col("vm_id").is_not_null())
+                   .join(op_ids.lazy().select("op_id").unique(), on="op_id", how="semi")
+                   .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_id").alias("_task_vm"))
+                   .collect())
         from_vcenter = pl.col("source").is_in(list(VCENTER))
         filled = (matches.join(machine, on=key, how="left").join(op_ids, on=key, how="left")
                   .join(task_vm, on="op_id", how="left")
@@ -234,7 +245,23 @@ class Bundle:
         return self.hosts.get(vm_key) if vm_key else None
 
     def tasks_of(self, vm_key: str | None) -> list[dict]:
-        return self.tasks_by_vm.get(vm_key, []) if vm_key else []
+        """The VM's vCenter tasks (rows of self.tasks) by start."""
+        if vm_key not in self._task_runs:
+            return []
+        if vm_key not in self._tasks_of:
+            lo, hi = self._task_runs[vm_key]
+            self._tasks_of[vm_key] = self.tasks[self._task_order[lo:hi]].to_dicts()
+        return self._tasks_of[vm_key]
+
+    def task_docs(self) -> dict[str, list[dict]]:
+        """Each VM's tasks as the document lists them."""
+        frame = self.tasks[self._task_order].select(
+            "task_id", "method", iso_expr("start").alias("start"), iso_expr("end").alias("end"),
+            "outcome", "fault_type", "initiator")
+        columns = [_values(frame[c]) for c in frame.columns]
+        docs = [{"task_id": a, "method": b, "start": c, "end": d, "outcome": e, "fault_type": f, "initiator": g}
+                for a, b, c, d, e, f, g in zip(*columns)]
+        return {k: docs[lo:hi] for k, (lo, hi) in self._task_runs.items()}
 
     # -- coverage -----------------------------------------------------------------------------
     def _spans(self) -> dict[str, tuple[datetime, datetime]]:
@@ -296,6 +323,15 @@ def _same_host(a: str | None, b: str | None) -> bool:
     return a.lower() == b.lower() or short_host(a) == short_host(b)
 
 
+def _values(column: pl.Series) -> list:
+    """column.to_list(), with one str object per distinct value when values repeat (method,
+    outcome, initiator): the document holds hundreds of thousands of them."""
+    if column.dtype != pl.Utf8 or column.n_unique() > len(column) // 4:
+        return column.to_list()
+    distinct = column.drop_nulls().unique().sort().to_list()
+    return [None if r is None else distinct[r - 1] for r in column.rank("dense").to_list()]
+
+
 def _row_keys(frame: pl.DataFrame) -> zip:
     """(member, line) of each row."""
     return zip(frame["member"].to_list(), frame["line"].to_list())
@@ -322,7 +358,8 @@ def _occurrences(b: Bundle, diags: Diagnostics) -> list[dict]:
     errors = errors.filter(pl.col("signature").is_in(list(b.library.signatures)))
     occ = errors.select("signature", "source", "ts", "vm_key", "member", "line", "text").to_dicts()
     matched = {(o["member"], o["line"]) for o in occ}
-    failed = b.gateway.filter((pl.col("event") == "cycle_failed") & pl.col("ts").is_not_null()).to_dicts()
+    failed = (b.gateway.filter((pl.col("event") == "cycle_failed") & pl.col("ts").is_not_null())
+              .sort("ts", "member", "line").to_dicts())
     for r in failed:
         if (r["member"], r["line"]) in matched:
             continue
@@ -735,6 +772,7 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
     for c in b.cycles:
         if c["vm_id"]:
             ids[c["vm_key"]].add(c["vm_id"])
+    tasks = b.task_docs()
     out = []
     for key in keys:
         cycles = b.cycles_by_vm.get(key, [])
@@ -747,14 +785,11 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
                  and (last_ok is None or j.failure.ts > last_ok)]
         consecutive = len(after) + len(loose)
         health = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
-        tasks = b.tasks_of(key)
         out.append({
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
             "last_successful_cycle_end": iso(last_ok), "consecutive_failures": consecutive,
             "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
-            "tasks": [{"task_id": t["task_id"], "method": t["method"], "start": t["_start_iso"], "end": t["_end_iso"],
-                       "outcome": t["outcome"], "fault_type": t["fault_type"], "initiator": t["initiator"]}
-                      for t in tasks],
+            "tasks": tasks.get(key, []),
             "errors": errors_by_vm.get(key, []),
         })
     return sorted(out, key=lambda v: ((v["vm"] or "").lower(), v["vm"] or ""))
