@@ -10,8 +10,10 @@ bundle.
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,6 +66,7 @@ _KEEP_FORMS = {"gateway_log": "gateway_log", "vpxd_log": "vcenter_log"}
 _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter_log",
                   "vcenter_events", "vcenter_tasks")
 _ROOT_CONFIG = "bundle.toml"
+SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
 # Tables matched member by member; vCenter tasks are matched once paired across rotations.
 _MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
 
@@ -192,7 +195,7 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         ctx = sources.ParseContext(vcenter=_vcenter_of(member), keep=keeps.get(source.form),
                                    **zones)
         try:
-            parsed = source.parse(text, member.path, ctx)
+            parsed, reduced = _parse_member(source, text, member.path, ctx, library)
         except Exception as exc:  # a parser bug must disable only this member
             diags.add("error", "parser-failed", f"{source.form} parser failed: {exc!r}", member.path,
                       "please report this with the member attached")
@@ -201,18 +204,90 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         info.update(source=source.name, form=source.form, records=parsed.records,
                     unparsed=parsed.unparsed, first=parsed.first, last=parsed.last)
         _add_stats(found.stats, source.name, parsed)
-        for table, frame in parsed.tables.items():  # the log parsers count `activity` themselves
-            matched = tables.empty("matches")
-            if table in _MATCHED_PER_MEMBER and frame.height:
-                matched = signatures.match(library, table, frame)
-                found.parts["matches"].append(matched)
-            found.parts[table].append(_reduce(table, frame, matched["line"]))
+        for table, frames in reduced.items():
+            found.parts[table].extend(frames)
 
     if readable == 0:
         problems = "; ".join(d.message for d in diags.sorted()[:3]) or "it holds no files"
         raise UnusableBundle(f"{path.name}: nothing in this bundle could be read ({problems})"
                              " — check that it is the bundle you meant and that it is complete")
     return found
+
+
+def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: sources.ParseContext,
+                  library) -> tuple[sources.Parsed, dict[str, list[pl.DataFrame]]]:
+    """Parse, match and reduce one member: (its counts and diagnostics, reduced frames by table).
+
+    A large log member is parsed slice by slice, each slice matched and reduced before the next
+    one is read: memory then follows SLICE_BYTES, not the member's size.
+    """
+    reduced: dict[str, list[pl.DataFrame]] = {}
+    results = []
+    for piece, first_line in _slices(text, source.record_start):
+        parsed = source.parse(piece, member, replace(ctx, first_line=first_line))
+        for table, frame in parsed.tables.items():  # the log parsers count `activity` themselves
+            matched = tables.empty("matches")
+            if table in _MATCHED_PER_MEMBER and frame.height:
+                matched = signatures.match(library, table, frame)
+                reduced.setdefault("matches", []).append(matched)
+            reduced.setdefault(table, []).append(_reduce(table, frame, matched["line"]))
+        del piece  # before the next slice is cut
+        parsed.tables = {}
+        results.append(parsed)
+    if len(results) == 1:
+        return results[0], reduced
+    if "activity" in reduced:  # a minute may be split between two slices
+        both = tables.concat("activity", reduced["activity"])
+        reduced["activity"] = [tables.conform("activity", both.group_by("source", "member", "minute")
+                                              .agg(pl.col("records").sum()).sort("minute"))]
+    firsts = [r.first for r in results if r.first is not None]
+    lasts = [r.last for r in results if r.last is not None]
+    return sources.Parsed(tables={}, records=sum(r.records for r in results),
+                          unparsed=sum(r.unparsed for r in results),
+                          first=min(firsts, default=None), last=max(lasts, default=None),
+                          diagnostics=_merge_slice_diagnostics([r.diagnostics for r in results])), reduced
+
+
+def _slices(text: str | bytes, record_start) -> Iterator[tuple[str | bytes, int]]:
+    """(piece, number of its first line): pieces of about SLICE_BYTES, each cut before a line
+    `record_start` finds (without the newline between them), or the whole text."""
+    if not isinstance(text, bytes) or record_start is None:
+        yield text, 1
+        return
+    start, line = 0, 1
+    while len(text) - start > SLICE_BYTES:
+        cut = record_start.search(text, start + SLICE_BYTES)
+        if cut is None:
+            break
+        newline = cut.start()
+        yield text[start:newline - (text[newline - 1] == 13)], line  # 13: the CR of CRLF
+        line += text.count(b"\n", start, newline) + 1
+        start = newline + 1
+    yield (text[start:] if start else text), line
+
+
+def _merge_slice_diagnostics(parts: list[Diagnostics]) -> Diagnostics:
+    """The slices' diagnostics as one parse of the whole member gives them: a code each slice
+    reports once becomes one diagnostic whose leading count is the sum; its location and
+    samples are the first slice's. Anything else is kept as it is."""
+    groups: dict[tuple[str, str], list[list]] = {}
+    for i, part in enumerate(parts):
+        for d in part.items:
+            groups.setdefault((d.severity, d.code), [[] for _ in parts])[i].append(d)
+    merged = Diagnostics()
+    for per_slice in groups.values():
+        items = [d for found in per_slice for d in found]
+        counts = [re.match(r"\d+(?= )", d.message) for d in items]
+        if any(len(found) > 1 for found in per_slice):
+            for d in items:
+                merged.add(d.severity, d.code, d.message, d.location, d.hint)
+            continue
+        first = items[0]
+        message = first.message
+        if len(items) > 1 and all(counts):
+            message = f"{sum(int(m.group()) for m in counts)}{first.message[counts[0].end():]}"
+        merged.add(first.severity, first.code, message, first.location, first.hint)
+    return merged
 
 
 def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis:

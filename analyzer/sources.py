@@ -6,6 +6,7 @@ member (first 64 KiB). Adding a log type = one entry here, one parser module, on
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -36,6 +37,7 @@ class ParseContext:
     vcenter_tz: str | None = None  # Windows vpxd layout, task CSV display times
     vcenter: str | None = None  # the vCenter this member belongs to (vc-support archive name)
     keep: Keep | None = None  # None: every record
+    first_line: int = 1  # number of the text's first line in the member (a slice of a member)
 
 
 @dataclass
@@ -58,6 +60,9 @@ class Source:
     parse: Callable[[str, str, ParseContext], Parsed]  # (text, member path, ctx)
     # parse also takes the member's bytes when they are plain UTF-8 (bundle.plain_utf8)
     reads_bytes: bool = False
+    # where such bytes may be cut into slices parsed one by one: before a line this matches at
+    # (a line that starts a record in the parser's eyes, so no record spans two slices)
+    record_start: re.Pattern[bytes] | None = None
 
 
 def registry() -> list[Source]:

@@ -153,7 +153,7 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
         diags.add("error", "bad-time-zone", f"{exc}; gateway times read as UTC", member)
         tz = None
 
-    lines = _classify(split_lines(text))
+    lines = _classify(split_lines(text, ctx.first_line))
     unparsed = lines.filter(~pl.col("owner_ok") & ~pl.col("blank")).select("line", "text")
     minutes = _minutes(lines.filter("is_record"), tz)
     kept = lines.filter(pl.col("owner_ok") & pl.col("owner").is_in(
@@ -180,17 +180,17 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     )
 
 
-def split_lines(text: str | bytes) -> pl.DataFrame:
+def split_lines(text: str | bytes, first_line: int = 1) -> pl.DataFrame:
     """One row per line: line (1-based), text without a trailing CR. Like `text.split("\\n")`,
     a text ending in a newline has a last, empty line."""
-    frame = read_lines(text)
+    frame = read_lines(text, first_line)
     if not text or text.endswith(b"\n" if isinstance(text, bytes) else "\n"):
-        frame = pl.concat([frame, pl.DataFrame({"line": [frame.height + 1], "text": [""]},
+        frame = pl.concat([frame, pl.DataFrame({"line": [first_line + frame.height], "text": [""]},
                                                schema=frame.schema)])
     return frame
 
 
-def read_lines(text: str | bytes) -> pl.DataFrame:
+def read_lines(text: str | bytes, first_line: int = 1) -> pl.DataFrame:
     """The lines of `text` (line: 1-based, text without the trailing CR), no row after a final
     newline. Bytes must be plain UTF-8 (bundle.plain_utf8).
 
@@ -199,28 +199,28 @@ def read_lines(text: str | bytes) -> pl.DataFrame:
     differently (NULs, lone CRs, a BOM) takes the plain split.
     """
     if isinstance(text, bytes):
-        return _csv_lines(text)
+        return _csv_lines(text, first_line)
     frame = None
     lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
     if not lone_cr and not text.startswith("\ufeff"):  # the reader would drop the BOM
         try:
-            frame = _csv_lines(text.encode("utf-8"))
+            frame = _csv_lines(text.encode("utf-8"), first_line)
         except (UnicodeEncodeError, pl.exceptions.PolarsError):  # surrogates, NULs
             frame = None
     if frame is None:
         body = text[:-1] if text.endswith("\n") else text
         frame = (pl.DataFrame({"text": [body]}, schema={"text": pl.Utf8})
                  .select(pl.col("text").str.split("\n")).explode("text")
-                 .with_row_index("line", offset=1)
+                 .with_row_index("line", offset=first_line)
                  .with_columns(pl.col("text").str.strip_suffix("\r")))
         frame = frame if text else frame.clear()
     return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
 
 
-def _csv_lines(data: bytes) -> pl.DataFrame:
+def _csv_lines(data: bytes, first_line: int) -> pl.DataFrame:
     frame = pl.read_csv(data, has_header=False, separator="\x00", quote_char=None,
                         schema={"text": pl.Utf8}, empty_string_is_null=False,
-                        raise_if_empty=False, row_index_name="line", row_index_offset=1)
+                        raise_if_empty=False, row_index_name="line", row_index_offset=first_line)
     return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
 
 
@@ -408,4 +408,6 @@ def _report_times(records: pl.DataFrame, minutes: pl.DataFrame, member: str, tz:
                   "in bundle.toml.")
 
 
-SOURCE = Source(name="gateway_log", form="gateway_log", sniff=sniff, parse=parse, reads_bytes=True)
+SOURCE = Source(name="gateway_log", form="gateway_log", sniff=sniff, parse=parse, reads_bytes=True,
+                # a line that starts with a timestamp owns the lines below it (_classify)
+                record_start=re.compile(rb"\n(?=\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})"))

@@ -153,7 +153,8 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     minute and zone, and only those few distinct texts are parsed).
     """
     diags = Diagnostics()
-    lines = read_lines(text if isinstance(text, bytes) else text.removeprefix("\ufeff"))
+    lines = read_lines(text if isinstance(text, bytes) else text.removeprefix("\ufeff"),
+                       ctx.first_line)
     lines = _cap(lines, "text", member, diags, "long-line",
                  "lines longer than 64 KiB were cut to 64 KiB")
     lines = _classify(lines)
@@ -506,4 +507,7 @@ def _display_key(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().str.strip_chars_end(".").str.to_lowercase()
 
 
-SOURCE = Source(name="vcenter_tasks", form="vpxd_log", sniff=sniff, parse=parse, reads_bytes=True)
+SOURCE = Source(name="vcenter_tasks", form="vpxd_log", sniff=sniff, parse=parse, reads_bytes=True,
+                # the usual vpxd/ESXi stamp and a space: a record in every layout's eyes (generic)
+                record_start=re.compile(
+                    rb"\n(?=\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{1,9}(?:Z|[+-]\d{2}:\d{2}) )"))

@@ -1,0 +1,82 @@
+"""Large log members are parsed in slices: the result must be that of one parse of the member."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from analyzer import pipeline, signatures, tables
+from analyzer.diagnostics import Diagnostics
+from analyzer.parsers import gateway_log, vcenter_log
+
+ROOT = Path(__file__).resolve().parents[1]
+START = re.compile(rb"\n(?=\d)")
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_slices_cut_before_a_record_and_count_lines(monkeypatch, newline):
+    monkeypatch.setattr(pipeline, "SLICE_BYTES", 10)
+    lines = [b"1 first", b"  more", b"  more", b"2 second", b"3 third", b"  tail", b"4 last"]
+    text = newline.join(lines) + newline
+    pieces = list(pipeline._slices(text, START))
+    assert len(pieces) > 1
+    for piece, first_line in pieces:
+        assert piece[:1].isdigit() and not piece.endswith(b"\r")
+        assert piece.split(newline)[0] == lines[first_line - 1]
+    assert newline.join(piece for piece, _ in pieces) == text
+
+
+def test_small_text_and_str_are_not_sliced():
+    assert list(pipeline._slices(b"1 a\n2 b\n", START)) == [(b"1 a\n2 b\n", 1)]
+    assert list(pipeline._slices("1 a\n" * 10, START)) == [("1 a\n" * 10, 1)]
+    assert list(pipeline._slices(b"1 a\n" * 10, None)) == [(b"1 a\n" * 10, 1)]
+
+
+def test_slice_diagnostics_merge_into_the_whole_members():
+    first, second = Diagnostics(), Diagnostics()
+    first.add("warning", "bad-timestamps", "3 record(s) are bad (first: 'x')", "m:10")
+    second.add("warning", "bad-timestamps", "4 record(s) are bad (first: 'y')", "m:900")
+    first.add("warning", "naive-timestamps", "Times carry no zone.", "m", "give a zone")
+    second.add("warning", "naive-timestamps", "Times carry no zone.", "m", "give a zone")
+    second.add("info", "truncated-values", "1 record(s) cut", "m:950")
+    second.add("info", "twice", "a", "m:1")
+    second.add("info", "twice", "b", "m:2")
+    merged = pipeline._merge_slice_diagnostics([first, second]).items
+    assert [(d.code, d.message, d.location) for d in merged] == [
+        ("bad-timestamps", "7 record(s) are bad (first: 'x')", "m:10"),
+        ("naive-timestamps", "Times carry no zone.", "m"),
+        ("truncated-values", "1 record(s) cut", "m:950"),
+        ("twice", "a", "m:1"), ("twice", "b", "m:2"),
+    ]
+
+
+@pytest.mark.parametrize("bundle", ["case-disk-upload-timeout.zip", "outage-appliance-down.zip",
+                                    "format-win5x-storage-vmotion.zip"])
+def test_sliced_ingest_gives_the_tables_of_a_whole_parse(monkeypatch, bundle):
+    path = ROOT / "sample_bundles" / bundle
+    if not path.exists():
+        pytest.skip("sample_bundles/ not generated")
+    library = signatures.load_library(())
+
+    def ingest():
+        diags = Diagnostics()
+        found = pipeline._ingest(path, pipeline.Options(), library, diags)
+        return found, diags, {name: tables.concat(name, parts) for name, parts in found.parts.items()}
+
+    whole, whole_diags, whole_frames = ingest()
+    monkeypatch.setattr(pipeline, "SLICE_BYTES", 64 << 10)
+    sliced, sliced_diags, sliced_frames = ingest()
+    assert sum(len(parts) for parts in sliced.parts.values()) > sum(
+        len(parts) for parts in whole.parts.values())  # it did slice
+    assert sliced.members == whole.members and sliced.stats == whole.stats
+    assert [d.as_dict() for d in sliced_diags.sorted()] == [d.as_dict() for d in whole_diags.sorted()]
+    for name, frame in whole_frames.items():
+        assert_frame_equal(sliced_frames[name], frame, check_row_order=name != "activity")
+
+
+def test_both_log_parsers_can_be_sliced():
+    assert gateway_log.SOURCE.record_start is not None and gateway_log.SOURCE.reads_bytes
+    assert vcenter_log.SOURCE.record_start is not None and vcenter_log.SOURCE.reads_bytes
