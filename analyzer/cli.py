@@ -6,7 +6,6 @@ Exit codes: 0 analysis done, 1 `--fail-on` threshold reached, 2 usage error, 3 u
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -82,12 +81,14 @@ def safe_stem(bundle: Path) -> str:
 
 
 def _write_json(doc: dict, target: str) -> None:
-    text = json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    from analyzer.report.jsontext import dumps
+
+    data = dumps(doc, indent=True, newline=True)
     if target == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(data.decode("utf-8"))
     else:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(text, encoding="utf-8")
+        Path(target).write_bytes(data)
 
 
 def _run_with_progress(func, bundle: Path, options):
