@@ -8,9 +8,11 @@ out of the timeline, never an exception, because a report is most needed when in
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from datetime import datetime, timezone
 
 import analyzer
+from analyzer.report.jsontext import same_with_orjson
 
 HEALTH_ORDER = ("critical", "warning", "unknown", "healthy")
 SEVERITY_ORDER = ("critical", "warning", "info")
@@ -340,21 +342,27 @@ def _summary(vms: list[dict], outage_cards: list[dict], cards: list[dict],
     }
 
 
-class _Strings:
+class _Strings(dict):
     """Interns repeated strings (errors, methods, hosts...) so the page data stays small."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.table: list[str] = []
-        self._index: dict[str, int] = {}
 
-    def __call__(self, value: object) -> int:
-        if value is None or value == "":
-            return -1
-        key = text(value)
-        if key not in self._index:
-            self._index[key] = len(self.table)
-            self.table.append(key)
-        return self._index[key]
+    def __missing__(self, key: str) -> int:
+        self[key] = len(self.table)
+        self.table.append(key)
+        return self[key]
+
+    def index(self, value: object) -> int:
+        if value.__class__ is str:
+            return self[value] if value else -1
+        return -1 if value is None or value == "" else self[text(value)]
+
+
+def _seconds(values) -> list[int | None]:
+    """int(epoch(value)) of each value, None where it is not a time."""
+    return [None if (seconds := epoch(v)) is None else int(seconds) for v in values]
 
 
 def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[dict],
@@ -373,38 +381,48 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     """
     bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
     sources = bundle.get("sources") if isinstance(bundle.get("sources"), dict) else {}
-    moments = [epoch(x) for vm in vms for c in _dicts(vm["raw"].get("cycles"))
-               for x in (c.get("start"), c.get("end"))]
-    moments += [epoch(x) for vm in vms for t in _dicts(vm["raw"].get("tasks"))
-                for x in (t.get("start"), t.get("end"))]
-    moments += [epoch(e.get("ts")) for vm in vms for e in _dicts(vm["raw"].get("errors"))]
-    moments += [epoch(x) for o in _dicts(doc.get("outages"))
-                for x in (o.get("start"), o.get("end"))]
+    # Each time is parsed once (a fleet has hundreds of thousands): per VM its cycles, tasks and
+    # errors with their times in whole seconds since 1970.
+    per_vm = []
+    for vm in vms:
+        cycles = _dicts(vm["raw"].get("cycles"))
+        tasks = _dicts(vm["raw"].get("tasks"))
+        errors = _dicts(vm["raw"].get("errors"))
+        per_vm.append((cycles, _seconds(c.get("start") for c in cycles),
+                       _seconds(c.get("end") for c in cycles),
+                       tasks, _seconds(t.get("start") for t in tasks),
+                       _seconds(t.get("end") for t in tasks),
+                       errors, _seconds(e.get("ts") for e in errors)))
+    outages = _dicts(doc.get("outages"))
+    moments = [x for times in per_vm for x in chain(*times[1:3], *times[4:6], times[7])]
+    moments += _seconds(x for o in outages for x in (o.get("start"), o.get("end")))
     if moments:  # in-progress cycles are drawn up to the end of the bundle's sources
-        moments += [epoch(x) for src in sources.values() if isinstance(src, dict)
-                    for x in (src.get("first"), src.get("last"))]
+        moments += _seconds(x for src in sources.values() if isinstance(src, dict)
+                            for x in (src.get("first"), src.get("last")))
     moments = [m for m in moments if m is not None]
-    t0 = int(min(moments, default=0))
-    t1 = int(max(moments, default=0)) + 1
+    t0 = min(moments, default=0)
+    t1 = max(moments, default=0) + 1
 
     def rel(value: object) -> int:
         seconds = epoch(value)
         return -1 if seconds is None else int(seconds) - t0
 
-    s = _Strings()
+    strings = _Strings()
+    s = strings.index
     findings, outage_entry, of_vm, of_cycle = _findings(outage_cards, cards)
 
     lanes, cycles, tasks, errors = [], [], [], []
-    for vm in vms:
+    for vm, (vm_cycles, c_start, c_end, vm_tasks, t_start, t_end, vm_errors, e_ts) \
+            in zip(vms, per_vm):
         lanes.append([vm["name"], s(vm["host"]), vm["health"], vm["errors"], vm["causes"],
                       of_vm.get(vm["name"], []), vm["last_success"],
                       -1 if vm["consecutive"] is None else vm["consecutive"]])
         row = []
-        for c in _dicts(vm["raw"].get("cycles")):
-            if epoch(c.get("start")) is None:
+        for c, start, end in zip(vm_cycles, c_start, c_end):
+            if start is None:
                 continue
             rate = _number(c.get("rate_mbps"))
-            row.append([rel(c.get("start")), rel(c.get("end")),
+            row.append([start - t0, -1 if end is None else end - t0,
                         _ranked(c.get("outcome"), OUTCOMES), _ranked(c.get("type"), CYCLE_TYPES),
                         text(c.get("id")), s(c.get("error")),
                         _or_minus_one(c.get("uploaded_bytes")),
@@ -413,13 +431,12 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
                         s(c.get("failed_state")),
                         of_cycle.get(text(c.get("id")), [])])
         cycles.append(row)
-        tasks.append([[rel(t.get("start")), rel(t.get("end")), s(t.get("method")),
+        tasks.append([[start - t0, -1 if end is None else end - t0, s(t.get("method")),
                        s(t.get("outcome")), s(t.get("fault_type")), s(t.get("initiator")),
                        text(t.get("task_id"))]
-                      for t in _dicts(vm["raw"].get("tasks")) if epoch(t.get("start")) is not None])
-        errors.append([[rel(e.get("ts")), s(e.get("error")), s(e.get("source")),
-                        text(e.get("text"))]
-                       for e in _dicts(vm["raw"].get("errors")) if epoch(e.get("ts")) is not None])
+                      for t, start, end in zip(vm_tasks, t_start, t_end) if start is not None])
+        errors.append([[ts - t0, s(e.get("error")), s(e.get("source")), text(e.get("text"))]
+                       for e, ts in zip(vm_errors, e_ts) if ts is not None])
     outages = [[rel(card["raw_start"]), rel(card["raw_end"]), s(card["cause"]),
                 outage_entry[card["id"]]]
                for card in outage_cards if epoch(card["raw_start"]) is not None]
@@ -429,8 +446,19 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
         "vms": lanes, "cycles": cycles, "tasks": tasks, "errors": errors, "outages": outages,
         "findings": findings,
         "titles": titles,
-        "strings": s.table,
+        "strings": strings.table,
     }
+
+
+def _plain_timeline(timeline: dict) -> bool:
+    """True if orjson writes the timeline as json does (see page.script_json).
+
+    The timeline holds only strings made by `text`, ints, lists and dicts, except for the
+    numbers taken from the document as they are: those are checked here.
+    """
+    numbers = [lane[7] for lane in timeline["vms"]]
+    numbers += [x for rows in timeline["cycles"] for row in rows for x in row[6:9]]
+    return same_with_orjson(numbers)
 
 
 def _findings(outage_cards: list[dict], cards: list[dict]):
@@ -488,6 +516,7 @@ def build(doc: dict) -> dict:
     titles = {v["error"]: v["title"] for v in cards + explained}
     _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
+    timeline = _timeline(doc, vms, outage_cards, cards, header, titles)
     return {
         "header": header,
         "summary": _summary(vms, outage_cards, cards, titles),
@@ -496,5 +525,6 @@ def build(doc: dict) -> dict:
         "vms": sorted(vms, key=lambda v: (_ranked(v["health"], HEALTH_ORDER),
                                           v["name"].lower())),
         "host_count": len(hosts),
-        "timeline": _timeline(doc, vms, outage_cards, cards, header, titles),
+        "timeline": timeline,
+        "timeline_checked": _plain_timeline(timeline),
     }
