@@ -167,6 +167,17 @@ def test_exports_agree_with_the_analysis_documents(first_run):
     assert pl.scan_parquet(dataset / "vcenter_tasks" / "*.parquet").collect().height > 0
 
 
+def test_json_files_and_jsonl_are_what_json_dumps_writes(first_run):
+    out, result = first_run
+    lines = (out / "analysis.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == len(result.bundle_ids)
+    for bundle, line in zip(sorted(result.bundle_ids), lines):
+        data = (out / "json" / f"{bundle}.json").read_bytes()
+        doc = json.loads(data)
+        assert data == (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        assert line + b"\n" == data
+
+
 @pytest.mark.slow
 def test_rerun_skips_everything_and_rewrites_the_same_outputs(fleet_dir, first_run):
     out, first = first_run
