@@ -63,14 +63,11 @@ def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
 def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "vm",
                 id_col: str = "vm_id") -> pl.DataFrame:
     """Add `vm_key`: the lowercased name, else the identity of the MoRef, else the MoRef itself."""
-    ids = (identities.filter(pl.col("vm_id").is_not_null())
-           .sort("vm_key").unique("vm_id", keep="first")
-           .select(pl.col("vm_id").alias("_id"), pl.col("vm_key").alias("_key")))
-    # Only the key is joined, then added as a column: the frame's own columns are not copied.
-    key = (frame.select(pl.col(name_col).str.to_lowercase().alias("_name"), pl.col(id_col).cast(pl.Utf8).alias("_id"))
-           .join(ids, on="_id", how="left", maintain_order="left")
-           .select(pl.coalesce("_name", "_key", "_id").alias("vm_key")))
-    return frame.with_columns(key.to_series())
+    ids = identities.filter(pl.col("vm_id").is_not_null()).sort("vm_key").unique("vm_id", keep="first")
+    moref = pl.col(id_col).cast(pl.Utf8)
+    # One expression, not a join: the frame's columns are neither copied nor rechunked.
+    by_moref = moref.replace_strict(ids["vm_id"], ids["vm_key"], default=None, return_dtype=pl.Utf8)
+    return frame.with_columns(pl.coalesce(pl.col(name_col).str.to_lowercase(), by_moref, moref).alias("vm_key"))
 
 
 def _shift(frame: pl.DataFrame, columns: list[str], seconds: float, only: pl.Expr | None = None) -> pl.DataFrame:
@@ -110,13 +107,15 @@ def estimate_skew(gateway: pl.DataFrame, tasks: pl.DataFrame) -> tuple[float | N
     `gateway` and `tasks` carry `vm_key`. Each gateway snapshot start is paired with the nearest
     createSnapshot task of the same VM within SKEW_PAIR_TOLERANCE.
     """
-    marks = (gateway.filter((pl.col("event") == "snapshot_creating")
-                            | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
+    marks = (gateway.select("event", "state_to", "vm_key", "ts")
+             .filter((pl.col("event") == "snapshot_creating")
+                     | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
              .filter(pl.col("vm_key").is_not_null() & pl.col("ts").is_not_null())
              .group_by("vm_key", pl.col("ts").dt.truncate("1m").alias("_m"))  # both lines of one snapshot
              .agg(pl.col("ts").min()).drop("_m").sort("ts"))
-    creates = (tasks.filter((pl.col("method") == CREATE_SNAPSHOT) & pl.col("vm_key").is_not_null()
-                            & pl.col("start").is_not_null())
+    creates = (tasks.select("method", "vm_key", "start")
+               .filter((pl.col("method") == CREATE_SNAPSHOT) & pl.col("vm_key").is_not_null()
+                       & pl.col("start").is_not_null())
                .select("vm_key", pl.col("start").alias("task_start")).sort("task_start"))
     if not marks.height or not creates.height:
         return None, 0
@@ -129,7 +128,7 @@ def estimate_skew(gateway: pl.DataFrame, tasks: pl.DataFrame) -> tuple[float | N
 
 
 def appliance_user(gateway: pl.DataFrame) -> str | None:
-    users = (gateway.filter(pl.col("event") == "vcenter_connected")
+    users = (gateway.select("event", "message").filter(pl.col("event") == "vcenter_connected")
              .select(pl.col("message").str.extract(r"\buser=\"?([^\s\"]+)", 1).alias("u"))
              .drop_nulls())
     return users["u"][-1] if users.height else None
@@ -138,7 +137,8 @@ def appliance_user(gateway: pl.DataFrame) -> str | None:
 def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> pl.DataFrame:
     """Tie remove-snapshot tasks (entity snapshot-N) to their VM through the gateway's `Removing
     snapshot` lines, and mark the appliance's own snapshot tasks (`own`)."""
-    removing = (gateway.filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null())
+    removing = (gateway.select("event", "vm_key", "ts")
+                .filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null())
                 .select(pl.col("ts").alias("_gts"), pl.col("vm_key").alias("_gkey")).sort("_gts"))
     unkeyed = tasks["vm_key"].is_null() & tasks["method"].is_in(SNAPSHOT_METHODS)
     if removing.height and unkeyed.any():
@@ -148,8 +148,9 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
                  .with_columns(pl.when(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS))
                                .then(pl.col("_gkey")).otherwise(pl.col("vm_key")).alias("vm_key"))
                  .sort("_i").drop("_i", "_gts", "_gkey"))
-    snapshot_lines = (gateway.filter(pl.col("event").is_in(["snapshot_creating", "snapshot_removing"])
-                                     & pl.col("vm_key").is_not_null())
+    snapshot_lines = (gateway.select("event", "vm_key", "ts")
+                      .filter(pl.col("event").is_in(["snapshot_creating", "snapshot_removing"])
+                              & pl.col("vm_key").is_not_null())
                       .select(pl.col("ts").alias("_sts"), "vm_key").sort("_sts"))
     tasks = tasks.with_row_index("_i").sort("start")
     if snapshot_lines.height:
@@ -165,7 +166,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
             .sort("_i").drop("_i", "_sts"))
 
 
-def _ends(gw: pl.DataFrame) -> pl.DataFrame:
+def _ends(gw: pl.LazyFrame) -> pl.DataFrame:
     ends = gw.filter(pl.col("event").is_in(["cycle_completed", "cycle_failed"])).sort("ts", "line")
     return ends.group_by("vm_key", "cycle_id").agg(
         pl.col("ts").last().alias("end"),
@@ -178,10 +179,10 @@ def _ends(gw: pl.DataFrame) -> pl.DataFrame:
         pl.col("member").last().alias("end_member"),
         pl.col("line").last().alias("end_line"),
         pl.col("vm").last().alias("end_vm"),
-    )
+    ).collect()
 
 
-def _starts(gw: pl.DataFrame) -> pl.DataFrame:
+def _starts(gw: pl.LazyFrame) -> pl.DataFrame:
     starts = gw.filter(pl.col("event") == "cycle_started").sort("ts", "line")
     return starts.group_by("vm_key", "cycle_id").agg(
         pl.col("ts").first().alias("start"),
@@ -192,19 +193,19 @@ def _starts(gw: pl.DataFrame) -> pl.DataFrame:
         pl.col("disks").first(),
         pl.col("member").first(),
         pl.col("line").first(),
-    )
+    ).collect()
 
 
-def _states(gw: pl.DataFrame) -> pl.DataFrame:
+def _states(gw: pl.LazyFrame) -> pl.DataFrame:
     states = gw.filter(pl.col("event") == "state_changed").sort("ts", "line")
     return states.group_by("vm_key", "cycle_id").agg(
         pl.col("state_from").filter(pl.col("state_to") == "Failed").last().alias("from_failed"),
         pl.col("state_to").filter(pl.col("state_to") != "Failed").last().alias("last_state"),
         pl.col("ts").max().alias("last_state_ts"),
-    )
+    ).collect()
 
 
-def _disks(gw: pl.DataFrame) -> pl.DataFrame:
+def _disks(gw: pl.LazyFrame) -> pl.DataFrame:
     progress = gw.filter(pl.col("event") == "disk_progress").with_columns(
         pl.coalesce("disk_id", "disk").alias("_disk"))
     return progress.group_by("vm_key", "cycle_id", "_disk").agg(
@@ -215,7 +216,7 @@ def _disks(gw: pl.DataFrame) -> pl.DataFrame:
         pl.col("rate_mbps").mean(),
         pl.col("ts").min().alias("first_progress"),
         pl.col("ts").max().alias("last_progress"),
-    ).drop("_disk")
+    ).drop("_disk").collect()
 
 
 def _portal_failures(portal: pl.DataFrame, identities: pl.DataFrame) -> pl.DataFrame:
@@ -260,8 +261,10 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
                  "activity": activity}
     _, end_of_bundle = bundle_span({**tables, **corrected})
 
-    gw = gateway.filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
-                        & pl.col("vm_key").is_not_null())
+    # Lazy: each part reads only its events' rows and its columns (state changes alone are
+    # hundreds of thousands of rows).
+    gw = gateway.lazy().filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
+                               & pl.col("vm_key").is_not_null())
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(tables, "portal_events"), identities),
                        matches, identities, gateway, end_of_bundle)
@@ -274,9 +277,9 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     )
 
 
-def _assemble(gw: pl.DataFrame, disks: pl.DataFrame, portal: pl.DataFrame, matches: pl.DataFrame,
+def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, matches: pl.DataFrame,
               identities: pl.DataFrame, gateway: pl.DataFrame, end_of_bundle: datetime | None) -> pl.DataFrame:
-    keys = gw.select("vm_key", "cycle_id").unique()
+    keys = gw.select("vm_key", "cycle_id").unique().collect()
     if not keys.height:
         return T.empty("cycles")
     by_disk = disks.group_by("vm_key", "cycle_id").agg(
@@ -293,7 +296,8 @@ def _assemble(gw: pl.DataFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
              .join(_states(gw), on=["vm_key", "cycle_id"], how="left")
              .join(by_disk, on=["vm_key", "cycle_id"], how="left")
              .join(names, on="vm_key", how="left"))
-    any_vm = gw.sort("ts").group_by("vm_key").agg(pl.col("vm").drop_nulls().first().alias("gw_vm"))
+    any_vm = (gw.select("ts", "vm_key", "vm").sort("ts").group_by("vm_key")
+              .agg(pl.col("vm").drop_nulls().first().alias("gw_vm")).collect())
     frame = frame.join(any_vm, on="vm_key", how="left").with_columns(
         pl.coalesce("id_vm", "vm", "end_vm", "gw_vm", "vm_key").alias("vm"),
         pl.coalesce("host", "id_host").alias("host"),
@@ -304,7 +308,7 @@ def _assemble(gw: pl.DataFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
         pl.col("start").shift(-1).over("vm_key").alias("next_start"))
     frame = _join_portal(frame, portal)
 
-    lifecycle = gateway.filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
+    lifecycle = gateway.select("event", "ts").filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
     gateway_last = gateway["ts"].max()
     open_ = pl.col("outcome").is_null()
     restarted = pl.lit(lifecycle, T.TS) >= pl.col("start") if lifecycle is not None else pl.lit(False)
