@@ -100,79 +100,85 @@ def redact(text: str | None) -> str | None:
 
 
 def redact_doc(value, enabled: bool = True):
-    """Every string anywhere inside a JSON-like value (dict keys included), redacted (a copy).
+    """Every string anywhere inside a JSON-like value (dict keys included), redacted.
 
-    One walk copies the containers and notes where each string sits; only the strings that
-    redaction changes are written back into the copy.
+    The input is never changed: a container that holds a changed string (or a dict subclass) is
+    rebuilt, as a plain dict, a list or its own sequence type; any other is the input's own. Each
+    distinct string is redacted once, in one batch.
     """
     if not enabled:
         return value
     if isinstance(value, str):
         return redact_texts([value])[0]
-    walk = _Walk()
-    copied = walk.copy(value)
-    if not walk.found:
+    texts: set = set()
+    plain = _collect(value, texts)
+    found = [t for t in texts if isinstance(t, str)]
+    if not found:
         return value
-    positions, cleaned = _changed(walk.found)
-    renamed: dict[int, tuple[dict, dict]] = {}  # id(dict) -> (dict, {old key: new key})
-    for i, text in zip(positions, cleaned):
-        holder, key = walk.holders[i], walk.keys[i]
-        if key is _KEY:
-            renamed.setdefault(id(holder), (holder, {}))[1][walk.found[i]] = text
-        else:
-            holder[key] = text
-    for holder, key, kind in walk.sequences:  # inner ones come first
-        if holder is None:
-            copied = kind(copied)
-        else:
-            holder[key] = kind(holder[key])
-    for holder, names in renamed.values():  # last: values and sequences are found by old key
-        items = list(holder.items())
-        holder.clear()
-        for key, item in items:  # two keys redacted alike: the first place, the last value
-            holder[names.get(key, key)] = item
-    return copied
-
-
-_KEY = object()  # marks a string that is a dict key, not a value
-
-
-class _Walk:
-    def __init__(self):
-        self.found: list[str] = []  # every string, in walk order
-        self.holders: list = []     # the copied container that holds found[i]
-        self.keys: list = []        # its key or index there, or _KEY for a dict key
-        self.sequences: list = []   # (holder, key, type): tuples and list subclasses, rebuilt last
-
-    def copy(self, value, holder=None, at=None):
-        if isinstance(value, dict):
-            out = {}
-            for key, item in value.items():
-                if isinstance(key, str):
-                    self._note(key, out, _KEY)
-                out[key] = self._item(item, out, key)
-            return out
-        if isinstance(value, (list, tuple)):
-            out = []
-            for index, item in enumerate(value):
-                out.append(self._item(item, out, index))
-            if type(value) is not list:
-                self.sequences.append((holder, at, type(value)))
-            return out
+    positions, cleaned = _changed(found)
+    if not positions and plain:
         return value
+    return _rebuild(value, {found[i]: text for i, text in zip(positions, cleaned)})
 
-    def _item(self, item, holder, at):
-        if isinstance(item, str):
-            self._note(item, holder, at)
-            return item
-        if isinstance(item, (dict, list, tuple)):
-            return self.copy(item, holder, at)
-        return item
 
-    def _note(self, text, holder, at):
-        self.found.append(text)
-        self.holders.append(holder)
-        self.keys.append(at)
+def _collect(value, texts: set) -> bool:
+    """Add the strings inside `value` to `texts` (and any other dict keys); whether every dict in
+    it is a plain dict."""
+    plain = True
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            plain = plain and type(item) is dict
+            texts.update(item)
+            inner = item.values()
+        elif isinstance(item, (list, tuple)):
+            inner = item
+        else:
+            continue
+        for x in inner:
+            if isinstance(x, str):
+                texts.add(x)
+            elif isinstance(x, (dict, list, tuple)):
+                stack.append(x)
+    return plain
+
+
+def _rebuild(value, new: dict[str, str]):
+    """`value` with the strings in `new` replaced; the same object where nothing changes."""
+    if isinstance(value, dict):
+        changed = {}
+        for key, inner in value.items():
+            if isinstance(inner, str):
+                if inner in new:
+                    changed[key] = new[inner]
+            elif isinstance(inner, (dict, list, tuple)):
+                done = _rebuild(inner, new)
+                if done is not inner:
+                    changed[key] = done
+        if not changed and type(value) is dict and new.keys().isdisjoint(value):
+            return value
+        out = {}
+        for key, inner in value.items():  # two keys redacted alike: the first place, the last value
+            out[new.get(key, key) if isinstance(key, str) else key] = changed.get(key, inner)
+        return out
+    if isinstance(value, (list, tuple)):
+        changed = {}
+        for i, inner in enumerate(value):
+            if isinstance(inner, str):
+                if inner in new:
+                    changed[i] = new[inner]
+            elif isinstance(inner, (dict, list, tuple)):
+                done = _rebuild(inner, new)
+                if done is not inner:
+                    changed[i] = done
+        if not changed:
+            return value
+        items = list(value)
+        for i, inner in changed.items():
+            items[i] = inner
+        return items if type(value) is list else type(value)(items)
+    return value
 
 
 def _redact_column(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
