@@ -121,12 +121,10 @@ class Signals:
     """The bundle as the detectors read it."""
 
     def __init__(self, b: Bundle):
-        self.disk_rates: dict[str, list[float]] = {}
-        self.disk_last: dict[str, datetime] = {}
-        for r in b.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls(),
-                                               pl.col("last_progress").max()).to_dicts():
-            self.disk_rates[r["cycle"]] = r["rate_mbps"]
-            self.disk_last[r["cycle"]] = r["last_progress"]
+        per_cycle = b.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls(), pl.col("last_progress").max())
+        cycles = per_cycle["cycle"].to_list()
+        self.disk_rates: dict[str, list[float]] = dict(zip(cycles, per_cycle["rate_mbps"].to_list()))
+        self.disk_last: dict[str, datetime] = dict(zip(cycles, per_cycle["last_progress"].to_list()))
         self._gateway_points(b)
         self.gaps = self._silences(b.end, param(b.library, None, "silence_minutes"))
         self.downs = self._service_down(b.end)
@@ -157,9 +155,15 @@ class Signals:
         self.heartbeats = rows(event == "heartbeat")
         self.vddk = rows(event == "vddk")
         self.criticals = rows(pl.col("level") == "Critical")
-        progress = (timed.filter(event == "disk_progress").select("vm_key", "cycle_id", *order, "message")
-                    .sort(order).group_by("vm_key", "cycle_id").agg(pl.all().last()).collect())
-        self.last_progress = {(r["vm_key"], r["cycle_id"]): r for r in progress.to_dicts()}
+        # The last progress line of each cycle, as a row only when a detector asks for it.
+        self._progress = (timed.filter(event == "disk_progress").select("vm_key", "cycle_id", *order, "message")
+                          .sort(order).group_by("vm_key", "cycle_id").agg(pl.all().last()).collect())
+        self._progress_at = {key: i for i, key in enumerate(zip(self._progress["vm_key"].to_list(),
+                                                                 self._progress["cycle_id"].to_list()))}
+
+    def last_progress(self, vm_key: str, cycle_id: int) -> dict | None:
+        i = self._progress_at.get((vm_key, cycle_id))
+        return None if i is None else self._progress.row(i, named=True)
 
     def last_gateway_row(self, at: datetime) -> dict | None:
         i = self.gw_ts.search_sorted(at, side="right")
@@ -233,7 +237,7 @@ def _points(columns: list[pl.Series], dtype: pl.DataType) -> pl.Series:
     return pl.concat([c.cast(dtype).rename("ts") for c in columns]).drop_nulls().unique().sort()
 
 
-def _host_load(b: Bundle) -> dict[str, tuple[list[datetime], list[int]]]:
+def _host_load(b: Bundle) -> dict[str, tuple[pl.Series, pl.Series]]:
     """Disks uploading at once per ESXi host: change points and the count after each."""
     hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": short_host(c["host"] or b.host_of(c["vm_key"]))}
                           for c in b.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8})
@@ -245,8 +249,7 @@ def _host_load(b: Bundle) -> dict[str, tuple[list[datetime], list[int]]]:
                           disks.select("_host", end.alias("ts"), pl.lit(-1).alias("d"))])
                .sort("_host", "ts", "d")
                .with_columns(pl.col("d").cum_sum().over("_host").alias("n")))
-    return {host: (group["ts"].to_list(), group["n"].to_list())
-            for (host,), group in changes.group_by("_host", maintain_order=True)}
+    return {host: (group["ts"], group["n"]) for (host,), group in changes.group_by("_host", maintain_order=True)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +354,7 @@ def low_read_rate(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding 
         if bisect.bisect_right(ts, hi) > bisect.bisect_left(ts, lo):
             return None
     note = f"upload rate {rate:.2f} MB/s stayed under {threshold:g} MB/s with no connectivity failure"
-    row = b.signals.last_progress.get((c["vm_key"], c["cycle_id"]))
+    row = b.signals.last_progress(c["vm_key"], c["cycle_id"])
     entry = (_gateway_entry(row, "detect.low_read_rate", note) if row else
              Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']}",
                    "detect.low_read_rate", note))
@@ -482,13 +485,15 @@ def snapshot_task_stuck(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Fi
 
 def _host_peak(b: Bundle, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:
     """Most disks uploading at once on the failure's host within [start, end], and when."""
-    times, counts = b.signals.host_load.get(short_host(f.host(b)), ([], []))
-    i, j = bisect.bisect_right(times, start), bisect.bisect_right(times, end)
-    window = counts[max(i - 1, 0):j]
-    if not window:
+    load = b.signals.host_load.get(short_host(f.host(b)))
+    if load is None:
         return 0, None
-    peak = max(window)
-    return peak, times[max(i - 1, 0) + window.index(peak)]
+    times, counts = load
+    i, j = times.search_sorted(start, side="right"), times.search_sorted(end, side="right")
+    window = counts[max(i - 1, 0):j]
+    if not len(window):
+        return 0, None
+    return window.max(), times[max(i - 1, 0) + window.arg_max()]
 
 
 def host_parallel_disks(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:

@@ -151,10 +151,11 @@ class Bundle:
         self.activity = corrected["activity"] if "activity" in corrected else _table(tables, "activity")
         matches = corrected["matches"] if "matches" in corrected else _table(tables, "matches")
         self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
-        # _start_iso/_end_iso: the document's timestamps, formatted once per column (see _vms).
-        self.cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
-                       .with_columns(iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso"))
-                       .to_dicts())
+        # The columns read here and by the detectors; _start_iso/_end_iso: the document's
+        # timestamps, formatted once per column (see _vms).
+        cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
+                  .select(*_CYCLE_FIELDS, iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso")))
+        self.cycles = _dicts(cycles)
         self.disks = result.disks
         # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
         # the tasks stay in the frame; rows become dicts only for the document and the detectors.
@@ -321,6 +322,16 @@ def _same_host(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
     return a.lower() == b.lower() or short_host(a) == short_host(b)
+
+
+_CYCLE_FIELDS = ("vm_key", "vm", "vm_id", "host", "cycle", "cycle_id", "type", "start", "end", "outcome",
+                 "failed_state", "error", "uploaded_bytes", "duration_sec", "rate_mbps", "member", "line")
+
+
+def _dicts(frame: pl.DataFrame) -> list[dict]:
+    """frame.to_dicts(), sharing repeated strings (see _values)."""
+    names = frame.columns
+    return [dict(zip(names, row)) for row in zip(*(_values(frame[c]) for c in names))]
 
 
 def _values(column: pl.Series) -> list:
