@@ -23,9 +23,10 @@ def render(doc: dict) -> str:
     gc.disable()
     try:
         model = view.build(doc)
+        data = script_json(model["timeline"], checked=model["timeline_checked"])
+        model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
         template = environment().get_template("report.html.j2")
-        return template.render(**model, data=script_json(model["timeline"],
-                                                         checked=model["timeline_checked"]))
+        return template.render(**model, data=data)
     finally:
         if enabled:
             gc.enable()

@@ -412,8 +412,9 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     findings, outage_entry, of_vm, of_cycle = _findings(outage_cards, cards)
 
     lanes, cycles, tasks, errors = [], [], [], []
-    for vm, (vm_cycles, c_start, c_end, vm_tasks, t_start, t_end, vm_errors, e_ts) \
-            in zip(vms, per_vm):
+    per_vm.reverse()
+    for vm in vms:  # popped: each VM's times are freed once its rows are made
+        vm_cycles, c_start, c_end, vm_tasks, t_start, t_end, vm_errors, e_ts = per_vm.pop()
         lanes.append([vm["name"], s(vm["host"]), vm["health"], vm["errors"], vm["causes"],
                       of_vm.get(vm["name"], []), vm["last_success"],
                       -1 if vm["consecutive"] is None else vm["consecutive"]])
