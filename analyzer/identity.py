@@ -33,6 +33,14 @@ def vcenter_key(expr: pl.Expr) -> pl.Expr:
             .otherwise(text.str.extract(r"^([^.]+)", 1)))
 
 
+def _vcenter_keys(*columns: pl.Series) -> pl.Expr:
+    """vcenter_key of the `vcenter` column, as a lookup of these columns' distinct names: the
+    expression's regexes then run once per name, not once per row."""
+    names = pl.concat([c.rename("vcenter") for c in columns]).drop_nulls().unique()
+    keys = names.to_frame().select(vcenter_key(pl.col("vcenter")))["vcenter"]
+    return pl.col("vcenter").replace_strict(names, keys, default=None, return_dtype=pl.Utf8)
+
+
 def _name_key(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.strip_chars() != "").then(expr.str.strip_chars().str.to_lowercase())
 
@@ -45,8 +53,10 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     gateway, portal = table("gateway_log"), table("portal_events")
     tasks, vpxd = table("vcenter_tasks"), table("vcenter_log")
 
-    vcenters = (pl.concat([f.select(vc=vcenter_key(pl.col("vcenter")), vcenter="vcenter")
-                           for f in (gateway, tasks, vpxd)])
+    # the first name each vCenter is seen by (the first row of each distinct name comes first)
+    seen = pl.concat([f.select("vcenter") for f in (gateway, tasks, vpxd)]).drop_nulls().unique(maintain_order=True)
+    vc_key = _vcenter_keys(seen["vcenter"])
+    vcenters = (seen.select(vc=vc_key, vcenter="vcenter")
                 .drop_nulls().unique("vc", keep="first", maintain_order=True))
     several = vcenters.height > 1
     single = vcenters["vc"][0] if vcenters.height == 1 else None
@@ -55,11 +65,12 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
         gateway.select("ts", "vcenter", name="vm", moref="vm_id"),
         _vpxd_pairs(vpxd),
     ]).filter(pl.col("name").is_not_null() & pl.col("moref").is_not_null())
-    pairs = pairs.with_columns(vc=vcenter_key(pl.col("vcenter")), key=_name_key(pl.col("name")))
+    pairs = pairs.with_columns(vc=_vcenter_keys(pairs["vcenter"]), key=_name_key(pl.col("name")))
     morefs = pl.concat([
-        gateway.filter(pl.col("vm").is_null()).select("vcenter", moref="vm_id"),
+        gateway.select("vm", "vcenter", "vm_id").filter(pl.col("vm").is_null()).select("vcenter", moref="vm_id"),
         tasks.select("vcenter", moref="vm_id"),
-    ]).drop_nulls("moref").with_columns(vc=vcenter_key(pl.col("vcenter")))
+    ]).drop_nulls("moref")
+    morefs = morefs.with_columns(vc=_vcenter_keys(morefs["vcenter"]))
     if several:
         pairs = _place_in_vcenter(pairs, morefs)
     else:
@@ -67,7 +78,7 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
         morefs = morefs.with_columns(vc=pl.lit(single, pl.Utf8))
 
     names = _names(gateway, portal, tasks, pairs)
-    hosts = (gateway.filter(pl.col("host").is_not_null() & pl.col("vm").is_not_null())
+    hosts = (gateway.select("ts", "vm", "host").filter(pl.col("host").is_not_null() & pl.col("vm").is_not_null())
              .sort("ts", nulls_last=False).group_by(key=_name_key(pl.col("vm")))
              .agg(host=pl.col("host").last()))
     vc_names = vcenters.select("vc", vc_name="vcenter")
@@ -97,8 +108,9 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     name_only = names.join(named.select("key").unique(), on="key", how="anti").select(
         vm_key="key", vm="vm", vm_id=pl.lit(None, pl.Utf8), vc=pl.lit(None, pl.Utf8))
 
-    gateway_vc = vcenter_key(pl.col("vcenter")) if several else pl.lit(single, pl.Utf8)
-    moref_hosts = (gateway.filter(pl.col("host").is_not_null() & pl.col("vm_id").is_not_null())
+    gateway_vc = _vcenter_keys(gateway["vcenter"]) if several else pl.lit(single, pl.Utf8)
+    moref_hosts = (gateway.select("ts", "vcenter", "vm_id", "host")
+                   .filter(pl.col("host").is_not_null() & pl.col("vm_id").is_not_null())
                    .sort("ts", nulls_last=False).group_by(vc=gateway_vc, vm_id="vm_id")
                    .agg(moref_host=pl.col("host").last()))
     identities = (
