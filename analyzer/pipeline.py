@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +69,7 @@ _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter
                   "vcenter_events", "vcenter_tasks")
 _ROOT_CONFIG = "bundle.toml"
 SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
+SLICE_THREADS = 2  # slices parsed at once
 # Tables matched member by member; vCenter tasks are matched once paired across rotations.
 _MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
 
@@ -221,19 +224,24 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
     A large log member is parsed slice by slice, each slice matched and reduced before the next
     one is read: memory then follows SLICE_BYTES, not the member's size.
     """
-    reduced: dict[str, list[pl.DataFrame]] = {}
-    results = []
-    for piece, first_line in _slices(text, source.record_start):
+    def parse_slice(piece: str | bytes, first_line: int):
         parsed = source.parse(piece, member, replace(ctx, first_line=first_line))
+        out: dict[str, list[pl.DataFrame]] = {}
         for table, frame in parsed.tables.items():  # the log parsers count `activity` themselves
             matched = tables.empty("matches")
             if table in _MATCHED_PER_MEMBER and frame.height:
                 matched = signatures.match(library, table, frame)
-                reduced.setdefault("matches", []).append(matched)
-            reduced.setdefault(table, []).append(_reduce(table, frame, matched["line"]))
-        del piece  # before the next slice is cut
+                out.setdefault("matches", []).append(matched)
+            out.setdefault(table, []).append(_reduce(table, frame, matched["line"]))
         parsed.tables = {}
+        return parsed, out
+
+    reduced: dict[str, list[pl.DataFrame]] = {}
+    results = []
+    for parsed, out in _in_threads(parse_slice, _slices(text, source.record_start)):
         results.append(parsed)
+        for table, frames in out.items():
+            reduced.setdefault(table, []).extend(frames)
     if len(results) == 1:
         return results[0], reduced
     if "activity" in reduced:  # a minute may be split between two slices
@@ -246,6 +254,23 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
                           unparsed=sum(r.unparsed for r in results),
                           first=min(firsts, default=None), last=max(lasts, default=None),
                           diagnostics=_merge_slice_diagnostics([r.diagnostics for r in results])), reduced
+
+
+def _in_threads(work, items: Iterator[tuple]) -> Iterator:
+    """work(*item) for each item, in order, SLICE_THREADS at a time: polars releases the GIL, and
+    the string kernels of one slice use one core."""
+    if SLICE_THREADS < 2:
+        yield from (work(*item) for item in items)
+        return
+    with ThreadPoolExecutor(SLICE_THREADS) as pool:
+        running: deque = deque()
+        for item in items:
+            running.append(pool.submit(work, *item))
+            del item  # a slice is held by its task only
+            if len(running) >= SLICE_THREADS:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
 
 
 def _slices(text: str | bytes, record_start) -> Iterator[tuple[str | bytes, int]]:

@@ -53,9 +53,10 @@ def test_slice_diagnostics_merge_into_the_whole_members():
     ]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("bundle", ["case-disk-upload-timeout.zip", "outage-appliance-down.zip",
                                     "format-win5x-storage-vmotion.zip"])
-def test_sliced_ingest_gives_the_tables_of_a_whole_parse(monkeypatch, bundle):
+def test_sliced_ingest_gives_the_tables_of_a_whole_parse(monkeypatch, bundle, threads):
     path = ROOT / "sample_bundles" / bundle
     if not path.exists():
         pytest.skip("sample_bundles/ not generated")
@@ -68,6 +69,7 @@ def test_sliced_ingest_gives_the_tables_of_a_whole_parse(monkeypatch, bundle):
 
     whole, whole_diags, whole_frames = ingest()
     monkeypatch.setattr(pipeline, "SLICE_BYTES", 64 << 10)
+    monkeypatch.setattr(pipeline, "SLICE_THREADS", threads)
     sliced, sliced_diags, sliced_frames = ingest()
     assert sum(len(parts) for parts in sliced.parts.values()) > sum(
         len(parts) for parts in whole.parts.values())  # it did slice
