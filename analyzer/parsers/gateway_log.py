@@ -20,6 +20,7 @@ import re
 import polars as pl
 
 from analyzer import tables
+from analyzer.bundle import decode
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
 from analyzer.parsers.activity import per_minute
@@ -199,7 +200,10 @@ def read_lines(text: str | bytes, first_line: int = 1) -> pl.DataFrame:
     differently (NULs, lone CRs, a BOM) takes the plain split.
     """
     if isinstance(text, bytes):
-        return _csv_lines(text, first_line)
+        frame = _csv_lines(text, first_line)
+        if frame["text"].str.contains("\r", literal=True).any():  # a lone CR breaks a line
+            return read_lines(decode(text, "", Diagnostics()), first_line)
+        return frame
     frame = None
     lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
     if not lone_cr and not text.startswith("\ufeff"):  # the reader would drop the BOM
