@@ -81,14 +81,14 @@ def safe_stem(bundle: Path) -> str:
 
 
 def _write_json(doc: dict, target: str) -> None:
-    from analyzer.report.jsontext import dumps
+    from analyzer.report import jsontext
 
-    data = dumps(doc, indent=True, newline=True)
     if target == "-":
-        sys.stdout.write(data.decode("utf-8"))
+        sys.stdout.write(jsontext.dumps(doc, indent=True, newline=True).decode("utf-8"))
     else:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_bytes(data)
+        with open(target, "wb") as out:
+            jsontext.write(doc, out, indent=True, newline=True)
 
 
 def _run_with_progress(func, bundle: Path, options):

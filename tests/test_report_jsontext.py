@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -33,6 +34,10 @@ def same_bytes(doc) -> None:
     for indent in (True, False):
         assert jsontext.dumps(doc, indent=indent, newline=True) == expected(doc, indent)
         assert jsontext.dumps(doc, indent=indent) == expected(doc, indent)[:-1]
+        out = io.BytesIO(b"kept")
+        out.seek(0, io.SEEK_END)
+        jsontext.write(doc, out, indent=indent, newline=True)
+        assert out.getvalue() == b"kept" + expected(doc, indent)
 
 
 @pytest.mark.parametrize("value", ODD_NUMBERS + ODD_STRINGS, ids=repr)
@@ -42,7 +47,8 @@ def test_odd_values_are_written_as_json_writes_them(value):
 
 
 @pytest.mark.parametrize("doc", [
-    {1: "int key"}, {None: 1, True: 2}, OrderedDict(a=1), [OrderedDict(a=1.5)],
+    {1: "int key"}, {"a": {2: "int key in a piece"}}, {"a": [{"b": {3: "deeper"}}]},
+    {"a": [1, {"b": [2**64]}]}, {"a": [], "b": {}, "c": [[]], "d": [{}]}, {None: 1, True: 2}, OrderedDict(a=1), [OrderedDict(a=1.5)],
     {"k": type("S", (str,), {})("sub")}, [type("I", (int,), {})(3)], (1, [2, (3,)]),
     [[[[[[[[[[]]]]]]]]]],
 ], ids=repr)
@@ -59,9 +65,22 @@ def test_deep_nesting_beyond_orjson_limit():
     same_bytes(doc)
 
 
+def test_write_to_a_pipe():
+    class Pipe(io.BytesIO):
+        def seekable(self):
+            return False
+
+    doc = {"a": [1, {"b": 2.5}], "c": {"d": "é"}}
+    out = Pipe()
+    jsontext.write(doc, out, indent=True, newline=True)
+    assert out.getvalue() == expected(doc, indent=True)
+
+
 def test_lone_surrogate_fails_as_before():
     with pytest.raises(UnicodeEncodeError):
         jsontext.dumps({"a": "\ud800"})
+    with pytest.raises(UnicodeEncodeError):
+        jsontext.write({"a": ["\ud800"]}, io.BytesIO(), indent=True)
 
 
 def test_floats_without_exponent_match_repr():

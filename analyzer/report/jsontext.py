@@ -9,7 +9,9 @@ for those, and for any other type, and the standard encoder is used for such a d
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from itertools import chain, compress, repeat
+from typing import BinaryIO
 from math import isfinite
 from operator import is_
 
@@ -66,11 +68,63 @@ def orjson_dumps(doc: object, *, indent: bool = False, newline: bool = False,
         return None
 
 
+def _json_dumps(doc: object, indent: bool, newline: bool) -> bytes:
+    text = json.dumps(doc, ensure_ascii=False,
+                      **({"indent": 2} if indent else {"separators": (",", ":")}))
+    return (text + "\n" if newline else text).encode("utf-8")
+
+
 def dumps(doc: object, *, indent: bool = False, newline: bool = False) -> bytes:
     """UTF-8 of `json.dumps(doc, ensure_ascii=False)` (+ "\\n"): indented by 2, or compact."""
     data = orjson_dumps(doc, indent=indent, newline=newline)
     if data is None:  # json writes it, or raises its own error
-        text = json.dumps(doc, ensure_ascii=False,
-                          **({"indent": 2} if indent else {"separators": (",", ":")}))
-        data = (text + "\n" if newline else text).encode("utf-8")
+        data = _json_dumps(doc, indent, newline)
     return data
+
+
+class _Differs(Exception):
+    pass
+
+
+def _pieces(value: object, indent: bool, depth: int = 0) -> Iterator[bytes]:
+    """orjson's text of `value` in pieces: its first two levels of containers by hand."""
+    kind = value.__class__
+    if depth == 2 or kind not in _CONTAINERS or not value:
+        data = orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else 0)
+        # JSON text has no raw newline in strings: each one starts a line to indent further
+        yield data.replace(b"\n", b"\n" + b"  " * depth) if indent and depth else data
+        return
+    pad = b"\n" + b"  " * (depth + 1) if indent else b""
+    yield b"{" if kind is dict else b"["
+    items = value.items() if kind is dict else zip(repeat(None), value)
+    for n, (key, item) in enumerate(items):
+        yield b"," + pad if n else pad
+        if kind is dict:
+            if key.__class__ is not str:  # json writes 1 as "1", orjson refuses
+                raise _Differs
+            yield orjson.dumps(key) + (b": " if indent else b":")
+        yield from _pieces(item, indent, depth + 1)
+    yield (b"\n" + b"  " * depth if indent else b"") + (b"}" if kind is dict else b"]")
+
+
+def write(doc: object, out: BinaryIO, *, indent: bool = False, newline: bool = False) -> None:
+    """Writes `dumps(doc, ...)` to `out`, in pieces (not one copy of the whole text in memory).
+
+    A piece orjson refuses makes the whole text json's, written again from the start; so an
+    unseekable `out` (a pipe) gets the text in one piece.
+    """
+    if not out.seekable():
+        out.write(dumps(doc, indent=indent, newline=newline))
+        return
+    start = out.tell()
+    if same_with_orjson(doc):
+        try:
+            for piece in _pieces(doc, indent):
+                out.write(piece)
+            if newline:
+                out.write(b"\n")
+            return
+        except (_Differs, orjson.JSONEncodeError):  # a non-str key, an int beyond 64 bits...
+            out.seek(start)
+            out.truncate()
+    out.write(_json_dumps(doc, indent, newline))
