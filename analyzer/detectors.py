@@ -68,6 +68,14 @@ def iso_expr(column: str) -> pl.Expr:
             .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
 
 
+def text_rank(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A text column as its rank among the column's distinct values, to sort by: it sorts as the
+    text does, and sorting by several columns with a text one among them copies that text."""
+    names = frame[column].drop_nulls().unique().sort()
+    ranks = pl.Series(range(len(names)), dtype=pl.UInt32)
+    return pl.col(column).replace_strict(names, ranks, default=None, return_dtype=pl.UInt32)
+
+
 def short_host(host: str | None) -> str | None:
     return host.split(".")[0].lower() if host else None
 
@@ -136,9 +144,12 @@ class Signals:
         gw_activity = pl.col("source") == "gateway_log"
         timed = b.gateway.lazy().filter(pl.col("ts").is_not_null())
         order = ("ts", "member", "line")
-        # Every timed gateway row in order, searched by time (only what an Entry shows of it).
-        self.gw = timed.select("ts", "member", "line", "message").sort(order).collect()
-        ts = self.gw["ts"]
+        # Every timed gateway row in order, searched by time: its time and its row number in
+        # b.gateway (a sorted copy of the rows would copy their text). Null times sort first.
+        by_time = b.gateway.select(pl.arg_sort_by("ts", text_rank(b.gateway, "member"), "line")).to_series()
+        self._gateway = b.gateway
+        self._gw_rows = by_time.slice(b.gateway["ts"].null_count())
+        ts = b.gateway["ts"].gather(self._gw_rows)
         self.gw_ts = ts
         gw_minutes = b.activity.filter(gw_activity)["minute"]
         self.gw_points = _points([ts, gw_minutes, gw_minutes + timedelta(seconds=59)], ts.dtype)
@@ -167,11 +178,11 @@ class Signals:
 
     def last_gateway_row(self, at: datetime) -> dict | None:
         i = self.gw_ts.search_sorted(at, side="right")
-        return self.gw.row(i - 1, named=True) if i else None
+        return self._gateway.row(self._gw_rows[i - 1], named=True) if i else None
 
     def first_gateway_row(self, at: datetime) -> dict | None:
         i = self.gw_ts.search_sorted(at, side="left")
-        return self.gw.row(i, named=True) if i < len(self.gw_ts) else None
+        return self._gateway.row(self._gw_rows[i], named=True) if i < len(self.gw_ts) else None
 
     def others_during(self, lo: datetime, hi: datetime) -> int:
         points = self.other_points

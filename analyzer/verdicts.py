@@ -24,7 +24,7 @@ import polars as pl
 from analyzer import detectors
 from analyzer import tables as T
 from analyzer.cycles import CycleResult, with_vm_key
-from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, iso_expr, short_host
+from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, iso_expr, short_host, text_rank
 from analyzer.diagnostics import Diagnostics
 from analyzer.signatures.model import Cause, Library, Signature
 
@@ -159,11 +159,11 @@ class Bundle:
         self.disks = result.disks
         # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
         # the tasks stay in the frame; rows become dicts only for the document and the detectors.
-        order = (self.tasks.lazy().with_row_index("_i").filter(pl.col("vm_key").is_not_null())
-                 .select("_i", "vm_key", "start", "task_id", "member", "line")
-                 .sort("vm_key", "start", "task_id", "member", "line", nulls_last=True)
-                 .select("_i", "vm_key").collect())
-        self._task_order = order["_i"]
+        by_vm = self.tasks.select(pl.arg_sort_by(text_rank(self.tasks, "vm_key"), "start", "task_id",
+                                                 text_rank(self.tasks, "member"), "line", nulls_last=True))
+        # null keys sort last: no VM's tasks
+        self._task_order = by_vm.to_series().head(self.tasks.height - self.tasks["vm_key"].null_count())
+        order = self.tasks.select(pl.col("vm_key").gather(self._task_order))
         runs = order.group_by("vm_key", maintain_order=True).len()
         ends = runs["len"].cum_sum().to_list()
         self._task_runs = {k: (e - n, e) for k, n, e in zip(runs["vm_key"].to_list(), runs["len"].to_list(), ends)}
@@ -256,9 +256,10 @@ class Bundle:
 
     def task_docs(self) -> dict[str, list[dict]]:
         """Each VM's tasks as the document lists them."""
-        frame = self.tasks[self._task_order].select(
-            "task_id", "method", iso_expr("start").alias("start"), iso_expr("end").alias("end"),
-            "outcome", "fault_type", "initiator")
+        frame = self.tasks.select(
+            pl.col("task_id", "method").gather(self._task_order),
+            *(iso_expr(c).gather(self._task_order).alias(c) for c in ("start", "end")),
+            pl.col("outcome", "fault_type", "initiator").gather(self._task_order))
         columns = [_values(frame[c]) for c in frame.columns]
         docs = [{"task_id": a, "method": b, "start": c, "end": d, "outcome": e, "fault_type": f, "initiator": g}
                 for a, b, c, d, e, f, g in zip(*columns)]
