@@ -340,8 +340,9 @@ def _values(column: pl.Series) -> list:
     outcome, initiator): the document holds hundreds of thousands of them."""
     if column.dtype != pl.Utf8 or column.n_unique() > len(column) // 4:
         return column.to_list()
-    distinct = column.drop_nulls().unique().sort().to_list()
-    return [None if r is None else distinct[r - 1] for r in column.rank("dense").to_list()]
+    distinct = column.drop_nulls().unique()
+    values = distinct.to_list()
+    return [None if c is None else values[c] for c in column.cast(pl.Enum(distinct)).to_physical().to_list()]
 
 
 def _row_keys(frame: pl.DataFrame) -> zip:
