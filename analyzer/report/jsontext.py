@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from itertools import chain, compress, repeat
-from typing import BinaryIO
 from math import isfinite
 from operator import is_
+from typing import BinaryIO
 
 import orjson
 

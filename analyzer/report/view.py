@@ -8,8 +8,8 @@ out of the timeline, never an exception, because a report is most needed when in
 from __future__ import annotations
 
 from collections import Counter
-from itertools import chain
 from datetime import datetime, timezone
+from itertools import chain
 
 import analyzer
 from analyzer.report.jsontext import same_with_orjson
@@ -378,6 +378,7 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     outage: [start, end, cause, finding]
     finding: see _findings
     Strings other than ids and texts are indices into `strings` (-1 = none).
+    A number taken from the document as it is must be checked in `_plain_timeline`.
     """
     bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
     sources = bundle.get("sources") if isinstance(bundle.get("sources"), dict) else {}
