@@ -140,30 +140,33 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
     removing = (gateway.select("event", "vm_key", "ts")
                 .filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null())
                 .select(pl.col("ts").alias("_gts"), pl.col("vm_key").alias("_gkey")).sort("_gts"))
-    unkeyed = tasks["vm_key"].is_null() & tasks["method"].is_in(SNAPSHOT_METHODS)
+    # Worked out on the columns they need, in task order (`_i`), then set on the tasks: sorting
+    # the tasks themselves would copy every column twice.
+    work = tasks.select("vm_key", "method", "start", "initiator").with_row_index("_i")
+    unkeyed = work["vm_key"].is_null() & work["method"].is_in(SNAPSHOT_METHODS)
     if removing.height and unkeyed.any():
-        tasks = (tasks.with_row_index("_i").sort("start")
-                 .join_asof(removing, left_on="start", right_on="_gts", strategy="nearest",
-                            tolerance=OWN_TASK_TOLERANCE)
-                 .with_columns(pl.when(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS))
-                               .then(pl.col("_gkey")).otherwise(pl.col("vm_key")).alias("vm_key"))
-                 .sort("_i").drop("_i", "_gts", "_gkey"))
+        work = (work.sort("start")
+                .join_asof(removing, left_on="start", right_on="_gts", strategy="nearest",
+                           tolerance=OWN_TASK_TOLERANCE)
+                .with_columns(pl.when(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS))
+                              .then(pl.col("_gkey")).otherwise(pl.col("vm_key")).alias("vm_key"))
+                .sort("_i").drop("_gts", "_gkey"))
     snapshot_lines = (gateway.select("event", "vm_key", "ts")
                       .filter(pl.col("event").is_in(["snapshot_creating", "snapshot_removing"])
                               & pl.col("vm_key").is_not_null())
                       .select(pl.col("ts").alias("_sts"), "vm_key").sort("_sts"))
-    tasks = tasks.with_row_index("_i").sort("start")
+    work = work.sort("start")
     if snapshot_lines.height:
-        tasks = tasks.join_asof(snapshot_lines, left_on="start", right_on="_sts", by="vm_key",
-                                strategy="nearest", tolerance=OWN_TASK_TOLERANCE, check_sortedness=False)
+        work = work.join_asof(snapshot_lines, left_on="start", right_on="_sts", by="vm_key",
+                              strategy="nearest", tolerance=OWN_TASK_TOLERANCE, check_sortedness=False)
     else:
-        tasks = tasks.with_columns(pl.lit(None, T.TS).alias("_sts"))
+        work = work.with_columns(pl.lit(None, T.TS).alias("_sts"))
     initiator = pl.col("initiator").str.to_lowercase()
     by_user = initiator == user.lower() if user else pl.lit(False)
     paired = pl.col("method").is_in(SNAPSHOT_METHODS) & pl.col("_sts").is_not_null()
     other_user = initiator.is_not_null() & pl.lit(user is not None) & ~by_user
-    return (tasks.with_columns((by_user | (paired & ~other_user)).fill_null(False).alias("own"))
-            .sort("_i").drop("_i", "_sts"))
+    work = work.with_columns((by_user | (paired & ~other_user)).fill_null(False).alias("own")).sort("_i")
+    return tasks.with_columns(work["vm_key"], work["own"])
 
 
 def _ends(gw: pl.LazyFrame) -> pl.DataFrame:
