@@ -423,3 +423,23 @@ def test_no_redact_shows_every_planted_secret(tmp_path: Path):
     assert any("dataset/events" in w for w in found["PortalSig0008"])
     assert any("dataset/vcenter_tasks" in w for w in found["VpxdAccountKey0010"])
     assert "BundleSig0014" in texts["analyze-unusable stderr (terminal)"]
+
+
+def test_doc_parts_without_secrets_are_the_inputs_own():
+    plain = {"vm": "APP01", "tasks": [{"task_id": "task-1", "method": "m"}], "ids": ("vm-1",)}
+    secret = {"text": "pwd=Hunter2", "line": 3}
+    doc = {"vms": [plain], "evidence": [secret, "sig=x"]}
+    before = copy.deepcopy(doc)
+    out = redact_doc(doc)
+    assert doc == before
+    assert out == every_string_redacted(doc)
+    assert out["vms"] is doc["vms"] and out["vms"][0] is plain
+    assert out["evidence"] is not doc["evidence"] and out["evidence"][0] is not secret
+    assert redact_doc(plain) is plain
+
+
+def test_doc_dict_subclasses_come_back_as_plain_dicts():
+    from collections import OrderedDict
+    doc = {"a": OrderedDict(b="plain text", c=[OrderedDict(d="e")])}
+    out = redact_doc(doc)
+    assert repr(out) == repr(every_string_redacted(doc)) == "{'a': {'b': 'plain text', 'c': [{'d': 'e'}]}}"

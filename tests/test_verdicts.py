@@ -737,3 +737,15 @@ def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text
     assert (verdict["cause"], verdict["confidence"]) == ("cbt_reset_or_corrupt", "high")
     assert any(e["evidence"] == "cbt_fault" and e["line"] == 12 for e in verdict["evidence"])
 
+
+
+def test_document_values_are_the_column_with_repeated_strings_shared():
+    import polars as pl
+
+    from analyzer.verdicts import _values
+    repeated = pl.Series(["a", None, "b", "a", "a", "b", "a", "a", None])
+    out = _values(repeated)
+    assert out == repeated.to_list() and out[0] is out[3]
+    for column in (pl.Series(["x", "y", "z"]), pl.Series([1, None, 1, 1, 1, 1]), pl.Series([], dtype=pl.Utf8),
+                   pl.Series([None, None, None, None], dtype=pl.Utf8)):
+        assert _values(column) == column.to_list()
