@@ -247,7 +247,7 @@ class Bundle:
 
     def tasks_of(self, vm_key: str | None) -> list[dict]:
         """The VM's vCenter tasks (rows of self.tasks) by start."""
-        if vm_key not in self._task_runs:
+        if not vm_key or vm_key not in self._task_runs:
             return []
         if vm_key not in self._tasks_of:
             lo, hi = self._task_runs[vm_key]
@@ -802,7 +802,7 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
             "last_successful_cycle_end": iso(last_ok), "consecutive_failures": consecutive,
             "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
-            "tasks": tasks.get(key, []),
+            "tasks": tasks.get(key, []) if key else [],
             "errors": errors_by_vm.get(key, []),
         })
     return sorted(out, key=lambda v: ((v["vm"] or "").lower(), v["vm"] or ""))
