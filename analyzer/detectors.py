@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 import polars as pl
 
+from analyzer.tables import text_rank  # noqa: F401  (verdicts and tests read it here)
 from analyzer.signatures.model import Library, Signature
 
 if TYPE_CHECKING:  # verdicts builds the bundle and the failures, then asks the detectors
@@ -66,14 +67,6 @@ def iso_expr(column: str) -> pl.Expr:
     ts = pl.col(column)
     return (pl.when(ts != ts.dt.truncate("1s")).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
             .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
-
-
-def text_rank(frame: pl.DataFrame, column: str) -> pl.Expr:
-    """A text column as its rank among the column's distinct values, to sort by: it sorts as the
-    text does, and sorting by several columns with a text one among them copies that text."""
-    names = frame[column].drop_nulls().unique().sort()
-    ranks = pl.Series(range(len(names)), dtype=pl.UInt32)
-    return pl.col(column).replace_strict(names, ranks, default=None, return_dtype=pl.UInt32)
 
 
 def short_host(host: str | None) -> str | None:

@@ -259,3 +259,11 @@ def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
 def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     frames = [conform(name, f) for f in frames if f.height]
     return pl.concat(frames, how="vertical") if frames else empty(name)
+
+
+def text_rank(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A text column as its rank among the column's distinct values, to sort by: it sorts as the
+    text does, and sorting by several columns with a text one among them copies that text."""
+    names = frame[column].drop_nulls().unique().sort()
+    ranks = pl.Series(range(len(names)), dtype=pl.UInt32)
+    return pl.col(column).replace_strict(names, ranks, default=None, return_dtype=pl.UInt32)

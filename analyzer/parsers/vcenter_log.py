@@ -415,13 +415,20 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
     end is `running` with a null end. An end whose BEGIN was rotated away still gives a row, with
     a null `start` and the end line as its provenance.
     """
-    records = records.with_columns(_vc=pl.col("vcenter").fill_null(""))
+    # lazily and through the columns read: `records` is every kept vpxd row of the bundle. Member
+    # and vCenter names repeat on every row: categorical while paired (sorted as text all the same)
+    cat = pl.Categorical()
+    records = records.lazy().select(
+        "line", "ts", "op_id", "message", "detail", member=pl.col("member").cast(cat),
+        vcenter=pl.col("vcenter").cast(cat), _vc=pl.col("vcenter").fill_null("").cast(cat))
     lro = (records.filter(pl.col("message").str.contains("[VpxLRO] -- ", literal=True))
            .with_columns(pl.col("message").str.extract_groups(_LRO).alias("lro"))
-           .unnest("lro").filter(pl.col("kind").is_not_null()))
+           .drop("message").unnest("lro").filter(pl.col("kind").is_not_null())
+           # few distinct values; as text, every sort or join below would copy it
+           .with_columns(pl.col("kind", "entity", "method", "fault").cast(cat)).collect())
     if not lro.height:
         return tables.empty("vcenter_tasks")
-    lro = lro.sort("ts", "member", "line", nulls_last=True)
+    lro = lro.sort("ts", tables.text_rank(lro, "member"), "line", nulls_last=True)
     key = ["_vc", "id"]
 
     begins = (lro.filter(pl.col("kind") == "BEGIN").unique(key, keep="first", maintain_order=True)
@@ -432,7 +439,8 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
                     end_op_id="op_id", end_entity="entity", end_method="method",
                     outcome=pl.when(pl.col("kind") == "FINISH").then(pl.lit("succeeded"))
                     .otherwise(pl.lit("failed")),
-                    fault_type=pl.coalesce(pl.col("fault"), detail.str.extract(_FAULT_BLOCK, 1)),
+                    fault_type=pl.coalesce(pl.col("fault").cast(pl.Utf8),
+                                           detail.str.extract(_FAULT_BLOCK, 1)),
                     fault_message=detail.str.extract(_FAULT_MSG, 1)))
 
     tasks = begins.join(ends, on=key, how="full", coalesce=True)
@@ -449,8 +457,9 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
         outcome=pl.col("outcome").fill_null("running"),
     ).with_columns(
         task_id=pl.col("id"),
-        vm_id=pl.when(pl.col("entity").str.starts_with("vm-")).then(pl.col("entity")),
-        task_name=pl.col("method").replace_strict(METHOD_NAMES, default=None, return_dtype=pl.Utf8),
+        vm_id=pl.when(pl.col("entity").cast(pl.Utf8).str.starts_with("vm-")).then(pl.col("entity")),
+        task_name=pl.col("method").cast(pl.Utf8).replace_strict(METHOD_NAMES, default=None,
+                                                                return_dtype=pl.Utf8),
         form=pl.lit("vpxd"),
     )
     tasks = _with_progress(tasks, records)
@@ -458,10 +467,10 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
     return tables.conform("vcenter_tasks", tasks.sort("start", "member", "line", nulls_last=True))
 
 
-def _with_progress(tasks: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+def _with_progress(tasks: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame:
     """Last `info.progress` value of each task and when it last changed."""
     progress = (records.filter(pl.col("message").str.contains("info.progress", literal=True))
-                .with_columns(pl.col("message").str.extract_groups(_PROGRESS).alias("p"))
+                .select("_vc", "ts", p=pl.col("message").str.extract_groups(_PROGRESS))
                 .select("_vc", "ts", id=pl.col("p").struct.field("id"),
                         value=pl.col("p").struct.field("value").cast(pl.Int64, strict=False))
                 .filter(pl.col("id").is_not_null()).sort("ts"))
@@ -471,7 +480,7 @@ def _with_progress(tasks: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
     progress = progress.group_by("_vc", "id").agg(
         progress=pl.col("value").drop_nulls().last(),
         progress_ts=pl.col("ts").filter(changed).max(),
-    )
+    ).collect()
     return tasks.join(progress, on=["_vc", "id"], how="left")
 
 
@@ -483,7 +492,8 @@ def _with_initiator(tasks: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     """
     task_events = (events.filter(pl.col("event_type").str.ends_with("TaskEvent")
                                  & pl.col("user").is_not_null() & pl.col("ts").is_not_null())
-                   .select("op_id", "ts", _vc=pl.col("vcenter").fill_null(""), initiator="user",
+                   .select("op_id", "ts", _vc=pl.col("vcenter").fill_null("").cast(pl.Categorical()),
+                           initiator="user",
                            _name=_display_key(pl.col("message").str.replace(r"^Task:\s*", "")))
                    .sort("ts"))
     candidates = tasks.filter(pl.col("start").is_not_null() & pl.col("task_name").is_not_null())
