@@ -10,7 +10,9 @@ bundle.
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import tomllib
 from collections import deque
 from collections.abc import Iterator
@@ -70,6 +72,7 @@ _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter
 _ROOT_CONFIG = "bundle.toml"
 SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
 SLICE_THREADS = 2  # slices parsed at once
+READ_AHEAD = True  # read the next member while this one is parsed
 # Tables matched member by member; vCenter tasks are matched once paired across rotations.
 _MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
 
@@ -164,7 +167,7 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         for key in zones:
             zones[key] = zones[key] or found.config.get(key)
 
-    for member in bundle.open_bundle(path, diags):
+    for member in _read_ahead(bundle.open_bundle(path, diags)):
         readable += 1
         done_bytes += len(member.data)
         if progress:
@@ -215,6 +218,46 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         raise UnusableBundle(f"{path.name}: nothing in this bundle could be read ({problems})"
                              " — check that it is the bundle you meant and that it is complete")
     return found
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _read_ahead(members: Iterator[bundle.Member]) -> Iterator[bundle.Member]:
+    """The members, each next one read (inflated) in a thread while this one is parsed. The
+    reader waits until a member is taken before it reads another: one member more in memory."""
+    if not READ_AHEAD:
+        yield from members
+        return
+    handoff: queue.Queue = queue.Queue()
+    taken = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for member in members:
+                handoff.put(member)
+                del member
+                taken.acquire()
+                if stop.is_set():
+                    return
+            handoff.put(None)
+        except BaseException as exc:  # the walker's own errors reach the caller
+            handoff.put(_Failed(exc))
+
+    threading.Thread(target=read, name="bundle-reader", daemon=True).start()
+    try:
+        while (item := handoff.get()) is not None:
+            if isinstance(item, _Failed):
+                raise item.exc
+            taken.release()
+            yield item
+            del item
+    finally:
+        stop.set()
+        taken.release()
 
 
 def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: sources.ParseContext,

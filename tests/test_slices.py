@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,38 @@ def test_sliced_ingest_gives_the_tables_of_a_whole_parse(monkeypatch, bundle, th
 def test_both_log_parsers_can_be_sliced():
     assert gateway_log.SOURCE.record_start is not None and gateway_log.SOURCE.reads_bytes
     assert vcenter_log.SOURCE.record_start is not None and vcenter_log.SOURCE.reads_bytes
+
+
+def test_read_ahead_keeps_order_reads_one_ahead_and_passes_errors_on():
+    produced = []
+
+    def members(fail: bool):
+        for i in range(5):
+            produced.append(i)
+            yield i
+        if fail:
+            raise pipeline.UnusableBundle("nothing readable")
+
+    seen = []
+    for member in pipeline._read_ahead(members(fail=False)):
+        time.sleep(0.02)  # the reader has time to run ahead, if it would
+        assert len(produced) <= member + 2  # this one and at most the next
+        seen.append(member)
+    assert seen == [0, 1, 2, 3, 4]
+    with pytest.raises(pipeline.UnusableBundle, match="nothing readable"):
+        list(pipeline._read_ahead(members(fail=True)))
+
+
+def test_read_ahead_stops_reading_when_the_caller_stops():
+    produced = []
+
+    def members():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    for member in pipeline._read_ahead(members()):
+        if member == 2:
+            break
+    time.sleep(0.1)
+    assert len(produced) <= 4
