@@ -62,13 +62,15 @@ _KEEP_LEVELS = {
 }
 _KEEP_MESSAGES = {
     "gateway_log": (),
-    # tasks and their progress; VM name/MoRef pairs
-    "vcenter_log": ("[VpxLRO]", "info.progress", "vim.VirtualMachine:vm-"),
+    "vcenter_log": ("vim.VirtualMachine:vm-",),  # VM name/MoRef pairs
 }
+# Records the parsers must read in full for what is kept of them in another form: vpxd task lines
+# (vcenter_log.task_lines, about half of a vpxd.log's records) are kept as vcenter_task_lines.
+_TASK_MESSAGES = {"gateway_log": (), "vcenter_log": ("[VpxLRO]", "info.progress")}
 # Which table a log parser (by source form) fills, for its Keep.
 _KEEP_FORMS = {"gateway_log": "gateway_log", "vpxd_log": "vcenter_log"}
 _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter_log",
-                  "vcenter_events", "vcenter_tasks")
+                  "vcenter_events", "vcenter_task_lines", "vcenter_tasks")
 _ROOT_CONFIG = "bundle.toml"
 SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
 SLICE_THREADS = 2  # slices parsed at once
@@ -97,7 +99,7 @@ def _keep(library, table: str) -> sources.Keep | None:
     look for."""
     parser = gateway_log if table == "gateway_log" else vcenter_log
     parts = [parser.keep_where("level", _KEEP_LEVELS[table]),
-             parser.keep_literals("message", _KEEP_MESSAGES[table])]
+             parser.keep_literals("message", _KEEP_MESSAGES[table] + _TASK_MESSAGES[table])]
     if table == "gateway_log":
         parts.append(parser.keep_where("event", tuple(name for _, name in gateway_log.EVENTS)))
     for sig in library.signatures.values():
@@ -275,6 +277,8 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
             if table in _MATCHED_PER_MEMBER and frame.height:
                 matched = signatures.match(library, table, frame)
                 out.setdefault("matches", []).append(matched)
+            if table == "vcenter_log":
+                out.setdefault("vcenter_task_lines", []).append(vcenter_log.task_lines(frame))
             out.setdefault(table, []).append(_reduce(table, frame, matched["line"]))
         parsed.tables = {}
         return parsed, out
@@ -375,7 +379,7 @@ def inspect(path: Path, options: Options = Options(), progress=None) -> dict:
     found = _ingest(path, options, library, diags, progress)
     frames = {name: tables.concat(name, parts) for name, parts in found.parts.items()}
     frames["vcenter_tasks"] = tables.concat(
-        "vcenter_tasks", [vcenter_log.build_tasks(frames["vcenter_log"], frames["vcenter_events"], diags),
+        "vcenter_tasks", [vcenter_log.pair_tasks(frames["vcenter_task_lines"], frames["vcenter_events"], diags),
                           frames["vcenter_tasks"]])
     ids = identity.build(frames, diags)
     vms: dict[str, dict] = {}
@@ -414,7 +418,7 @@ def _add_stats(stats: dict[str, dict], source: str, parsed: sources.Parsed) -> N
 def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diagnostics) -> Analysis:
     config, stats = found.config, found.stats
     frames = {name: tables.concat(name, parts) for name, parts in found.parts.items()}
-    paired = vcenter_log.build_tasks(frames["vcenter_log"], frames["vcenter_events"], diags)
+    paired = vcenter_log.pair_tasks(frames["vcenter_task_lines"], frames["vcenter_events"], diags)
     frames["vcenter_tasks"] = tables.concat("vcenter_tasks", [paired, frames["vcenter_tasks"]])
     frames["identities"] = identity.build(frames, diags)
     if frames["vcenter_tasks"].height:

@@ -113,6 +113,22 @@ VCENTER_LOG = {
     "detail": STR,
 }
 
+# The vpxd lines vCenter tasks are paired from (vcenter_log.task_lines): `[VpxLRO] -- BEGIN /
+# FINISH / ERROR` and `info.progress`, cut to the fields the pairing reads.
+VCENTER_TASK_LINES = {
+    **PROVENANCE,
+    "vcenter": STR,
+    "ts": TS,
+    "op_id": STR,
+    "kind": STR,  # BEGIN | FINISH | ERROR | PROGRESS
+    "id": STR,  # task-88231, lro-1203
+    "entity": STR,  # vm-1042, snapshot-17, SessionManager
+    "method": STR,
+    "fault_type": STR,  # FINISH/ERROR: the line's fault, else the one of its `-->` block
+    "fault_message": STR,
+    "progress": INT,  # PROGRESS: the value, when the line gives one
+}
+
 # vCenter long-running operations: vpxd BEGIN/FINISH/ERROR paired by id, or the vSphere Client
 # task CSV. One row per task.
 VCENTER_TASKS = {
@@ -227,6 +243,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "portal_events": PORTAL_EVENTS,
     "replication_status": REPLICATION_STATUS,
     "vcenter_log": VCENTER_LOG,
+    "vcenter_task_lines": VCENTER_TASK_LINES,
     "vcenter_tasks": VCENTER_TASKS,
     "vcenter_events": VCENTER_EVENTS,
     "identities": IDENTITIES,

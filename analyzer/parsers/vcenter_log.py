@@ -66,7 +66,7 @@ FAULT_TEXTS: dict[str, str] = {
 MAX_TEXT = 64 * 1024
 SNIFF_LINES = 10
 
-# Rows build_tasks needs; the pipeline keeps these when it reduces vcenter_log.
+# Rows task_lines reads.
 TASK_ROWS = pl.col("message").str.contains_any(["[VpxLRO]", "info.progress"])
 
 _TS = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?"
@@ -408,24 +408,44 @@ def _events(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def task_lines(records: pl.DataFrame) -> pl.DataFrame:
+    """The `[VpxLRO]` and `info.progress` lines of vcenter_log rows, cut to the fields tasks are
+    paired from (tables.VCENTER_TASK_LINES). The pipeline keeps these per slice instead of the
+    rows' text."""
+    detail = pl.col("detail").fill_null("")
+    end = pl.col("kind") != "BEGIN"
+    lro = (records.lazy().filter(pl.col("message").str.contains("[VpxLRO] -- ", literal=True))
+           .with_columns(pl.col("message").str.extract_groups(_LRO).alias("lro"))
+           .drop("message").unnest("lro").filter(pl.col("kind").is_not_null())
+           .with_columns(fault_type=pl.when(end).then(pl.coalesce(pl.col("fault"),
+                                                                  detail.str.extract(_FAULT_BLOCK, 1))),
+                         fault_message=pl.when(end).then(detail.str.extract(_FAULT_MSG, 1))))
+    progress = (records.lazy().filter(pl.col("message").str.contains("info.progress", literal=True))
+                .with_columns(p=pl.col("message").str.extract_groups(_PROGRESS))
+                .with_columns(kind=pl.lit("PROGRESS"), id=pl.col("p").struct.field("id"),
+                              progress=pl.col("p").struct.field("value").cast(pl.Int64, strict=False))
+                .filter(pl.col("id").is_not_null()))
+    return pl.concat([tables.conform("vcenter_task_lines", frame.collect()) for frame in (lro, progress)])
+
+
 def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) -> pl.DataFrame:
+    """pair_tasks over the task lines of vcenter_log rows."""
+    return pair_tasks(task_lines(records), events, diags)
+
+
+def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) -> pl.DataFrame:
     """Pair `[VpxLRO] -- BEGIN` with `-- FINISH` / `-- ERROR` by (vcenter, id) over every member.
 
     One row per BEGIN (deduplicated: the same line may sit in two copies of a log). A BEGIN with no
     end is `running` with a null end. An end whose BEGIN was rotated away still gives a row, with
     a null `start` and the end line as its provenance.
     """
-    # lazily and through the columns read: `records` is every kept vpxd row of the bundle. Member
-    # and vCenter names repeat on every row: categorical while paired (sorted as text all the same)
+    # Names and other few-valued text repeat on every line: categorical while paired (sorted as
+    # text all the same); as text, every sort or join below would copy it
     cat = pl.Categorical()
-    records = records.lazy().select(
-        "line", "ts", "op_id", "message", "detail", member=pl.col("member").cast(cat),
-        vcenter=pl.col("vcenter").cast(cat), _vc=pl.col("vcenter").fill_null("").cast(cat))
-    lro = (records.filter(pl.col("message").str.contains("[VpxLRO] -- ", literal=True))
-           .with_columns(pl.col("message").str.extract_groups(_LRO).alias("lro"))
-           .drop("message").unnest("lro").filter(pl.col("kind").is_not_null())
-           # few distinct values; as text, every sort or join below would copy it
-           .with_columns(pl.col("kind", "entity", "method", "fault").cast(cat)).collect())
+    lines = lines.with_columns(pl.col("member", "vcenter", "kind", "entity", "method").cast(cat),
+                               _vc=pl.col("vcenter").fill_null("").cast(cat))
+    lro = lines.filter(pl.col("kind") != "PROGRESS")
     if not lro.height:
         return tables.empty("vcenter_tasks")
     lro = lro.sort("ts", tables.text_rank(lro, "member"), "line", nulls_last=True)
@@ -433,15 +453,12 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
 
     begins = (lro.filter(pl.col("kind") == "BEGIN").unique(key, keep="first", maintain_order=True)
               .select(*key, "member", "line", "vcenter", "op_id", "entity", "method", start="ts"))
-    detail = pl.col("detail").fill_null("")
     ends = (lro.filter(pl.col("kind") != "BEGIN").unique(key, keep="first", maintain_order=True)
-            .select(*key, end="ts", end_member="member", end_line="line", end_vcenter="vcenter",
-                    end_op_id="op_id", end_entity="entity", end_method="method",
+            .select(*key, "fault_type", "fault_message", end="ts", end_member="member",
+                    end_line="line", end_vcenter="vcenter", end_op_id="op_id",
+                    end_entity="entity", end_method="method",
                     outcome=pl.when(pl.col("kind") == "FINISH").then(pl.lit("succeeded"))
-                    .otherwise(pl.lit("failed")),
-                    fault_type=pl.coalesce(pl.col("fault").cast(pl.Utf8),
-                                           detail.str.extract(_FAULT_BLOCK, 1)),
-                    fault_message=detail.str.extract(_FAULT_MSG, 1)))
+                    .otherwise(pl.lit("failed"))))
 
     tasks = begins.join(ends, on=key, how="full", coalesce=True)
     orphan_ends = tasks.filter(pl.col("start").is_null()).height
@@ -462,25 +479,21 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
                                                                 return_dtype=pl.Utf8),
         form=pl.lit("vpxd"),
     )
-    tasks = _with_progress(tasks, records)
+    tasks = _with_progress(tasks, lines.filter(pl.col("kind") == "PROGRESS"))
     tasks = _with_initiator(tasks, events)
     return tables.conform("vcenter_tasks", tasks.sort("start", "member", "line", nulls_last=True))
 
 
-def _with_progress(tasks: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame:
+def _with_progress(tasks: pl.DataFrame, progress: pl.DataFrame) -> pl.DataFrame:
     """Last `info.progress` value of each task and when it last changed."""
-    progress = (records.filter(pl.col("message").str.contains("info.progress", literal=True))
-                .select("_vc", "ts", p=pl.col("message").str.extract_groups(_PROGRESS))
-                .select("_vc", "ts", id=pl.col("p").struct.field("id"),
-                        value=pl.col("p").struct.field("value").cast(pl.Int64, strict=False))
-                .filter(pl.col("id").is_not_null()).sort("ts"))
+    progress = progress.select("_vc", "ts", "id", value="progress").sort("ts", maintain_order=True)
     # without a value every ASSIGN is a change; with values, only a new value is
     changed = (pl.col("value").is_null()
                | (pl.col("value") != pl.col("value").shift(1).over("_vc", "id")).fill_null(True))
     progress = progress.group_by("_vc", "id").agg(
         progress=pl.col("value").drop_nulls().last(),
         progress_ts=pl.col("ts").filter(changed).max(),
-    ).collect()
+    )
     return tasks.join(progress, on=["_vc", "id"], how="left")
 
 

@@ -149,3 +149,30 @@ def test_ingest_with_and_without_keep_gives_the_same_tables(monkeypatch):
     assert kept.members == full.members and kept.stats == full.stats
     for name, frame in full_frames.items():
         assert_frame_equal(kept_frames[name], frame, check_row_order=name != "activity")
+
+
+@pytest.mark.parametrize("name", ["backup-task-conflict.zip", "snapshot-hung.zip"])
+def test_kept_task_lines_pair_into_the_tasks_of_the_full_parse(name):
+    """The ingest keeps vpxd task lines as vcenter_task_lines, not as vcenter_log rows; paired,
+    they give the tasks that every record of every member gives."""
+    path = ROOT / "sample_bundles" / name
+    if not path.exists():
+        pytest.skip("sample_bundles/ not generated")
+    from analyzer import bundle as bundles
+    library = signatures.load_library(())
+    found = pipeline._ingest(path, pipeline.Options(), library, Diagnostics())
+    kept_log = tables.concat("vcenter_log", found.parts["vcenter_log"])
+    events = tables.concat("vcenter_events", found.parts["vcenter_events"])
+    assert kept_log.filter(vcenter_log.TASK_ROWS & (pl.col("level") == "info")).height == 0
+    paired = vcenter_log.pair_tasks(tables.concat("vcenter_task_lines", found.parts["vcenter_task_lines"]),
+                                    events, Diagnostics())
+
+    every = []
+    for member in bundles.open_bundle(path, Diagnostics()):
+        text = bundles.decode(member.data, member.path, Diagnostics())
+        if vcenter_log.sniff(text[:65536], member.path):
+            ctx = ParseContext(vcenter=pipeline._vcenter_of(member))
+            every.append(vcenter_log.parse(text, member.path, ctx).tables["vcenter_log"])
+    full = vcenter_log.build_tasks(tables.concat("vcenter_log", every), events, Diagnostics())
+    assert paired.height > 0
+    assert_frame_equal(paired, full)
