@@ -2,10 +2,11 @@
 
 bundle -> members -> source tables -> matches -> cycles -> verdicts -> analysis document
 
-Members are processed one at a time: each is parsed, matched against the signatures of its
-source, then reduced to the rows later stages need (structured events, warnings and errors,
-matched rows) plus a per-minute activity count. So memory follows the largest member, not the
-bundle.
+Members are processed one at a time (the next one is inflated meanwhile): each is parsed,
+matched against the signatures of its source, then reduced to the rows later stages need
+(structured events, warnings and errors, matched rows, vCenter task lines) plus a per-minute
+activity count. A large log member goes through this in slices, two at a time. So memory
+follows the largest member and the kept rows, not the bundle.
 """
 
 from __future__ import annotations
