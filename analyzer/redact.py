@@ -147,15 +147,7 @@ def _collect(value, texts: set) -> bool:
 def _rebuild(value, new: dict[str, str]):
     """`value` with the strings in `new` replaced; the same object where nothing changes."""
     if isinstance(value, dict):
-        changed = {}
-        for key, inner in value.items():
-            if isinstance(inner, str):
-                if inner in new:
-                    changed[key] = new[inner]
-            elif isinstance(inner, (dict, list, tuple)):
-                done = _rebuild(inner, new)
-                if done is not inner:
-                    changed[key] = done
+        changed = _changes(value.items(), new)
         if not changed and type(value) is dict and new.keys().isdisjoint(value):
             return value
         out = {}
@@ -163,15 +155,7 @@ def _rebuild(value, new: dict[str, str]):
             out[new.get(key, key) if isinstance(key, str) else key] = changed.get(key, inner)
         return out
     if isinstance(value, (list, tuple)):
-        changed = {}
-        for i, inner in enumerate(value):
-            if isinstance(inner, str):
-                if inner in new:
-                    changed[i] = new[inner]
-            elif isinstance(inner, (dict, list, tuple)):
-                done = _rebuild(inner, new)
-                if done is not inner:
-                    changed[i] = done
+        changed = _changes(enumerate(value), new)
         if not changed:
             return value
         items = list(value)
@@ -179,6 +163,20 @@ def _rebuild(value, new: dict[str, str]):
             items[i] = inner
         return items if type(value) is list else type(value)(items)
     return value
+
+
+def _changes(pairs, new: dict[str, str]) -> dict:
+    """{key: new value} for the (key, value) pairs of a container whose value changes."""
+    changed = {}
+    for key, inner in pairs:
+        if isinstance(inner, str):
+            if inner in new:
+                changed[key] = new[inner]
+        elif isinstance(inner, (dict, list, tuple)):
+            done = _rebuild(inner, new)
+            if done is not inner:
+                changed[key] = done
+    return changed
 
 
 def _redact_column(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -205,3 +203,4 @@ def redact_frame(frame: pl.DataFrame, enabled: bool = True) -> pl.DataFrame:
     exprs = [e.alias(c) for c, t in frame.schema.items()
              if (e := _redact_column(pl.col(c), t)) is not None]
     return frame.with_columns(exprs) if exprs else frame
+
