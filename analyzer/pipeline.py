@@ -282,7 +282,8 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
                 out.setdefault("vcenter_task_lines", []).append(vcenter_log.task_lines(frame))
             out.setdefault(table, []).append(_reduce(table, frame, matched["line"]))
         parsed.tables = {}
-        return parsed, out
+        # the kept rows are a small part of the slice: copied out, the slice's text can go
+        return parsed, {table: [tables.compact(f) for f in frames] for table, frames in out.items()}
 
     reduced: dict[str, list[pl.DataFrame]] = {}
     results = []
@@ -418,12 +419,17 @@ def _add_stats(stats: dict[str, dict], source: str, parsed: sources.Parsed) -> N
 
 def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diagnostics) -> Analysis:
     config, stats = found.config, found.stats
-    frames = {name: tables.concat(name, parts) for name, parts in found.parts.items()}
-    paired = vcenter_log.pair_tasks(frames["vcenter_task_lines"], frames["vcenter_events"], diags)
+    # the parts are taken, not copied: what no later stage needs can then be let go
+    frames = {name: tables.concat(name, found.parts.pop(name)) for name in list(found.parts)}
+    task_lines = frames.pop("vcenter_task_lines")
+    paired = vcenter_log.pair_tasks(task_lines, frames["vcenter_events"], diags)
     frames["vcenter_tasks"] = tables.concat("vcenter_tasks", [paired, frames["vcenter_tasks"]])
+    if options.dump_tables:
+        frames["vcenter_task_lines"] = task_lines
+    del task_lines, paired
     frames["identities"] = identity.build(frames, diags)
     if frames["vcenter_tasks"].height:
-        task_matches = signatures.match(library, "vcenter_tasks", frames["vcenter_tasks"])
+        task_matches = tables.compact(signatures.match(library, "vcenter_tasks", frames["vcenter_tasks"]))
         frames["matches"] = tables.concat("matches", [frames["matches"], task_matches])
     frames["matches"] = frames["matches"].sort(["ts", "member", "line", "signature"], nulls_last=True)
 

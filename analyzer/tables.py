@@ -286,3 +286,35 @@ def text_rank(frame: pl.DataFrame, column: str) -> pl.Expr:
     names = frame[column].drop_nulls().unique().sort()
     ranks = pl.Series(range(len(names)), dtype=pl.UInt32)
     return pl.col(column).replace_strict(names, ranks, default=None, return_dtype=pl.UInt32)
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its text copied into buffers of its own.
+
+    Polars keeps text as views into shared buffers, and a filter keeps the views it selects but
+    every buffer they point into: a few rows kept from a 16 MiB slice hold the whole slice's text.
+    Call this on rows kept from a much larger frame, so the larger frame's memory can go."""
+    exprs = [_copied(pl.col(name), dtype).alias(name) for name, dtype in frame.schema.items()
+             if _has_text(dtype)]
+    return frame.with_columns(exprs) if exprs and frame.height else frame
+
+
+def _has_text(dtype: pl.DataType) -> bool:
+    if dtype == pl.String:
+        return True
+    if isinstance(dtype, pl.List):
+        return _has_text(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_has_text(f.dtype) for f in dtype.fields)
+    return False
+
+
+def _copied(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return pl.concat_str(expr, pl.lit(""))  # a new string per row (null stays null)
+    if isinstance(dtype, pl.List):
+        return expr.list.eval(_copied(pl.element(), dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        fields = [_copied(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields]
+        return pl.when(expr.is_not_null()).then(pl.struct(fields))
+    return expr

@@ -6,6 +6,7 @@ import re
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -121,3 +122,28 @@ def test_read_ahead_stops_reading_when_the_caller_stops():
             break
     time.sleep(0.1)
     assert len(produced) <= 4
+
+
+def test_kept_rows_do_not_hold_their_slices_text():
+    """A slice's kept rows are copied out of it: the parts' buffers are those of their own rows."""
+    from tests.test_tables import buffer_bytes
+
+    path = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
+    if not path.exists():
+        pytest.skip("sample_bundles/ not generated")
+    found = pipeline._ingest(path, pipeline.Options(), signatures.load_library(()), Diagnostics())
+    parts = [part for name in ("gateway_log", "vcenter_log", "matches") for part in found.parts[name]]
+    held = sum(buffer_bytes(part) for part in parts)
+    own = sum(buffer_bytes(tables.compact(part)) for part in parts)
+    assert held <= own * 1.05
+
+
+def test_task_lines_are_let_go_once_paired_unless_dumped(tmp_path):
+    path = ROOT / "sample_bundles" / "snapshot-hung.zip"
+    if not path.exists():
+        pytest.skip("sample_bundles/ not generated")
+    analysis = pipeline.analyze(path)
+    assert "vcenter_task_lines" not in analysis.tables and analysis.tables["vcenter_tasks"].height
+    pipeline.analyze(path, pipeline.Options(dump_tables=tmp_path))
+    lines = pl.read_parquet(tmp_path / "vcenter_task_lines.parquet")
+    assert lines.height > analysis.tables["vcenter_tasks"].height

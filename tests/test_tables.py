@@ -1,0 +1,37 @@
+"""tables.compact: rows kept from a large frame stop holding the large frame's text."""
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from analyzer import tables
+
+
+def buffer_bytes(frame: pl.DataFrame) -> int:
+    """Bytes of every buffer the frame's columns hold, shared view buffers included."""
+    return sum(frame[c].to_arrow(compat_level=pl.CompatLevel.newest()).get_total_buffer_size()
+               for c in frame.columns)
+
+
+def big_frame(rows: int = 100_000) -> pl.DataFrame:
+    text = pl.format("a record of some length, number {}, well past the inline size", pl.int_range(rows))
+    frame = pl.select(n=pl.int_range(rows), text=text)
+    return frame.with_columns(
+        text=pl.when(pl.col("n") % 5 == 0).then(None).otherwise("text"),
+        captures=pl.when(pl.col("n") % 7 == 0).then(None).otherwise(
+            pl.concat_list(pl.struct(name=pl.lit("vm"), value=pl.col("text").str.slice(2, 40)))))
+
+
+def test_kept_rows_let_the_large_frame_go_and_keep_their_values():
+    kept = big_frame().filter(pl.col("n") % 1000 < 3)
+    compacted = tables.compact(kept)
+    assert_frame_equal(compacted, kept)
+    assert compacted["text"].null_count() and compacted["captures"].null_count()  # nulls stay nulls
+    assert buffer_bytes(kept) > 50 * buffer_bytes(compacted)  # the filter kept every buffer
+    assert buffer_bytes(compacted) < 64 << 10
+
+
+def test_frames_without_text_or_rows_are_returned_as_they_are():
+    numbers = pl.DataFrame({"n": [1, 2]})
+    assert tables.compact(numbers) is numbers
+    empty = tables.empty("gateway_log")
+    assert tables.compact(empty) is empty
