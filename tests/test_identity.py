@@ -99,6 +99,19 @@ def test_renamed_vm_takes_the_latest_name():
     assert "moref-renamed" in [d.code for d in diags.items]
 
 
+def test_display_name_is_the_earliest_then_the_first_row_of_the_spellings():
+    ids, _ = build(gateway_log=gateway((2, "APP01", None, None, None), (1, "app01 ", None, None, None),
+                                       (1, "App01", None, None, None), (1, "APP01", None, None, None)),
+                   portal_events=portal("aPP01"))  # minute 0
+    assert rows(ids) == [("app01", "aPP01", None, None, None)]
+    ids, _ = build(gateway_log=gateway((2, "APP01", None, None, None), (1, "app01 ", None, None, None),
+                                       (1, "App01", None, None, None), (1, "APP01", None, None, None)))
+    assert rows(ids) == [("app01", "app01", None, None, None)]
+    # at the same time the gateway comes before the portal
+    ids, _ = build(gateway_log=gateway((0, "App01", None, None, None)), portal_events=portal("APP01"))
+    assert rows(ids) == [("app01", "App01", None, None, None)]
+
+
 def test_vpxd_messages_naming_a_vm_give_pairs():
     log = tables.conform("vcenter_log", pl.DataFrame({
         "ts": [at(1)], "vcenter": ["vcsa01"],
