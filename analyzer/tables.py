@@ -280,8 +280,10 @@ def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The frames as one, in one chunk per column. Chunked, polars may cut the columns at different
+    rows, and every later select or filter would then copy the whole frame to line them up."""
     frames = [conform(name, f) for f in frames if f.height]
-    return pl.concat(frames, how="vertical") if frames else empty(name)
+    return pl.concat(frames, how="vertical", rechunk=True) if frames else empty(name)
 
 
 def text_rank(frame: pl.DataFrame, column: str) -> pl.Expr:

@@ -35,3 +35,10 @@ def test_frames_without_text_or_rows_are_returned_as_they_are():
     assert tables.compact(numbers) is numbers
     empty = tables.empty("gateway_log")
     assert tables.compact(empty) is empty
+
+
+def test_concat_gives_one_chunk_per_column():
+    part = pl.DataFrame({"source": ["gateway_log"] * 3, "member": ["m"] * 3, "minute": [None] * 3,
+                         "records": [1, 2, 3]})
+    frame = tables.concat("activity", [part] * 4)
+    assert frame.height == 12 and {frame[c].n_chunks() for c in frame.columns} == {1}
