@@ -448,6 +448,8 @@ def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) ->
     lro = lines.filter(pl.col("kind") != "PROGRESS")
     if not lro.height:
         return tables.empty("vcenter_tasks")
+    progress = _progress(lines.filter(pl.col("kind") == "PROGRESS"))
+    del lines  # each step lets go of what the next ones do not read
     lro = lro.sort("ts", tables.text_rank(lro, "member"), "line", nulls_last=True)
     key = ["_vc", "id"]
 
@@ -460,7 +462,9 @@ def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) ->
                     outcome=pl.when(pl.col("kind") == "FINISH").then(pl.lit("succeeded"))
                     .otherwise(pl.lit("failed"))))
 
+    del lro
     tasks = begins.join(ends, on=key, how="full", coalesce=True)
+    del begins, ends
     orphan_ends = tasks.filter(pl.col("start").is_null()).height
     if orphan_ends:
         diags.add("info", "task-begin-missing",
@@ -479,22 +483,21 @@ def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) ->
                                                                 return_dtype=pl.Utf8),
         form=pl.lit("vpxd"),
     )
-    tasks = _with_progress(tasks, lines.filter(pl.col("kind") == "PROGRESS"))
+    tasks = tasks.join(progress, on=["_vc", "id"], how="left")
     tasks = _with_initiator(tasks, events)
     return tables.conform("vcenter_tasks", tasks.sort("start", "member", "line", nulls_last=True))
 
 
-def _with_progress(tasks: pl.DataFrame, progress: pl.DataFrame) -> pl.DataFrame:
-    """Last `info.progress` value of each task and when it last changed."""
+def _progress(progress: pl.DataFrame) -> pl.DataFrame:
+    """Last `info.progress` value of each task (by _vc, id) and when it last changed."""
     progress = progress.select("_vc", "ts", "id", value="progress").sort("ts", maintain_order=True)
     # without a value every ASSIGN is a change; with values, only a new value is
     changed = (pl.col("value").is_null()
                | (pl.col("value") != pl.col("value").shift(1).over("_vc", "id")).fill_null(True))
-    progress = progress.group_by("_vc", "id").agg(
+    return progress.group_by("_vc", "id").agg(
         progress=pl.col("value").drop_nulls().last(),
         progress_ts=pl.col("ts").filter(changed).max(),
     )
-    return tasks.join(progress, on=["_vc", "id"], how="left")
 
 
 def _with_initiator(tasks: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
