@@ -379,10 +379,12 @@ def inspect(path: Path, options: Options = Options(), progress=None) -> dict:
     diags = Diagnostics()
     library = signatures.load_library(options.signatures)
     found = _ingest(path, options, library, diags, progress)
-    frames = {name: tables.concat(name, parts) for name, parts in found.parts.items()}
+    frames = _take_frames(found)
+    task_lines = frames.pop("vcenter_task_lines")
     frames["vcenter_tasks"] = tables.concat(
-        "vcenter_tasks", [vcenter_log.pair_tasks(frames["vcenter_task_lines"], frames["vcenter_events"], diags),
+        "vcenter_tasks", [vcenter_log.pair_tasks(task_lines, frames["vcenter_events"], diags),
                           frames["vcenter_tasks"]])
+    del task_lines
     ids = identity.build(frames, diags)
     vms: dict[str, dict] = {}
     for row in ids.sort("vm_key").iter_rows(named=True):
@@ -417,10 +419,15 @@ def _add_stats(stats: dict[str, dict], source: str, parsed: sources.Parsed) -> N
         entry["last"] = max(filter(None, (entry["last"], parsed.last)))
 
 
+def _take_frames(found: _Ingested) -> dict[str, pl.DataFrame]:
+    """Each table's parts as one frame. The parts are taken out of `found`, one table at a time:
+    a table is in memory once, not as parts and frame, and what no later stage needs can go."""
+    return {name: tables.concat(name, found.parts.pop(name)) for name in list(found.parts)}
+
+
 def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diagnostics) -> Analysis:
     config, stats = found.config, found.stats
-    # the parts are taken, not copied: what no later stage needs can then be let go
-    frames = {name: tables.concat(name, found.parts.pop(name)) for name in list(found.parts)}
+    frames = _take_frames(found)
     task_lines = frames.pop("vcenter_task_lines")
     paired = vcenter_log.pair_tasks(task_lines, frames["vcenter_events"], diags)
     frames["vcenter_tasks"] = tables.concat("vcenter_tasks", [paired, frames["vcenter_tasks"]])
