@@ -49,8 +49,7 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     def table(name: str, *columns: str) -> pl.DataFrame:
         frame = tables.get(name)
         frame = schemas.conform(name, frame) if frame is not None else schemas.empty(name)
-        # lazily: an eager select or filter copies every column of a frame whose columns are
-        # chunked differently (the gateway log: ~240 MB on a 1 GiB bundle)
+        # only the columns read below: later filters and joins then copy those alone
         return frame.lazy().select(columns).collect()
 
     gateway = table("gateway_log", "ts", "vm", "vm_id", "host", "vcenter")
