@@ -440,11 +440,10 @@ def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) ->
     end is `running` with a null end. An end whose BEGIN was rotated away still gives a row, with
     a null `start` and the end line as its provenance.
     """
-    # Names and other few-valued text repeat on every line: categorical while paired (sorted as
-    # text all the same); as text, every sort or join below would copy it
-    cat = pl.Categorical()
-    lines = lines.with_columns(pl.col("member", "vcenter", "kind", "entity", "method").cast(cat),
-                               _vc=pl.col("vcenter").fill_null("").cast(cat))
+    # the schema keeps names and other few-valued text categorical: sorts and joins below do not
+    # copy it (member is sorted as text all the same, by text_rank)
+    lines = tables.conform("vcenter_task_lines", lines)
+    lines = lines.with_columns(_vc=pl.col("vcenter").fill_null("").cast(pl.Categorical()))
     lro = lines.filter(pl.col("kind") != "PROGRESS")
     if not lro.height:
         return tables.empty("vcenter_tasks")
