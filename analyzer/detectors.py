@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 import polars as pl
 
-from analyzer.tables import text_rank  # noqa: F401  (verdicts and tests read it here)
+from analyzer.tables import text_rank
 from analyzer.signatures.model import Library, Signature
 
 if TYPE_CHECKING:  # verdicts builds the bundle and the failures, then asks the detectors

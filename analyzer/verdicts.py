@@ -24,7 +24,7 @@ import polars as pl
 from analyzer import detectors
 from analyzer import tables as T
 from analyzer.cycles import CycleResult, with_vm_key
-from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, iso_expr, short_host, text_rank
+from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, iso_expr, short_host
 from analyzer.diagnostics import Diagnostics
 from analyzer.signatures.model import Cause, Library, Signature
 
@@ -159,8 +159,8 @@ class Bundle:
         self.disks = result.disks
         # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
         # the tasks stay in the frame; rows become dicts only for the document and the detectors.
-        by_vm = self.tasks.select(pl.arg_sort_by(text_rank(self.tasks, "vm_key"), "start", "task_id",
-                                                 text_rank(self.tasks, "member"), "line", nulls_last=True))
+        by_vm = self.tasks.select(pl.arg_sort_by(T.text_rank(self.tasks, "vm_key"), "start", "task_id",
+                                                 T.text_rank(self.tasks, "member"), "line", nulls_last=True))
         # null keys sort last: no VM's tasks
         self._task_order = by_vm.to_series().head(self.tasks.height - self.tasks["vm_key"].null_count())
         order = self.tasks.select(pl.col("vm_key").gather(self._task_order))

@@ -43,16 +43,3 @@ def test_iso_keeps_milliseconds_only_when_there_are_some():
     assert detectors.iso(datetime(2025, 3, 1, 4, 5, 6, tzinfo=timezone.utc)) == "2025-03-01T04:05:06Z"
     assert detectors.iso(datetime(2025, 3, 1, 4, 5, 6, 7000, tzinfo=timezone.utc)) == "2025-03-01T04:05:06.007Z"
     assert detectors.iso(None) is None
-
-
-def test_text_rank_sorts_as_the_text_does():
-    import polars as pl
-    frame = pl.DataFrame({"member": ["b.log", None, "a.log", "c.log", "a.log", None, "B.log"],
-                          "line": [1, 2, 3, 4, 5, 6, 7]})
-    for nulls_last in (False, True):
-        by_text = frame.select(pl.arg_sort_by("member", "line", nulls_last=nulls_last)).to_series()
-        by_rank = frame.select(pl.arg_sort_by(detectors.text_rank(frame, "member"), "line",
-                                              nulls_last=nulls_last)).to_series()
-        assert by_rank.to_list() == by_text.to_list()
-    empty = frame.clear()
-    assert empty.select(detectors.text_rank(empty, "member")).height == 0

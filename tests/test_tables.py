@@ -42,3 +42,15 @@ def test_concat_gives_one_chunk_per_column():
                          "records": [1, 2, 3]})
     frame = tables.concat("activity", [part] * 4)
     assert frame.height == 12 and {frame[c].n_chunks() for c in frame.columns} == {1}
+
+
+def test_text_rank_sorts_as_the_text_does():
+    frame = pl.DataFrame({"member": ["b.log", None, "a.log", "c.log", "a.log", None, "B.log"],
+                          "line": [1, 2, 3, 4, 5, 6, 7]})
+    for nulls_last in (False, True):
+        by_text = frame.select(pl.arg_sort_by("member", "line", nulls_last=nulls_last)).to_series()
+        by_rank = frame.select(pl.arg_sort_by(tables.text_rank(frame, "member"), "line",
+                                              nulls_last=nulls_last)).to_series()
+        assert by_rank.to_list() == by_text.to_list()
+    empty = frame.clear()
+    assert empty.select(tables.text_rank(empty, "member")).height == 0
