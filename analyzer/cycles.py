@@ -67,7 +67,7 @@ def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "
     moref = pl.col(id_col).cast(pl.Utf8)
     # One expression, not a join: the frame's columns are neither copied nor rechunked.
     by_moref = moref.replace_strict(ids["vm_id"], ids["vm_key"], default=None, return_dtype=pl.Utf8)
-    return frame.with_columns(pl.coalesce(pl.col(name_col).str.to_lowercase(), by_moref, moref).alias("vm_key"))
+    return frame.with_columns(pl.coalesce(pl.col(name_col).cast(pl.Utf8).str.to_lowercase(), by_moref, moref).alias("vm_key"))
 
 
 def _shift(frame: pl.DataFrame, columns: list[str], seconds: float, only: pl.Expr | None = None) -> pl.DataFrame:
@@ -268,6 +268,7 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     # hundreds of thousands of rows).
     gw = gateway.lazy().filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
                                & pl.col("vm_key").is_not_null())
+    gw = T.as_text(gw)
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(tables, "portal_events"), identities),
                        matches, identities, gateway, end_of_bundle)

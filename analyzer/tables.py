@@ -26,8 +26,9 @@ PROVENANCE = {"member": STR, "line": INT}
 #   vcenter_connected cycle_started state_changed snapshot_creating snapshot_created
 #   snapshot_removing snapshot_removal_deferred disk_progress cycle_completed cycle_failed
 # and is null for any other message.
-# Text of few values is categorical: a 4-byte code per row, not a 16-byte view plus the text (a
-# 1 GiB bundle keeps 0.7 M gateway rows for the later stages).
+# Text that repeats from row to row (levels, names, ids, error tokens) is categorical: a 4-byte
+# code per row, not a 16-byte view plus the text, even where null (a 1 GiB bundle keeps 0.7 M
+# gateway rows for the later stages). `message` and `detail` stay text.
 GATEWAY_LOG = {
     **PROVENANCE,
     "ts": TS,
@@ -39,31 +40,31 @@ GATEWAY_LOG = {
     "detail": STR,  # continuation lines joined with "\n", null when none
     "event": CAT,
     # key=value tokens (null when absent)
-    "vm": STR,  # vm= or the embedded "VM: APP01." / "virtual machine APP01;"
-    "vm_id": STR,  # vmId= (MoRef, vm-1042)
-    "host": STR,
-    "vcenter": STR,
-    "datastore": STR,
+    "vm": CAT,  # vm= or the embedded "VM: APP01." / "virtual machine APP01;"
+    "vm_id": CAT,  # vmId= (MoRef, vm-1042)
+    "host": CAT,
+    "vcenter": CAT,
+    "datastore": CAT,
     "cycle_id": INT,
     "cycle_type": CAT,  # InitialReplication | DeltaReplication | Resync | FinalDeltaReplication
     "state_from": CAT,
     "state_to": CAT,
-    "disk": STR,
-    "disk_id": STR,
+    "disk": CAT,
+    "disk_id": CAT,
     "disks": INT,
     "uploaded_bytes": INT,
     "total_bytes": INT,
     "rate_mbps": FLOAT,
     "duration_sec": FLOAT,
     "duration_ms": FLOAT,
-    "error_id": STR,
-    "error": STR,  # error= token, e.g. DiskUploadTimedOut
-    "error_message": STR,  # message="..." token (the portal text)
+    "error_id": CAT,
+    "error": CAT,  # error= token, e.g. DiskUploadTimedOut
+    "error_message": CAT,  # message="..." token (the portal text)
     "active_cycles": INT,
     "queued_cycles": INT,
-    "version": STR,  # version= (service or VDDK)
-    "reason": STR,
-    "snapshot_name": STR,  # name= on snapshot lines
+    "version": CAT,  # version= (service or VDDK)
+    "reason": CAT,
+    "snapshot_name": CAT,  # name= on snapshot lines
 }
 
 # Portal replication events: CSV export, az/REST JSON (one row per health error), pasted text.
@@ -284,6 +285,12 @@ def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     rows, and every later select or filter would then copy the whole frame to line them up."""
     frames = [conform(name, f) for f in frames if f.height]
     return pl.concat(frames, how="vertical", rechunk=True) if frames else empty(name)
+
+
+def as_text(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """The frame with its categorical columns read as text (lazily: only the columns a query
+    keeps are cast), for stages that build text columns of their own from them."""
+    return frame.with_columns(pl.col(pl.Categorical).cast(pl.Utf8))
 
 
 def text_rank(frame: pl.DataFrame, column: str) -> pl.Expr:

@@ -54,3 +54,18 @@ def test_text_rank_sorts_as_the_text_does():
         assert by_rank.to_list() == by_text.to_list()
     empty = frame.clear()
     assert empty.select(tables.text_rank(empty, "member")).height == 0
+
+
+def test_as_text_reads_categorical_columns_as_text_and_leaves_the_others():
+    frame = pl.DataFrame({"vm": ["APP01", None, "APP01"], "line": [1, 2, 3], "message": ["a", "b", "c"]},
+                         schema={"vm": pl.Categorical(), "line": pl.Int64, "message": pl.Utf8})
+    out = tables.as_text(frame.lazy()).collect()
+    assert out.schema == pl.Schema({"vm": pl.Utf8, "line": pl.Int64, "message": pl.Utf8})
+    assert out["vm"].to_list() == ["APP01", None, "APP01"]
+    assert out.select(pl.col("vm").str.to_lowercase())["vm"].to_list() == ["app01", None, "app01"]
+
+
+def test_gateway_names_ids_and_tokens_are_categorical():
+    schema = tables.GATEWAY_LOG
+    assert all(schema[c] == tables.CAT for c in ("vm", "vm_id", "host", "disk", "error", "snapshot_name"))
+    assert schema["message"] == schema["detail"] == tables.STR

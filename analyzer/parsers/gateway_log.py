@@ -92,7 +92,7 @@ def keep_where(column: str, values: tuple[str, ...]) -> Keep | None:
         return Keep(ignore_case=tuple(v.lower() for v in values))
     if column in _AS_WRITTEN:  # vm / vm_id may also be embedded in the message
         return Keep(literals=values)
-    if tables.GATEWAY_LOG.get(column) == tables.STR and column in _TOKEN_KEYS:
+    if tables.GATEWAY_LOG.get(column) in (tables.STR, tables.CAT) and column in _TOKEN_KEYS:
         key = _TOKEN_KEYS[column]
         return Keep(literals=tuple(f"{key}{eq}{v}" for v in values for eq in ("=", '="')))
     return None
@@ -100,7 +100,7 @@ def keep_where(column: str, values: tuple[str, ...]) -> Keep | None:
 
 def keep_literals(column: str, literals: tuple[str, ...], ignore_case: bool = False) -> Keep | None:
     """Literals every record whose `column` contains one of `literals` holds in its lines."""
-    if column not in _AS_WRITTEN and not (tables.GATEWAY_LOG.get(column) == tables.STR
+    if column not in _AS_WRITTEN and not (tables.GATEWAY_LOG.get(column) in (tables.STR, tables.CAT)
                                           and column in _TOKEN_KEYS):
         return None
     if any('"' in x or "\\" in x or "\n" in x for x in literals):
