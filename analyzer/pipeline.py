@@ -443,7 +443,9 @@ def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diag
     cycle_result = cycles.build(frames, diags)
     frames["cycles"] = cycle_result.cycles
     frames["cycle_disks"] = cycle_result.disks
-    decision = verdicts.decide(frames, cycle_result, library, diags, set(stats))
+    # without a dump, the record tables go once judged (the Analysis keeps the others)
+    decision = verdicts.decide(frames, cycle_result, library, diags, set(stats),
+                               release=options.dump_tables is None)
 
     doc = {
         "schema": "bundle-analyzer/analysis/v1",

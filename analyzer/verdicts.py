@@ -100,13 +100,27 @@ class Judgement:
     remediation: tuple[str, ...]
 
 
+# The record tables only judging reads: the document is built from cycles, tasks and matches.
+RECORD_TABLES = ("gateway_log", "vcenter_log", "vcenter_events")
+
+
 def decide(tables: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
-           sources_present: set[str]) -> Decision:
+           sources_present: set[str], release: bool = False) -> Decision:
+    """The failures, judged, and the document's VMs, verdicts and outages.
+
+    With `release`, the RECORD_TABLES are taken out of `tables` (and the cycles' corrected
+    copies) once the failures are judged: on a large bundle they are most of the memory, and the
+    document then needs room of its own."""
     b = Bundle(tables, cycles, library, sources_present)
     failures = failures_from_errors(b, diags)
     failures += end_of_bundle_conditions(b, failures)
     judged = [judge(b, f, diags) for f in failures]
     outages, explains = _outages(b, judged)
+    if release:
+        for name in RECORD_TABLES:
+            tables.pop(name, None)
+            cycles.corrected.pop(name, None)
+        b.release_records()
     return Decision(vms=_vms(b, judged), verdicts=_verdicts(b, judged, explains), outages=outages,
                     not_evaluated=_not_evaluated(b))
 
@@ -201,6 +215,11 @@ class Bundle:
         errors = self.matches.filter(pl.col("kind") == "error")
         self.captures = dict(zip(_row_keys(errors), errors["captures"].to_list()))
         self.signals = detectors.Signals(self)
+
+    def release_records(self) -> None:
+        """Let go of the RECORD_TABLES' rows (and what indexes them): judging is done."""
+        self.gateway = self.events = None
+        self.signals = None
 
     # -- identities ---------------------------------------------------------------------------
     def _keyed_matches(self, matches: pl.DataFrame, vcenter_log: pl.DataFrame) -> pl.DataFrame:

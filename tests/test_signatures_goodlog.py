@@ -19,7 +19,7 @@ def test_no_error_signature_fires_on_a_healthy_bundle(tmp_path, seed):
     bundle = next(p for p in sample.write_bundles(["healthy"], tmp_path, vms=6, days=2, seed=seed)
                   if p.suffix == ".zip")
     analysis = pipeline.analyze(bundle)
-    assert analysis.tables["gateway_log"].height > 0, "the healthy bundle has no gateway records"
+    assert analysis.doc["bundle"]["sources"]["gateway_log"]["records"] > 0, "the healthy bundle has no gateway records"
     matches = analysis.tables["matches"]
     fired = matches.filter(matches["kind"] == "error")
     assert fired.height == 0, fired.select("signature", "source", "member", "line", "text").head(10)
