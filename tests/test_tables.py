@@ -69,3 +69,18 @@ def test_gateway_names_ids_and_tokens_are_categorical():
     schema = tables.GATEWAY_LOG
     assert all(schema[c] == tables.CAT for c in ("vm", "vm_id", "host", "disk", "error", "snapshot_name"))
     assert schema["message"] == schema["detail"] == tables.STR
+
+
+def _allocator_setting(env: dict) -> str:
+    import os
+    import subprocess
+    import sys
+    code = "import analyzer, os, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"} | env
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_importing_analyzer_sets_the_allocator_before_polars_loads_unless_the_user_did():
+    assert "narenas:1" in _allocator_setting({})
+    assert _allocator_setting({"_RJEM_MALLOC_CONF": "narenas:4"}) == "narenas:4"
