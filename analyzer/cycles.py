@@ -67,7 +67,8 @@ def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "
     moref = pl.col(id_col).cast(pl.Utf8)
     # One expression, not a join: the frame's columns are neither copied nor rechunked.
     by_moref = moref.replace_strict(ids["vm_id"], ids["vm_key"], default=None, return_dtype=pl.Utf8)
-    return frame.with_columns(pl.coalesce(pl.col(name_col).cast(pl.Utf8).str.to_lowercase(), by_moref, moref).alias("vm_key"))
+    name = pl.col(name_col).cast(pl.Utf8).str.to_lowercase()  # the gateway's names are categorical
+    return frame.with_columns(pl.coalesce(name, by_moref, moref).alias("vm_key"))
 
 
 def _shift(frame: pl.DataFrame, columns: list[str], seconds: float, only: pl.Expr | None = None) -> pl.DataFrame:

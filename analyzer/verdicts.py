@@ -206,7 +206,8 @@ class Bundle:
         self.sig_ts = {k: [m["ts"] for m in v] for k, v in self.by_signature.items()}
         self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
         self.spans = self._spans()
-        coded = pl.concat([f.filter(pl.col("error_id").is_not_null()).select("member", "line", pl.col("error_id").cast(pl.Utf8))
+        coded = pl.concat([f.filter(pl.col("error_id").is_not_null())
+                           .select("member", "line", pl.col("error_id").cast(pl.Utf8))
                            for f in (self.portal, self.gateway)])
         self.row_code = dict(zip(_row_keys(coded), coded["error_id"].to_list()))
         # Key Vault failures happen while enabling replication: no VM owns them.
