@@ -15,8 +15,8 @@ unpacked) and times, each as a whole process, the median of --runs runs of:
             a Unicode `\\b` and the whole union runs in its slow NFA)
   py-loop   a per-line `re` loop over the same patterns, run on a slice and scaled
 
-MB/s are over the uncompressed text (1 MB = 10^6 bytes); CPU and peak memory (maximum RSS)
-come from GNU time. Results go to the terminal and, for full runs, into the marked block of BENCHMARKS.md.
+MB/s are over the uncompressed text (1 MB = 10^6 bytes); CPU and peak memory (maximum RSS, in
+MiB, the largest of the runs) come from GNU time. Results go to the terminal and, for full runs, into the marked block of BENCHMARKS.md.
 --quick runs a tiny bundle once, writes no Markdown (the smoke test uses it).
 """
 
@@ -241,7 +241,7 @@ def table(label: str, bundle: Path, rows: list[Row]) -> str:
     lines = [f"### {label}: {bundle.stat().st_size / 1e6:.0f} MB zipped, "
              f"{rows[0].size_mb:.0f} MB of text",
              "",
-             "| tool | wall s (median) | CPU s | MB/s | vs rg | analyze is × faster | peak MB |",
+             "| tool | wall s (median) | CPU s | MB/s | vs rg | analyze is × faster | peak MiB (largest run) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         vs_rg = r.mbps / by["rg"].mbps if by["rg"].mbps else 0
