@@ -16,7 +16,8 @@ unpacked) and times, each as a whole process, the median of --runs runs of:
   py-loop   a per-line `re` loop over the same patterns, run on a slice and scaled
 
 MB/s are over the uncompressed text (1 MB = 10^6 bytes); CPU and peak memory (maximum RSS, in
-MiB, the largest of the runs) come from GNU time. Results go to the terminal and, for full runs, into the marked block of BENCHMARKS.md.
+MiB, the largest of the runs) come from GNU time. Results go to the terminal and, for full runs,
+into the marked block of BENCHMARKS.md.
 --quick runs a tiny bundle once, writes no Markdown (the smoke test uses it).
 """
 
