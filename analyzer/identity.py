@@ -49,10 +49,8 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     def table(name: str, *columns: str) -> pl.DataFrame:
         frame = tables.get(name)
         frame = schemas.conform(name, frame) if frame is not None else schemas.empty(name)
-        # only the columns read below: later filters and joins then copy those alone; text
-        # kept categorical in the frame is read as text here
-        return frame.lazy().select(pl.col(c).cast(pl.Utf8) if frame.schema[c] == schemas.CAT
-                                   else pl.col(c) for c in columns).collect()
+        # only the columns read below (as text): later filters and joins then copy those alone
+        return schemas.as_text(frame.lazy().select(columns)).collect()
 
     gateway = table("gateway_log", "ts", "vm", "vm_id", "host", "vcenter")
     portal = table("portal_events", "ts", "machine")

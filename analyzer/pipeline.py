@@ -380,11 +380,7 @@ def inspect(path: Path, options: Options = Options(), progress=None) -> dict:
     library = signatures.load_library(options.signatures)
     found = _ingest(path, options, library, diags, progress)
     frames = _take_frames(found)
-    task_lines = frames.pop("vcenter_task_lines")
-    frames["vcenter_tasks"] = tables.concat(
-        "vcenter_tasks", [vcenter_log.pair_tasks(task_lines, frames["vcenter_events"], diags),
-                          frames["vcenter_tasks"]])
-    del task_lines
+    _pair_tasks(frames, diags)
     ids = identity.build(frames, diags)
     vms: dict[str, dict] = {}
     for row in ids.sort("vm_key").iter_rows(named=True):
@@ -425,15 +421,22 @@ def _take_frames(found: _Ingested) -> dict[str, pl.DataFrame]:
     return {name: tables.concat(name, found.parts.pop(name)) for name in list(found.parts)}
 
 
-def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diagnostics) -> Analysis:
-    config, stats = found.config, found.stats
-    frames = _take_frames(found)
+def _pair_tasks(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
+    """vCenter tasks paired from the vpxd task lines, added to the exported tasks; the task lines,
+    taken out of `frames`, are returned (to be let go unless dumped)."""
     task_lines = frames.pop("vcenter_task_lines")
     paired = vcenter_log.pair_tasks(task_lines, frames["vcenter_events"], diags)
     frames["vcenter_tasks"] = tables.concat("vcenter_tasks", [paired, frames["vcenter_tasks"]])
+    return task_lines
+
+
+def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diagnostics) -> Analysis:
+    config, stats = found.config, found.stats
+    frames = _take_frames(found)
+    task_lines = _pair_tasks(frames, diags)
     if options.dump_tables:
         frames["vcenter_task_lines"] = task_lines
-    del task_lines, paired
+    del task_lines
     frames["identities"] = identity.build(frames, diags)
     if frames["vcenter_tasks"].height:
         task_matches = tables.compact(signatures.match(library, "vcenter_tasks", frames["vcenter_tasks"]))
