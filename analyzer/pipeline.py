@@ -149,7 +149,7 @@ def _vcenter_of(member: bundle.Member) -> str | None:
 @dataclass
 class _Ingested:
     config: dict
-    parts: dict[str, list[pl.DataFrame]]
+    parts: dict[str, list[bytes]]  # each table's kept rows, stored compressed (tables.store)
     members: list[dict]
     stats: dict[str, dict]
 
@@ -264,8 +264,9 @@ def _read_ahead(members: Iterator[bundle.Member]) -> Iterator[bundle.Member]:
 
 
 def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: sources.ParseContext,
-                  library) -> tuple[sources.Parsed, dict[str, list[pl.DataFrame]]]:
-    """Parse, match and reduce one member: (its counts and diagnostics, reduced frames by table).
+                  library) -> tuple[sources.Parsed, dict[str, list[bytes]]]:
+    """Parse, match and reduce one member: (its counts and diagnostics, reduced frames by table,
+    each stored compressed: tables.store).
 
     A large log member is parsed slice by slice, each slice matched and reduced before the next
     one is read: memory then follows SLICE_BYTES, not the member's size.
@@ -282,10 +283,11 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
                 out.setdefault("vcenter_task_lines", []).append(vcenter_log.task_lines(frame))
             out.setdefault(table, []).append(_reduce(table, frame, matched["line"]))
         parsed.tables = {}
-        # the kept rows are a small part of the slice: copied out, the slice's text can go
-        return parsed, {table: [tables.compact(f) for f in frames] for table, frames in out.items()}
+        # stored compressed, the kept rows are copied out: the slice's text can go
+        return parsed, {table: [tables.store(table, f) for f in frames if f.height]
+                        for table, frames in out.items()}
 
-    reduced: dict[str, list[pl.DataFrame]] = {}
+    reduced: dict[str, list[bytes]] = {}
     results = []
     for parsed, out in _in_threads(parse_slice, _slices(text, source.record_start)):
         results.append(parsed)
@@ -294,9 +296,9 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
     if len(results) == 1:
         return results[0], reduced
     if "activity" in reduced:  # a minute may be split between two slices
-        both = tables.concat("activity", reduced["activity"])
-        reduced["activity"] = [tables.conform("activity", both.group_by("source", "member", "minute")
-                                              .agg(pl.col("records").sum()).sort("minute"))]
+        both = tables.load("activity", reduced["activity"])
+        reduced["activity"] = [tables.store("activity", both.group_by("source", "member", "minute")
+                                            .agg(pl.col("records").sum()).sort("minute"))]
     firsts = [r.first for r in results if r.first is not None]
     lasts = [r.last for r in results if r.last is not None]
     return sources.Parsed(tables={}, records=sum(r.records for r in results),
@@ -416,9 +418,9 @@ def _add_stats(stats: dict[str, dict], source: str, parsed: sources.Parsed) -> N
 
 
 def _take_frames(found: _Ingested) -> dict[str, pl.DataFrame]:
-    """Each table's parts as one frame. The parts are taken out of `found`, one table at a time:
-    a table is in memory once, not as parts and frame, and what no later stage needs can go."""
-    return {name: tables.concat(name, found.parts.pop(name)) for name in list(found.parts)}
+    """Each table's stored parts as one frame. The parts are taken out of `found`, one table at a
+    time, so what no later stage needs can go."""
+    return {name: tables.load(name, found.parts.pop(name)) for name in list(found.parts)}
 
 
 def _pair_tasks(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:

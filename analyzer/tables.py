@@ -8,6 +8,8 @@ All times are UTC (`TS`). `member` is the path inside the bundle (nested archive
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 
 TS = pl.Datetime("us", "UTC")
@@ -292,6 +294,24 @@ def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     parts = {column: [f.get_column(column) for f in frames] for column in SCHEMAS[name]}
     del frames
     return pl.DataFrame([pl.concat(parts.pop(column), rechunk=True) for column in SCHEMAS[name]])
+
+
+def store(name: str, frame: pl.DataFrame) -> bytes:
+    """The frame, conformed to `name`'s schema, as compressed Parquet: kept rows wait in memory
+    this way until the ingest ends (a 1 GiB bundle's gateway rows take about 20 MiB so, against
+    220 as a frame). Writing copies the rows out: the frame they were cut from can go."""
+    out = io.BytesIO()
+    conform(name, frame).write_parquet(out, compression="zstd")
+    return out.getvalue()
+
+
+def load(name: str, stored: list[bytes]) -> pl.DataFrame:
+    """The stored parts (see `store`) as one frame, in one chunk per column. Read a column at a
+    time: the read then needs room for one column twice, not for the table twice."""
+    if not stored:
+        return empty(name)
+    scan = pl.scan_parquet(stored)
+    return pl.DataFrame([scan.select(column).collect().to_series().rechunk() for column in SCHEMAS[name]])
 
 
 def as_text(frame: pl.LazyFrame) -> pl.LazyFrame:

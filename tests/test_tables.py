@@ -1,5 +1,5 @@
-"""tables: compact (kept rows stop holding the large frame's text), concat, text_rank, as_text and
-the gateway schema's categorical columns."""
+"""tables: compact (kept rows stop holding the large frame's text), store/load (kept rows wait
+compressed), concat, text_rank, as_text and the gateway schema's categorical columns."""
 
 import polars as pl
 from polars.testing import assert_frame_equal
@@ -36,6 +36,32 @@ def test_frames_without_text_or_rows_are_returned_as_they_are():
     assert tables.compact(numbers) is numbers
     empty = tables.empty("gateway_log")
     assert tables.compact(empty) is empty
+
+
+def test_stored_parts_load_as_one_frame_of_the_schema_with_their_values():
+    rows = big_frame(30_000).select(line="n", text="text", captures="captures")
+    parts = [tables.store("matches", rows.slice(i, 10_000)) for i in range(0, rows.height, 10_000)]
+    loaded = tables.load("matches", parts)
+    assert loaded.schema == tables.empty("matches").schema
+    assert all(loaded[c].n_chunks() == 1 for c in loaded.columns)
+    expected = tables.conform("matches", rows)
+    assert_frame_equal(loaded, expected)  # order, nulls and nested captures as they were
+    assert loaded["text"].null_count() == 6000 and loaded["signature"].null_count() == 30_000
+    assert sum(map(len, parts)) * 4 < buffer_bytes(expected)  # compressed
+
+
+def test_stored_categorical_and_time_columns_come_back_as_such():
+    frame = pl.DataFrame({"member": ["a.log"] * 3, "line": [1, 2, 3], "level": ["Info", None, "Error"],
+                          "ts": ["2024-05-14T10:00:00Z", None, "2024-05-14T10:00:01.5Z"]})
+    frame = frame.with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
+    loaded = tables.load("gateway_log", [tables.store("gateway_log", frame)] * 2)
+    assert loaded.height == 6 and loaded["level"].dtype == tables.CAT and loaded["ts"].dtype == tables.TS
+    assert loaded["level"].to_list() == ["Info", None, "Error"] * 2
+    assert loaded["ts"][2].microsecond == 500_000
+
+
+def test_nothing_stored_loads_as_the_empty_table():
+    assert_frame_equal(tables.load("gateway_log", []), tables.empty("gateway_log"))
 
 
 def test_concat_gives_one_chunk_per_column():

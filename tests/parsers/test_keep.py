@@ -141,7 +141,7 @@ def test_ingest_with_and_without_keep_gives_the_same_tables(monkeypatch):
 
     def ingest():
         found = pipeline._ingest(bundle, pipeline.Options(), library, Diagnostics())
-        return found, {name: tables.concat(name, parts) for name, parts in found.parts.items()}
+        return found, {name: tables.load(name, parts) for name, parts in found.parts.items()}
 
     kept, kept_frames = ingest()
     monkeypatch.setattr(pipeline, "_keep", lambda library, table: None)
@@ -161,10 +161,10 @@ def test_kept_task_lines_pair_into_the_tasks_of_the_full_parse(name):
     from analyzer import bundle as bundles
     library = signatures.load_library(())
     found = pipeline._ingest(path, pipeline.Options(), library, Diagnostics())
-    kept_log = tables.concat("vcenter_log", found.parts["vcenter_log"])
-    events = tables.concat("vcenter_events", found.parts["vcenter_events"])
+    kept_log = tables.load("vcenter_log", found.parts["vcenter_log"])
+    events = tables.load("vcenter_events", found.parts["vcenter_events"])
     assert kept_log.filter(vcenter_log.TASK_ROWS & (pl.col("level") == "info")).height == 0
-    paired = vcenter_log.pair_tasks(tables.concat("vcenter_task_lines", found.parts["vcenter_task_lines"]),
+    paired = vcenter_log.pair_tasks(tables.load("vcenter_task_lines", found.parts["vcenter_task_lines"]),
                                     events, Diagnostics())
 
     every = []
