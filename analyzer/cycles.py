@@ -60,6 +60,13 @@ def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
     return T.empty(name) if frame is None else T.conform(name, frame)
 
 
+# The gateway columns cycles read, of the rows with a structured event: not the text (message,
+# detail), which is most of the table's memory.
+_GATEWAY_COLUMNS = ("member", "line", "ts", "event", "vm", "vm_id", "host", "cycle_id", "cycle_type",
+                    "state_from", "state_to", "disk", "disk_id", "disks", "uploaded_bytes", "total_bytes",
+                    "rate_mbps", "duration_sec", "error_id", "error_message")
+
+
 def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "vm",
                 id_col: str = "vm_id") -> pl.DataFrame:
     """Add `vm_key`: the lowercased name, else the identity of the MoRef, else the MoRef itself."""
@@ -88,11 +95,12 @@ def bundle_span(tables: dict[str, pl.DataFrame]) -> tuple[datetime | None, datet
     for name, cols in (("gateway_log", ["ts"]), ("portal_events", ["ts"]), ("vcenter_events", ["ts"]),
                        ("vcenter_tasks", ["start", "end"]), ("matches", ["ts"])):
         frame = tables.get(name)
-        if frame is None or not frame.height:
+        if frame is None:
             continue
         for c in cols:
-            lows.append(frame[c].min())
-            highs.append(frame[c].max())
+            low, high = T.span(frame, c)
+            lows.append(low)
+            highs.append(high)
     activity = tables.get("activity")
     if activity is not None and activity.height:
         lows.append(activity["minute"].min())
@@ -128,10 +136,10 @@ def estimate_skew(gateway: pl.DataFrame, tasks: pl.DataFrame) -> tuple[float | N
     return float(round(diffs.median(), 3)), pairs.height
 
 
-def appliance_user(gateway: pl.DataFrame) -> str | None:
-    users = (gateway.select("event", "message").filter(pl.col("event") == "vcenter_connected")
+def appliance_user(gateway: pl.DataFrame | pl.LazyFrame) -> str | None:
+    users = (gateway.lazy().select("event", "message").filter(pl.col("event") == "vcenter_connected")
              .select(pl.col("message").str.extract(r"\buser=\"?([^\s\"]+)", 1).alias("u"))
-             .drop_nulls())
+             .drop_nulls().collect())
     return users["u"][-1] if users.height else None
 
 
@@ -242,7 +250,10 @@ def _error_of_lines(matches: pl.DataFrame) -> pl.DataFrame:
 
 def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     identities = _table(tables, "identities")
-    gateway = with_vm_key(_table(tables, "gateway_log"), identities)
+    # the gateway may be a lazy scan (pipeline._SCANNED): read once, only what cycles need
+    scanned = _table(tables, "gateway_log").lazy()
+    gateway = with_vm_key(scanned.filter(pl.col("event").is_not_null()).select(_GATEWAY_COLUMNS),
+                          identities).collect()
     tasks = with_vm_key(_table(tables, "vcenter_tasks"), identities, "vm_name")
     matches = _table(tables, "matches")
     activity = _table(tables, "activity")
@@ -259,11 +270,12 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     events = _shift(events, ["ts"], shift)
     matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(VCENTER_SOURCES)))
     activity = _shift(activity, ["minute"], shift, pl.col("source").str.starts_with("vcenter"))
-    user = appliance_user(gateway)
+    user = appliance_user(scanned)
     tasks = _tie_tasks(tasks, gateway, user)
     corrected = {"vcenter_tasks": tasks, "vcenter_events": events, "matches": matches,
                  "activity": activity}
     _, end_of_bundle = bundle_span({**tables, **corrected})
+    gateway_last = T.span(scanned, "ts")[1]
 
     # Lazy: each part reads only its events' rows and its columns (state changes alone are
     # hundreds of thousands of rows).
@@ -272,7 +284,7 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     gw = T.as_text(gw)
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(tables, "portal_events"), identities),
-                       matches, identities, gateway, end_of_bundle)
+                       matches, identities, gateway, gateway_last, end_of_bundle)
     disk_frame = (disks.join(cycles.select("vm_key", "cycle_id", "cycle"), on=["vm_key", "cycle_id"])
                   .sort("cycle", "disk_id", "disk", nulls_last=True))
     return CycleResult(
@@ -283,7 +295,8 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
 
 
 def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, matches: pl.DataFrame,
-              identities: pl.DataFrame, gateway: pl.DataFrame, end_of_bundle: datetime | None) -> pl.DataFrame:
+              identities: pl.DataFrame, gateway: pl.DataFrame, gateway_last: datetime | None,
+              end_of_bundle: datetime | None) -> pl.DataFrame:
     keys = gw.select("vm_key", "cycle_id").unique().collect()
     if not keys.height:
         return T.empty("cycles")
@@ -314,7 +327,6 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
     frame = _join_portal(frame, portal)
 
     lifecycle = gateway.select("event", "ts").filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
-    gateway_last = gateway["ts"].max()
     open_ = pl.col("outcome").is_null()
     restarted = pl.lit(lifecycle, T.TS) >= pl.col("start") if lifecycle is not None else pl.lit(False)
     runs_to_end = (gateway_last is not None and end_of_bundle is not None

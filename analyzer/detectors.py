@@ -135,14 +135,16 @@ class Signals:
 
     def _gateway_points(self, b: Bundle) -> None:
         gw_activity = pl.col("source") == "gateway_log"
-        timed = b.gateway.lazy().filter(pl.col("ts").is_not_null())
+        timed = b.gateway.filter(pl.col("ts").is_not_null())
         order = ("ts", "member", "line")
         # Every timed gateway row in order, searched by time: its time and its row number in
-        # b.gateway (a sorted copy of the rows would copy their text). Null times sort first.
-        by_time = b.gateway.select(pl.arg_sort_by("ts", text_rank(b.gateway, "member"), "line")).to_series()
+        # b.gateway, whose row is read when an entry needs it (b.gateway is lazy: holding the
+        # rows, even sorted, would hold their text). Null times sort first.
+        keys = b.gateway.select("ts", "member", "line").collect()
+        by_time = keys.select(pl.arg_sort_by("ts", text_rank(keys, "member"), "line")).to_series()
         self._gateway = b.gateway
-        self._gw_rows = by_time.slice(b.gateway["ts"].null_count())
-        ts = b.gateway["ts"].gather(self._gw_rows)
+        self._gw_rows = by_time.slice(keys["ts"].null_count())
+        ts = keys["ts"].gather(self._gw_rows)
         self.gw_ts = ts
         gw_minutes = b.activity.filter(gw_activity)["minute"]
         self.gw_points = _points([ts, gw_minutes, gw_minutes + timedelta(seconds=59)], ts.dtype)
@@ -171,11 +173,14 @@ class Signals:
 
     def last_gateway_row(self, at: datetime) -> dict | None:
         i = self.gw_ts.search_sorted(at, side="right")
-        return self._gateway.row(self._gw_rows[i - 1], named=True) if i else None
+        return self._gateway_row(self._gw_rows[i - 1]) if i else None
 
     def first_gateway_row(self, at: datetime) -> dict | None:
         i = self.gw_ts.search_sorted(at, side="left")
-        return self._gateway.row(self._gw_rows[i], named=True) if i < len(self.gw_ts) else None
+        return self._gateway_row(self._gw_rows[i]) if i < len(self.gw_ts) else None
+
+    def _gateway_row(self, index: int) -> dict:
+        return self._gateway.slice(index, 1).collect().row(0, named=True)
 
     def others_during(self, lo: datetime, hi: datetime) -> int:
         points = self.other_points

@@ -76,6 +76,9 @@ _ROOT_CONFIG = "bundle.toml"
 SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
 SLICE_THREADS = 2  # slices parsed at once
 READ_AHEAD = True  # read the next member while this one is parsed
+# Tables the later stages scan from their stored parts instead of loading whole: the gateway's
+# kept rows are most of a large bundle's memory, and each stage reads a few of their columns.
+_SCANNED = ("gateway_log",)
 # Tables matched member by member; vCenter tasks are matched once paired across rotations.
 _MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
 
@@ -417,10 +420,11 @@ def _add_stats(stats: dict[str, dict], source: str, parsed: sources.Parsed) -> N
         entry["last"] = max(filter(None, (entry["last"], parsed.last)))
 
 
-def _take_frames(found: _Ingested) -> dict[str, pl.DataFrame]:
-    """Each table's stored parts as one frame. The parts are taken out of `found`, one table at a
-    time, so what no later stage needs can go."""
-    return {name: tables.load(name, found.parts.pop(name)) for name in list(found.parts)}
+def _take_frames(found: _Ingested) -> dict[str, pl.DataFrame | pl.LazyFrame]:
+    """Each table's stored parts as one frame, or as a lazy scan for the _SCANNED tables. The
+    parts are taken out of `found`, one table at a time, so what no later stage needs can go."""
+    return {name: (tables.scan if name in _SCANNED else tables.load)(name, found.parts.pop(name))
+            for name in list(found.parts)}
 
 
 def _pair_tasks(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
@@ -477,6 +481,8 @@ def _finish(path: Path, options: Options, library, found: _Ingested, diags: Diag
     doc = redact_doc(doc, options.redact)
     members = [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members]
     if options.dump_tables:
+        frames = {name: frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+                  for name, frame in frames.items()}
         _dump(frames, options.dump_tables, options.redact)
     return Analysis(doc=doc, tables=frames, members=members, diagnostics=diags)
 

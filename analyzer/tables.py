@@ -265,13 +265,15 @@ def empty(name: str) -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMAS[name])
 
 
-def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Add missing columns as nulls, cast to the declared dtypes, order as declared.
+def conform(name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """Add missing columns as nulls, cast to the declared dtypes, order as declared (lazily for a
+    lazy frame).
 
     Extra columns are dropped: the schema is the contract between stages.
     """
     schema = SCHEMAS[name]
-    if list(frame.schema.items()) == list(schema.items()):
+    current = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    if list(current.items()) == list(schema.items()):
         return frame  # as it is: a select, even of no-op casts, can copy a frame of many chunks
     exprs = []
     for col, dtype in schema.items():
@@ -312,6 +314,17 @@ def load(name: str, stored: list[bytes]) -> pl.DataFrame:
         return empty(name)
     scan = pl.scan_parquet(stored)
     return pl.DataFrame([scan.select(column).collect().to_series().rechunk() for column in SCHEMAS[name]])
+
+
+def scan(name: str, stored: list[bytes]) -> pl.LazyFrame:
+    """The stored parts (see `store`) as a lazy frame: a query decompresses only the columns it
+    reads. For a table most stages read a few columns of."""
+    return pl.scan_parquet(stored) if stored else empty(name).lazy()
+
+
+def span(frame: pl.DataFrame | pl.LazyFrame, column: str) -> tuple:
+    """The least and the greatest value of a column (None, None when it has none)."""
+    return frame.lazy().select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")).collect().row(0)
 
 
 def as_text(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -154,8 +154,10 @@ class Bundle:
         self.identities = _table(tables, "identities")
         corrected = result.corrected
         self.end = result.bundle_end
-        # Not sorted as a whole: the few gateway rows read in time order are sorted where read.
-        self.gateway = with_vm_key(_table(tables, "gateway_log"), self.identities)
+        # Lazy (the table may be a scan of its stored parts, pipeline._SCANNED): each reader
+        # collects its rows and columns. Not sorted as a whole: rows read in time order are
+        # sorted where read.
+        self.gateway = with_vm_key(_table(tables, "gateway_log").lazy(), self.identities)
         self.portal = _table(tables, "portal_events")
         self.tasks = (corrected["vcenter_tasks"] if "vcenter_tasks" in corrected
                       else with_vm_key(_table(tables, "vcenter_tasks"), self.identities, "vm_name"))
@@ -206,9 +208,9 @@ class Bundle:
         self.sig_ts = {k: [m["ts"] for m in v] for k, v in self.by_signature.items()}
         self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
         self.spans = self._spans()
-        coded = pl.concat([f.filter(pl.col("error_id").is_not_null())
+        coded = pl.concat([f.lazy().filter(pl.col("error_id").is_not_null())
                            .select("member", "line", pl.col("error_id").cast(pl.Utf8))
-                           for f in (self.portal, self.gateway)])
+                           for f in (self.portal, self.gateway)]).collect()
         self.row_code = dict(zip(_row_keys(coded), coded["error_id"].to_list()))
         # Key Vault failures happen while enabling replication: no VM owns them.
         self.vm_less = {s.id for s in library.errors()
@@ -298,7 +300,7 @@ class Bundle:
                                     ("vcenter", self.events, ["ts"]),
                                     ("vcenter", self.tasks, ["start", "end"])):
             for c in cols:
-                points[family] += [v for v in (frame[c].min(), frame[c].max()) if v is not None]
+                points[family] += [v for v in T.span(frame, c) if v is not None]
         return {f: (min(p), max(p)) for f, p in points.items() if p}
 
     def covers(self, source: str, since: datetime, until: datetime) -> bool:
@@ -392,7 +394,7 @@ def _occurrences(b: Bundle, diags: Diagnostics) -> list[dict]:
     occ = errors.select("signature", "source", "ts", "vm_key", "member", "line", "text").to_dicts()
     matched = {(o["member"], o["line"]) for o in occ}
     failed = (b.gateway.filter((pl.col("event") == "cycle_failed") & pl.col("ts").is_not_null())
-              .sort("ts", "member", "line").to_dicts())
+              .sort("ts", "member", "line").collect().to_dicts())
     for r in failed:
         if (r["member"], r["line"]) in matched:
             continue

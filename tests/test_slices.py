@@ -160,3 +160,22 @@ def test_record_tables_are_let_go_once_judged_unless_dumped(tmp_path):
     # judging saw the same rows either way
     for key in ("vms", "verdicts", "outages", "not_evaluated"):
         assert released.doc[key] == kept.doc[key]
+
+
+def test_the_gateway_is_scanned_from_its_stored_rows_with_the_result_of_loading_it(monkeypatch):
+    path = ROOT / "sample_bundles" / "outage-appliance-down.zip"
+    if not path.exists():
+        pytest.skip("sample_bundles/ not generated")
+    seen = []
+    build = pipeline.cycles.build
+    monkeypatch.setattr(pipeline.cycles, "build", lambda frames, diags: (
+        seen.append(type(frames["gateway_log"])), build(frames, diags))[1])
+
+    def doc(scanned: tuple[str, ...]) -> dict:
+        monkeypatch.setattr(pipeline, "_SCANNED", scanned)
+        result = pipeline.analyze(path).doc
+        result["bundle"]["analyzed_at"] = None
+        return result
+
+    assert doc(("gateway_log",)) == doc(()) and seen == [pl.LazyFrame, pl.DataFrame]
+    assert doc(("gateway_log",))["verdicts"]  # the comparison covers judged failures

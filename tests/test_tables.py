@@ -1,5 +1,5 @@
 """tables: compact (kept rows stop holding the large frame's text), store/load (kept rows wait
-compressed), concat, text_rank, as_text and the gateway schema's categorical columns."""
+compressed, scanned lazily), span, concat, text_rank, as_text and the gateway schema's categorical columns."""
 
 import polars as pl
 from polars.testing import assert_frame_equal
@@ -62,6 +62,17 @@ def test_stored_categorical_and_time_columns_come_back_as_such():
 
 def test_nothing_stored_loads_as_the_empty_table():
     assert_frame_equal(tables.load("gateway_log", []), tables.empty("gateway_log"))
+
+
+def test_stored_parts_scan_lazily_and_span_gives_least_and_greatest():
+    frame = pl.DataFrame({"member": ["a"] * 4, "line": [3, 1, 4, None]})
+    scanned = tables.scan("gateway_log", [tables.store("gateway_log", frame.slice(0, 2)),
+                                          tables.store("gateway_log", frame.slice(2))])
+    assert isinstance(scanned, pl.LazyFrame)
+    assert scanned.select("line").collect()["line"].to_list() == [3, 1, 4, None]
+    assert tables.span(scanned, "line") == (1, 4) == tables.span(frame, "line")
+    assert tables.span(tables.scan("gateway_log", []), "ts") == (None, None)
+    assert tables.conform("gateway_log", scanned) is scanned  # already of the schema
 
 
 def test_concat_gives_one_chunk_per_column():
