@@ -78,8 +78,9 @@ def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "
     return frame.with_columns(pl.coalesce(name, by_moref, moref).alias("vm_key"))
 
 
-def _shift(frame: pl.DataFrame, columns: list[str], seconds: float, only: pl.Expr | None = None) -> pl.DataFrame:
-    if not seconds or not frame.height:
+def _shift(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], seconds: float,
+           only: pl.Expr | None = None) -> pl.DataFrame | pl.LazyFrame:
+    if not seconds:
         return frame
     delta = pl.duration(microseconds=round(seconds * 1e6))
     return frame.with_columns(

@@ -149,8 +149,9 @@ class Signals:
         gw_minutes = b.activity.filter(gw_activity)["minute"]
         self.gw_points = _points([ts, gw_minutes, gw_minutes + timedelta(seconds=59)], ts.dtype)
         self.gw_last = self.gw_points[-1] if len(self.gw_points) else None
-        self.other_points = _points([b.activity.filter(~gw_activity)["minute"], b.portal["ts"], b.events["ts"],
-                                     b.tasks["start"], b.tasks["end"]], ts.dtype)
+        self.other_points = _points([b.activity.filter(~gw_activity)["minute"], b.portal["ts"],
+                                     b.events.select("ts").collect().to_series(), b.tasks["start"],
+                                     b.tasks["end"]], ts.dtype)
         event = pl.col("event")
 
         def rows(keep: pl.Expr) -> list[dict]:

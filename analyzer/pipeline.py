@@ -77,8 +77,9 @@ SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this s
 SLICE_THREADS = 2  # slices parsed at once
 READ_AHEAD = True  # read the next member while this one is parsed
 # Tables the later stages scan from their stored parts instead of loading whole: the gateway's
-# kept rows are most of a large bundle's memory, and each stage reads a few of their columns.
-_SCANNED = ("gateway_log",)
+# kept rows and vCenter's events are most of a large bundle's memory, and each stage reads a few
+# of their rows or columns.
+_SCANNED = ("gateway_log", "vcenter_events")
 # Tables matched member by member; vCenter tasks are matched once paired across rotations.
 _MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
 

@@ -163,7 +163,9 @@ class Bundle:
                       else with_vm_key(_table(tables, "vcenter_tasks"), self.identities, "vm_name"))
         if "own" not in self.tasks.columns:
             self.tasks = self.tasks.with_columns(pl.lit(False).alias("own"))
-        self.events = corrected["vcenter_events"] if "vcenter_events" in corrected else _table(tables, "vcenter_events")
+        # lazy, as the gateway: it may be a scan (pipeline._SCANNED)
+        self.events = (corrected["vcenter_events"] if "vcenter_events" in corrected
+                       else _table(tables, "vcenter_events")).lazy()
         self.activity = corrected["activity"] if "activity" in corrected else _table(tables, "activity")
         matches = corrected["matches"] if "matches" in corrected else _table(tables, "matches")
         self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
@@ -231,9 +233,9 @@ class Bundle:
         key = ["member", "line"]
         machine = (self.portal.select(*key, pl.col("machine").alias("_machine")).unique(key, keep="first"))
         # Only the matched lines' opIDs and their tasks: the logs have hundreds of thousands of rows.
-        op_ids = (pl.concat([vcenter_log.select(*key, "op_id"), self.events.select(*key, "op_id")])
-                  .join(matches.select(key).unique(), on=key, how="semi", maintain_order="left")
-                  .drop_nulls("op_id").unique(key, keep="first"))
+        op_ids = (pl.concat([vcenter_log.lazy().select(*key, "op_id"), self.events.lazy().select(*key, "op_id")])
+                  .join(matches.lazy().select(key).unique(), on=key, how="semi", maintain_order="left")
+                  .drop_nulls("op_id").unique(key, keep="first").collect())
         task_vm = (self.tasks.lazy().select("op_id", "vm_id", "start")
                    .filter(pl.col("op_id").is_not_null() & pl.col("vm_id").is_not_null())
                    .join(op_ids.lazy().select("op_id").unique(), on="op_id", how="semi")

@@ -162,14 +162,16 @@ def test_record_tables_are_let_go_once_judged_unless_dumped(tmp_path):
         assert released.doc[key] == kept.doc[key]
 
 
-def test_the_gateway_is_scanned_from_its_stored_rows_with_the_result_of_loading_it(monkeypatch):
+def test_scanned_tables_give_the_result_of_loading_them(monkeypatch):
     path = ROOT / "sample_bundles" / "outage-appliance-down.zip"
     if not path.exists():
         pytest.skip("sample_bundles/ not generated")
+    assert {"gateway_log", "vcenter_events"} <= set(pipeline._SCANNED)
     seen = []
     build = pipeline.cycles.build
     monkeypatch.setattr(pipeline.cycles, "build", lambda frames, diags: (
-        seen.append(type(frames["gateway_log"])), build(frames, diags))[1])
+        seen.append({type(frames[name]) for name in ("gateway_log", "vcenter_events")}),
+        build(frames, diags))[1])
 
     def doc(scanned: tuple[str, ...]) -> dict:
         monkeypatch.setattr(pipeline, "_SCANNED", scanned)
@@ -177,5 +179,6 @@ def test_the_gateway_is_scanned_from_its_stored_rows_with_the_result_of_loading_
         result["bundle"]["analyzed_at"] = None
         return result
 
-    assert doc(("gateway_log",)) == doc(()) and seen == [pl.LazyFrame, pl.DataFrame]
-    assert doc(("gateway_log",))["verdicts"]  # the comparison covers judged failures
+    scanned = doc(pipeline._SCANNED)
+    assert scanned == doc(()) and seen == [{pl.LazyFrame}, {pl.DataFrame}]
+    assert scanned["verdicts"]  # the comparison covers judged failures

@@ -433,7 +433,7 @@ def build_tasks(records: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics)
     return pair_tasks(task_lines(records), events, diags)
 
 
-def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame, diags: Diagnostics) -> pl.DataFrame:
+def pair_tasks(lines: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame, diags: Diagnostics) -> pl.DataFrame:
     """Pair `[VpxLRO] -- BEGIN` with `-- FINISH` / `-- ERROR` by (vcenter, id) over every member.
 
     One row per BEGIN (deduplicated: the same line may sit in two copies of a log). A BEGIN with no
@@ -499,18 +499,18 @@ def _progress(progress: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _with_initiator(tasks: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+def _with_initiator(tasks: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """The user of the TaskEvent naming the task's display name within 2 s of its BEGIN.
 
     An event logged under the task's own opID wins: tasks of one kind often start in the same
     second (a backup run snapshots many VMs at once).
     """
-    task_events = (events.filter(pl.col("event_type").str.ends_with("TaskEvent")
+    task_events = (events.lazy().filter(pl.col("event_type").str.ends_with("TaskEvent")
                                  & pl.col("user").is_not_null() & pl.col("ts").is_not_null())
                    .select("op_id", "ts", _vc=pl.col("vcenter").fill_null("").cast(pl.Categorical()),
                            initiator="user",
                            _name=_display_key(pl.col("message").str.replace(r"^Task:\s*", "")))
-                   .sort("ts"))
+                   .sort("ts").collect())
     candidates = tasks.filter(pl.col("start").is_not_null() & pl.col("task_name").is_not_null())
     if not task_events.height or not candidates.height:
         return tasks.with_columns(initiator=pl.lit(None, pl.Utf8))
