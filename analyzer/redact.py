@@ -180,9 +180,12 @@ def _changes(pairs, new: dict[str, str]) -> dict:
 
 
 def _redact_column(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
-    """The column with its text redacted, down into lists and structs; None when it holds none."""
+    """The column with its text redacted, down into lists and structs; None when it holds none.
+    A categorical column comes back as text."""
     if dtype == pl.Utf8:
         return redact_expr(expr)
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return redact_expr(expr.cast(pl.Utf8))
     if isinstance(dtype, (pl.List, pl.Array)):
         inner = _redact_column(pl.element(), dtype.inner)
         return None if inner is None else expr.list.eval(inner) if isinstance(dtype, pl.List) \

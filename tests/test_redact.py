@@ -157,6 +157,13 @@ def test_frame_text_list_struct_columns_redacted_nulls_kept():
     assert redact_frame(frame, enabled=False) is frame
 
 
+def test_frame_categorical_columns_are_redacted_as_text():
+    frame = pl.DataFrame({"error_message": ["upload failed sig=S1", None, "upload failed sig=S1"]},
+                         schema={"error_message": pl.Categorical()})
+    out = redact_frame(frame)
+    assert out["error_message"].to_list() == ["upload failed sig=" + MASK, None, "upload failed sig=" + MASK]
+
+
 def test_matches_table_captures_are_redacted():
     matches = tables.conform("matches", pl.DataFrame({
         "member": ["m"], "line": [1], "signature": ["x"], "text": ["sig=S4"],
@@ -318,6 +325,7 @@ PLANTED = {
     "VpxdUnparsed0011": "vpxd line before the first record (diagnostic sample)",
     "TaskCsvSig0012": "vSphere task CSV Details",
     "MemberSig0013": "member name",
+    "GwTokenSig0017": "gateway message= token (a categorical column of the dumped tables)",
 }
 
 
@@ -334,6 +342,7 @@ def secrets_bundle(folder: Path) -> Path:
             f"password=GwPassword0005 {FAILS}",
             f"Request to {LSA}/e relaying Endpoint=sb://migratesb1.servicebus.windows.net/;"
             f"SharedAccessKeyName=Root;SharedAccessKey=GwSbKey0006xyz= {FAILS}",
+            f'Upload retry. vm=APP01 message="request to {LSA}/g?sv=2021-08-06&sig=GwTokenSig0017 failed"',
         ]))
     gateway = "appliance banner password=GwUnparsed0007\n" + gateway_log(extra=extra)
     portal = portal_csv(
