@@ -213,7 +213,8 @@ def _export_frames(analysis, bundle: str, appliance: str | None, redact: bool) -
         else:
             source = analysis.tables.get(table)
             frame = tables.conform(table, source) if source is not None else tables.empty(table)
-            frame = redact_frame(frame, redact)
+            # text as text: the dataset's schema must not follow how a table is held in memory
+            frame = redact_frame(frame.with_columns(pl.col(pl.Categorical).cast(pl.Utf8)), redact)
             frame = frame.select(pl.lit(bundle).alias("bundle_id"), pl.all())
         out[export] = _parquet_bytes(frame)
     return out

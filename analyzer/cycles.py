@@ -171,7 +171,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
                               strategy="nearest", tolerance=OWN_TASK_TOLERANCE, check_sortedness=False)
     else:
         work = work.with_columns(pl.lit(None, T.TS).alias("_sts"))
-    initiator = pl.col("initiator").str.to_lowercase()
+    initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
     by_user = initiator == user.lower() if user else pl.lit(False)
     paired = pl.col("method").is_in(SNAPSHOT_METHODS) & pl.col("_sts").is_not_null()
     other_user = initiator.is_not_null() & pl.lit(user is not None) & ~by_user

@@ -27,7 +27,7 @@ _VM_IN_VPXD = r"vim\.VirtualMachine:(?P<moref>vm-\d+),(?P<name>[^\]]+)\]"
 def vcenter_key(expr: pl.Expr) -> pl.Expr:
     """`VCSA01.contoso.local` -> `vcsa01`; a vc-support archive stem
     `vc-vcsa01.contoso.local-2024-05-14--10.21-12345` -> `vcsa01`; IP addresses stay whole."""
-    text = (expr.str.strip_chars().str.to_lowercase()
+    text = (expr.cast(pl.Utf8).str.strip_chars().str.to_lowercase()
             .str.replace(r"^vc-(.+?)-\d{4}-\d{2}-\d{2}(?:--.*)?$", "${1}"))
     return (pl.when(text.str.contains(r"^\d+\.\d+\.\d+\.\d+$")).then(text)
             .otherwise(text.str.extract(r"^([^.]+)", 1)))

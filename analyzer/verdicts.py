@@ -362,6 +362,8 @@ def _dicts(frame: pl.DataFrame) -> list[dict]:
 def _values(column: pl.Series) -> list:
     """column.to_list(), with one str object per distinct value when values repeat (method,
     outcome, initiator): the document holds hundreds of thousands of them."""
+    if isinstance(column.dtype, pl.Categorical):
+        column = column.cast(pl.Utf8)
     if column.dtype != pl.Utf8 or column.n_unique() > len(column) // 4:
         return column.to_list()
     distinct = column.drop_nulls().unique()

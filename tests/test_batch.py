@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import types
 from pathlib import Path
 
 import jsonschema
@@ -15,7 +16,7 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from analyzer import batch
+from analyzer import batch, tables
 from analyzer.batch import BatchResult, bundle_id, expand_inputs, run_batch, safe_stem
 from analyzer.pipeline import Options
 
@@ -386,3 +387,13 @@ def test_fleet_page_in_chromium_filters_and_fetches_nothing(first_run, tmp_path)
             context.close()
     assert errors == []
     assert all(url.startswith("file://") for url in requests), requests
+
+
+@pytest.mark.parametrize("redact", [True, False])
+def test_exported_tables_hold_text_where_the_analyzer_holds_categories(redact):
+    tasks = tables.conform("vcenter_tasks", pl.DataFrame({"task_id": ["task-1"], "method": ["m"],
+                                                           "member": ["vpxd.log"]}))
+    assert tasks["method"].dtype == tables.CAT
+    analysis = types.SimpleNamespace(doc={"vms": [], "verdicts": []}, tables={"vcenter_tasks": tasks})
+    exported = pl.read_parquet(io.BytesIO(batch._export_frames(analysis, "b1", None, redact)["vcenter_tasks"]))
+    assert exported["method"].dtype == pl.Utf8 and exported["member"].to_list() == ["vpxd.log"]

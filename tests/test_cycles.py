@@ -229,7 +229,7 @@ def test_foreign_tasks_are_not_the_appliances_own():
         task("task-2", "createSnapshot", 12, 20, initiator="CONTOSO\\svc-backup", line=2),
         task("task-3", "vim.vm.Snapshot.remove", 25.2, 26, vm_id=None, entity="snapshot-77", line=3),
     ])
-    tasks = tasks.with_columns(pl.col("initiator").str.replace(r"^.*\\", ""))
+    tasks = tasks.with_columns(pl.col("initiator").cast(pl.Utf8).str.replace(r"^.*\\", ""))
     result, _ = run(gw, vcenter_tasks=tasks, identities=identities(("APP01", "vm-1", "esx01")))
     rows = {r["task_id"]: r for r in result.corrected["vcenter_tasks"].to_dicts()}
     assert rows["task-1"]["own"] and not rows["task-2"]["own"]
