@@ -140,16 +140,17 @@ def analyze(
                       highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNUSABLE)
     options = _options(signatures, appliance_tz, portal_tz, vcenter_tz, not no_redact, dump_tables)
-    analysis = _run_with_progress(pipeline.analyze, bundle, options)
+    # only the document is needed from here on: the analysis' tables go before the report is built
+    doc = _run_with_progress(pipeline.analyze, bundle, options).doc
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / f"{safe_stem(bundle)}.html"
-    html_path.write_text(report.render(analysis.doc), encoding="utf-8")
+    html_path.write_text(report.render(doc), encoding="utf-8")
     if json_out:
-        _write_json(analysis.doc, json_out)
-    _summary(analysis.doc, html_path)
+        _write_json(doc, json_out)
+    _summary(doc, html_path)
     if fail_on:
         worst = {"critical": ("critical",), "warning": ("critical", "warning")}[fail_on]
-        if any(v["severity"] in worst for v in analysis.doc["verdicts"]):
+        if any(v["severity"] in worst for v in doc["verdicts"]):
             raise typer.Exit(EXIT_FAIL_ON)
 
 

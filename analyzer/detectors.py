@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Callable
 
 import polars as pl
 
-from analyzer.tables import text_rank
 from analyzer.signatures.model import Library, Signature
 
 if TYPE_CHECKING:  # verdicts builds the bundle and the failures, then asks the detectors
@@ -140,8 +139,8 @@ class Signals:
         # Every timed gateway row in order, searched by time: its time and its row number in
         # b.gateway, whose row is read when an entry needs it (b.gateway is lazy: holding the
         # rows, even sorted, would hold their text). Null times sort first.
-        keys = b.gateway.select("ts", "member", "line").collect()
-        by_time = keys.select(pl.arg_sort_by("ts", text_rank(keys, "member"), "line")).to_series()
+        keys = b.gateway.select("ts", "member", "line").collect()  # member: categorical, sorts as text
+        by_time = keys.select(pl.arg_sort_by("ts", "member", "line")).to_series()
         self._gateway = b.gateway
         self._gw_rows = by_time.slice(keys["ts"].null_count())
         ts = keys["ts"].gather(self._gw_rows)

@@ -28,11 +28,12 @@ PROVENANCE = {"member": STR, "line": INT}
 #   vcenter_connected cycle_started state_changed snapshot_creating snapshot_created
 #   snapshot_removing snapshot_removal_deferred disk_progress cycle_completed cycle_failed
 # and is null for any other message.
-# Text that repeats from row to row (levels, names, ids, error tokens) is categorical: a 4-byte
+# Text that repeats from row to row (member, levels, names, ids, error tokens) is categorical: a 4-byte
 # code per row, not a 16-byte view plus the text, even where null (a 1 GiB bundle keeps 0.7 M
 # gateway rows for the later stages). `message` and `detail` stay text.
 GATEWAY_LOG = {
-    **PROVENANCE,
+    "member": CAT,
+    "line": INT,
     "ts": TS,
     "naive": BOOL,  # timestamp had no zone; appliance_tz (or UTC) was applied
     "level": CAT,  # Verbose | Info | Warning | Error | Critical (normalised case)

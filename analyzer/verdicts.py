@@ -211,7 +211,7 @@ class Bundle:
         self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
         self.spans = self._spans()
         coded = pl.concat([f.lazy().filter(pl.col("error_id").is_not_null())
-                           .select("member", "line", pl.col("error_id").cast(pl.Utf8))
+                           .select(pl.col("member").cast(pl.Utf8), "line", pl.col("error_id").cast(pl.Utf8))
                            for f in (self.portal, self.gateway)]).collect()
         self.row_code = dict(zip(_row_keys(coded), coded["error_id"].to_list()))
         # Key Vault failures happen while enabling replication: no VM owns them.
