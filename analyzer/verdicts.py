@@ -121,8 +121,14 @@ def decide(tables: dict[str, pl.DataFrame], cycles: CycleResult, library: Librar
             tables.pop(name, None)
             cycles.corrected.pop(name, None)
         b.release_records()
-    return Decision(vms=_vms(b, judged), verdicts=_verdicts(b, judged, explains), outages=outages,
-                    not_evaluated=_not_evaluated(b))
+    verdicts, not_evaluated = _verdicts(b, judged, explains), _not_evaluated(b)
+    vms, keys = _vms(b, judged)
+    if release:  # a large bundle's cycles as dicts go before its tasks become dicts
+        b.release_cycles()
+    tasks = b.task_docs()
+    for vm, key in zip(vms, keys):
+        vm["tasks"] = tasks.get(key, []) if key else []
+    return Decision(vms=vms, verdicts=verdicts, outages=outages, not_evaluated=not_evaluated)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,6 +231,11 @@ class Bundle:
         """Let go of the RECORD_TABLES' rows (and what indexes them): judging is done."""
         self.gateway = self.events = None
         self.signals = None
+
+    def release_cycles(self) -> None:
+        """Let go of the cycles as dicts: the document's VMs are built."""
+        self.cycles = self.cycles_by_vm = None
+        self.recover_all = self.recover_host = None
 
     # -- identities ---------------------------------------------------------------------------
     def _keyed_matches(self, matches: pl.DataFrame, vcenter_log: pl.DataFrame) -> pl.DataFrame:
@@ -789,7 +800,8 @@ def _cycle_doc(c: dict, error: str | None) -> dict:
             "failed_state": c["failed_state"]}
 
 
-def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
+def _vms(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], list[str | None]]:
+    """The document's VMs, and each one's key; their `tasks` are left empty (see decide)."""
     by_vm: dict[str, list[Judgement]] = defaultdict(list)
     cycle_error: dict[str, str] = {}
     for j in judged:
@@ -804,14 +816,13 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
               .select("vm_key", iso_expr("ts").alias("ts"), pl.col("signature").alias("error"), "source", "text")
               .to_dicts()):
         errors_by_vm[r.pop("vm_key")].append(r)
-    keys = set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm)
+    keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm))
     ids = defaultdict(set)
     for r in b.identities.filter(pl.col("vm_id").is_not_null()).to_dicts():
         ids[r["vm_key"]].add(r["vm_id"])
     for c in b.cycles:
         if c["vm_id"]:
             ids[c["vm_key"]].add(c["vm_id"])
-    tasks = b.task_docs()
     out = []
     for key in keys:
         cycles = b.cycles_by_vm.get(key, [])
@@ -828,10 +839,11 @@ def _vms(b: Bundle, judged: list[Judgement]) -> list[dict]:
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
             "last_successful_cycle_end": iso(last_ok), "consecutive_failures": consecutive,
             "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
-            "tasks": tasks.get(key, []) if key else [],
+            "tasks": [],
             "errors": errors_by_vm.get(key, []),
         })
-    return sorted(out, key=lambda v: ((v["vm"] or "").lower(), v["vm"] or ""))
+    order = sorted(range(len(out)), key=lambda i: ((out[i]["vm"] or "").lower(), out[i]["vm"] or ""))
+    return [out[i] for i in order], [keys[i] for i in order]
 
 
 def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> str:
