@@ -379,6 +379,56 @@ def _file_chunks(f: io.BufferedIOBase | io.RawIOBase, what: str) -> Iterator[byt
         yield chunk
 
 
+def _peek(chunks: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first `size` bytes of the chunks (fewer if they end or break off first), and the
+    chunks from the start again. Damage met while peeking comes out of the second iterator."""
+    taken: list[bytes] = []
+    got = 0
+    damage: _Damaged | None = None
+    try:
+        while got < size:
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            taken.append(chunk)
+            got += len(chunk)
+    except _Damaged as exc:
+        damage = exc
+
+    def again() -> Iterator[bytes]:
+        yield from taken
+        if damage is not None:
+            raise damage
+        yield from chunks
+    return b"".join(taken)[:size], again()
+
+
+class _ChunkStream(io.RawIOBase):
+    """Counted chunks (see _Walker._counted) read as a file, for a nested tar walked as it is read.
+    A limit met on the way ends the archive (_ArchiveLimit), as in _GunzipStream."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        if not self._pending:
+            try:
+                chunk = next(self._chunks, b"")
+            except _Refused as refused:
+                raise _ArchiveLimit(refused.message.replace("; skipped", "; rest of it skipped")) from None
+            if not chunk:
+                return 0
+            self._pending = memoryview(chunk)
+        n = min(len(target), len(self._pending))
+        target[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
 class _GunzipStream(io.RawIOBase):
     """A gzip stream read as a file (for tarfile), with the bundle's bomb limits on its output.
 
@@ -514,30 +564,35 @@ class _Walker:
         self.yielded += 1
         return Member(path, data, container)
 
-    def _collect(self, chunks: Iterable[bytes], where: str,
-                 compressed: Compressed) -> tuple[bytes, str | None]:
-        """Gather a member's chunks under the limits: (data, damage or None)."""
+    def _counted(self, chunks: Iterable[bytes], where: str, compressed: Compressed) -> Iterator[bytes]:
+        """A member's chunks, counted against the limits as they are read."""
         limits = self.limits
-        out = io.BytesIO()
         size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            self.total += len(chunk)
+            if self.total > limits.max_total_bytes:
+                self.diags.add("error", "decompression-limit",
+                               f"the bundle inflates past {_size(limits.max_total_bytes)} "
+                               "(max_total_bytes); stopped reading here", where)
+                raise _StopWalk
+            if size > limits.max_member_bytes:
+                raise _Refused("decompression-limit", f"member inflates past "
+                               f"{_size(limits.max_member_bytes)} (max_member_bytes); "
+                               "skipped")
+            if (compressed is not None and size > RATIO_FLOOR
+                    and size > limits.max_ratio * max(_read_so_far(compressed), 1)):
+                raise _Refused("decompression-limit", f"member inflates more than "
+                               f"{limits.max_ratio:.0f}:1 (max_ratio) — looks like a "
+                               "decompression bomb; skipped")
+            yield chunk
+
+    @staticmethod
+    def _collect(chunks: Iterable[bytes]) -> tuple[bytes, str | None]:
+        """Gather counted chunks (see _counted): (data, damage or None)."""
+        out = io.BytesIO()
         try:
             for chunk in chunks:
-                size += len(chunk)
-                self.total += len(chunk)
-                if self.total > limits.max_total_bytes:
-                    self.diags.add("error", "decompression-limit",
-                                   f"the bundle inflates past {_size(limits.max_total_bytes)} "
-                                   "(max_total_bytes); stopped reading here", where)
-                    raise _StopWalk
-                if size > limits.max_member_bytes:
-                    raise _Refused("decompression-limit", f"member inflates past "
-                                   f"{_size(limits.max_member_bytes)} (max_member_bytes); "
-                                   "skipped")
-                if (compressed is not None and size > RATIO_FLOOR
-                        and size > limits.max_ratio * max(_read_so_far(compressed), 1)):
-                    raise _Refused("decompression-limit", f"member inflates more than "
-                                   f"{limits.max_ratio:.0f}:1 (max_ratio) — looks like a "
-                                   "decompression bomb; skipped")
                 out.write(chunk)
         except _Damaged as exc:
             return out.getvalue(), str(exc)
@@ -548,9 +603,18 @@ class _Walker:
         """Read one member; yield it, or the members of the archive it is.
 
         nested_depth: depth the member would have as a nested archive; None = never nested.
+        A nested tar or tgz is walked as it is read, not gathered first (a vc-support tgz is tens
+        of MB, and its members are read one by one anyway).
         """
+        counted = self._counted(chunks, path, compressed)
         try:
-            data, damage = self._collect(chunks, path, compressed)
+            head, counted = _peek(counted, HEAD)
+            kind = _kind_of(head) if nested_depth is not None else None
+            if kind in ("tar", "tgz") and nested_depth <= self.limits.max_depth:
+                # what the walk leaves unread of a tar member, the outer tar's next() skips
+                yield from self._walk_archive(kind, path, nested_depth, _ChunkStream(counted))
+                return
+            data, damage = self._collect(counted)
         except _Refused as refused:
             self._skip(refused.code, refused.message, path)
             return
@@ -712,10 +776,11 @@ class _Walker:
                                      nested_depth=depth + 1)
 
     def _walk_tar(self, kind: str, label: str | None, depth: int,
-                  source: Path | bytes) -> Iterator[Member]:
+                  source: Path | bytes | _ChunkStream) -> Iterator[Member]:
         """Returns why, when the tar could not be read at all."""
         where = label or self.label
-        with (open(source, "rb") if isinstance(source, Path) else io.BytesIO(source)) as raw:
+        with (open(source, "rb") if isinstance(source, Path) else
+              source if isinstance(source, _ChunkStream) else io.BytesIO(source)) as raw:
             stream: io.RawIOBase | io.BufferedIOBase = raw
             gz = None
             if kind == "tgz":

@@ -754,3 +754,26 @@ def test_salvage_can_be_interrupted_cleanly(tmp_path):
     walker = open_bundle(path, Diagnostics())
     assert next(walker).path == "m0.log"
     walker.close()  # a consumer that stops early releases the archive without error
+
+
+def test_nested_tar_and_tgz_are_walked_as_read_not_gathered(tmp_path, monkeypatch):
+    inner = tar_bytes([("vpxd.log", b"v\n" * 1000), ("vpxd-1.log", b"w\n")], gz=True)
+    gathered = []
+    collect = bundle_module._Walker._collect
+    monkeypatch.setattr(bundle_module._Walker, "_collect", staticmethod(
+        lambda chunks: (lambda out: (gathered.append(len(out[0])), out)[1])(collect(chunks))))
+    members, diags = walk(make_zip(tmp_path / "case.zip", [("vc.tgz", inner), ("gw.log", b"gw\n")]))
+    assert [m.path for m in members] == ["vc.tgz!/vpxd.log", "vc.tgz!/vpxd-1.log", "gw.log"]
+    assert len(inner) not in gathered and sorted(gathered) == [2, 3, 2000]  # the members alone
+    assert diags.items == []
+
+
+def test_outer_tar_stays_in_step_after_a_nested_tar(tmp_path):
+    """The walk of a tar inside a tar stops at the inner end-of-archive blocks and leaves the rest
+    of the member unread; the outer walk must still find the next header."""
+    inner = tar_bytes([("in.log", b"inside\n")]) + bytes(20 * 1024)  # trailing zero records
+    outer = tar_bytes([("inner.tar", inner), ("after.log", b"after\n")], gz=True)
+    members, diags = walk(write(tmp_path / "case.tgz", outer))
+    assert [(m.path, m.data) for m in members] == [("inner.tar!/in.log", b"inside\n"),
+                                                   ("after.log", b"after\n")]
+    assert diags.items == []
