@@ -73,15 +73,22 @@ def _may_hold_secret(expr: pl.Expr) -> pl.Expr:
             | (expr.str.len_bytes() != expr.str.len_chars()))
 
 
+_BATCH = 1 << 16  # texts per polars pass: a large document's ~1 M strings are not copied at once
+
+
 def _changed(texts: list) -> tuple[list[int], list[str]]:
     """Positions of the texts that redaction changes, and their redacted text."""
-    frame = pl.DataFrame({"t": pl.Series(texts, dtype=pl.Utf8)}).with_row_index("i")
-    candidates = frame.filter(_may_hold_secret(pl.col("t")))
-    if not candidates.height:
-        return [], []
-    changed = (candidates.with_columns(redact_expr(pl.col("t")).alias("r"))
-               .filter(pl.col("r") != pl.col("t")))
-    return changed["i"].to_list(), changed["r"].to_list()
+    positions: list[int] = []
+    cleaned: list[str] = []
+    for start in range(0, len(texts), _BATCH):
+        frame = (pl.DataFrame({"t": pl.Series(texts[start:start + _BATCH], dtype=pl.Utf8)})
+                 .with_row_index("i", offset=start))
+        candidates = frame.filter(_may_hold_secret(pl.col("t")))
+        changed = (candidates.with_columns(redact_expr(pl.col("t")).alias("r"))
+                   .filter(pl.col("r") != pl.col("t")))
+        positions += changed["i"].to_list()
+        cleaned += changed["r"].to_list()
+    return positions, cleaned
 
 
 def redact_texts(texts: list[str | None]) -> list[str | None]:

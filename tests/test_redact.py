@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer import tables
+import analyzer.redact as redact_module
 from analyzer.redact import MASK, redact, redact_doc, redact_expr, redact_frame, redact_texts
 
 STORAGE_KEY = "Xy7+" * 21 + "ab=="  # 88 characters, like an account key
@@ -452,3 +453,11 @@ def test_doc_dict_subclasses_come_back_as_plain_dicts():
     doc = {"a": OrderedDict(b="plain text", c=[OrderedDict(d="e")])}
     out = redact_doc(doc)
     assert repr(out) == repr(every_string_redacted(doc)) == "{'a': {'b': 'plain text', 'c': [{'d': 'e'}]}}"
+
+
+def test_texts_are_redacted_alike_in_batches(monkeypatch):
+    texts = ["plain", "sig=S1", None, "token=S2 and pwd=S3", "also plain", "sig=S4"]
+    whole = redact_texts(texts)
+    monkeypatch.setattr(redact_module, "_BATCH", 2)
+    assert redact_texts(texts) == whole == ["plain", "sig=" + MASK, None, f"token={MASK} and pwd={MASK}",
+                                            "also plain", "sig=" + MASK]
