@@ -60,11 +60,10 @@ def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
     return T.empty(name) if frame is None else T.conform(name, frame)
 
 
-# The gateway columns cycles read, of the rows with a structured event: not the text (message,
-# detail), which is most of the table's memory.
-_GATEWAY_COLUMNS = ("member", "line", "ts", "event", "vm", "vm_id", "host", "cycle_id", "cycle_type",
-                    "state_from", "state_to", "disk", "disk_id", "disks", "uploaded_bytes", "total_bytes",
-                    "rate_mbps", "duration_sec", "error_id", "error_message")
+# The gateway rows the clock skew, the snapshot tasks and the service restarts are read from
+# (a superset of the rows each of them selects).
+_MARKS = (pl.col("event").is_in(["snapshot_creating", "snapshot_removing", *LIFECYCLE_EVENTS])
+          | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
 
 
 def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "vm",
@@ -251,16 +250,16 @@ def _error_of_lines(matches: pl.DataFrame) -> pl.DataFrame:
 
 def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     identities = _table(tables, "identities")
-    # the gateway may be a lazy scan (pipeline._SCANNED): read once, only what cycles need
-    scanned = _table(tables, "gateway_log").lazy()
-    gateway = with_vm_key(scanned.filter(pl.col("event").is_not_null()).select(_GATEWAY_COLUMNS),
-                          identities).collect()
+    # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
+    # and columns (state changes alone are hundreds of thousands of rows).
+    scanned = with_vm_key(_table(tables, "gateway_log").lazy(), identities)
+    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "ts").collect()
     tasks = with_vm_key(_table(tables, "vcenter_tasks"), identities, "vm_name")
     matches = _table(tables, "matches")
     activity = _table(tables, "activity")
     events = _table(tables, "vcenter_events")
 
-    skew, basis = estimate_skew(gateway, tasks)
+    skew, basis = estimate_skew(marks, tasks)
     if skew is not None and abs(skew) > SKEW_REPORT_SECONDS:
         diags.add("warning", "clock-skew",
                   f"vCenter clock is {skew:+.0f} s off the appliance clock (median over {basis} "
@@ -272,20 +271,18 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(VCENTER_SOURCES)))
     activity = _shift(activity, ["minute"], shift, pl.col("source").str.starts_with("vcenter"))
     user = appliance_user(scanned)
-    tasks = _tie_tasks(tasks, gateway, user)
+    tasks = _tie_tasks(tasks, marks, user)
     corrected = {"vcenter_tasks": tasks, "vcenter_events": events, "matches": matches,
                  "activity": activity}
     _, end_of_bundle = bundle_span({**tables, **corrected})
     gateway_last = T.span(scanned, "ts")[1]
 
-    # Lazy: each part reads only its events' rows and its columns (state changes alone are
-    # hundreds of thousands of rows).
-    gw = gateway.lazy().filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
-                               & pl.col("vm_key").is_not_null())
+    gw = scanned.filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
+                        & pl.col("vm_key").is_not_null())
     gw = T.as_text(gw)
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(tables, "portal_events"), identities),
-                       matches, identities, gateway, gateway_last, end_of_bundle)
+                       matches, identities, marks, gateway_last, end_of_bundle)
     disk_frame = (disks.join(cycles.select("vm_key", "cycle_id", "cycle"), on=["vm_key", "cycle_id"])
                   .sort("cycle", "disk_id", "disk", nulls_last=True))
     return CycleResult(
@@ -296,7 +293,7 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
 
 
 def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, matches: pl.DataFrame,
-              identities: pl.DataFrame, gateway: pl.DataFrame, gateway_last: datetime | None,
+              identities: pl.DataFrame, marks: pl.DataFrame, gateway_last: datetime | None,
               end_of_bundle: datetime | None) -> pl.DataFrame:
     keys = gw.select("vm_key", "cycle_id").unique().collect()
     if not keys.height:
@@ -327,7 +324,7 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
         pl.col("start").shift(-1).over("vm_key").alias("next_start"))
     frame = _join_portal(frame, portal)
 
-    lifecycle = gateway.select("event", "ts").filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
+    lifecycle = marks.select("event", "ts").filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
     open_ = pl.col("outcome").is_null()
     restarted = pl.lit(lifecycle, T.TS) >= pl.col("start") if lifecycle is not None else pl.lit(False)
     runs_to_end = (gateway_last is not None and end_of_bundle is not None
