@@ -327,7 +327,8 @@ def scan(name: str, stored: list[bytes]) -> pl.LazyFrame:
 
 def span(frame: pl.DataFrame | pl.LazyFrame, column: str) -> tuple:
     """The least and the greatest value of a column (None, None when it has none)."""
-    return frame.lazy().select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")).collect().row(0)
+    values = pl.col(column)
+    return frame.lazy().select(values.min().alias("lo"), values.max().alias("hi")).collect().row(0)
 
 
 def as_text(frame: pl.LazyFrame) -> pl.LazyFrame:

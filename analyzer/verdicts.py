@@ -244,7 +244,7 @@ class Bundle:
         key = ["member", "line"]
         machine = (self.portal.select(*key, pl.col("machine").alias("_machine")).unique(key, keep="first"))
         # Only the matched lines' opIDs and their tasks: the logs have hundreds of thousands of rows.
-        op_ids = (pl.concat([vcenter_log.lazy().select(*key, "op_id"), self.events.lazy().select(*key, "op_id")])
+        op_ids = (pl.concat([vcenter_log.lazy().select(*key, "op_id"), self.events.select(*key, "op_id")])
                   .join(matches.lazy().select(key).unique(), on=key, how="semi", maintain_order="left")
                   .drop_nulls("op_id").unique(key, keep="first").collect())
         task_vm = (self.tasks.lazy().select("op_id", "vm_id", "start")
