@@ -416,10 +416,7 @@ class _ChunkStream(io.RawIOBase):
 
     def readinto(self, target) -> int:
         if not self._pending:
-            try:
-                chunk = next(self._chunks, b"")
-            except _Refused as refused:
-                raise _ArchiveLimit(refused.message.replace("; skipped", "; rest of it skipped")) from None
+            chunk = self._next_chunk()
             if not chunk:
                 return 0
             self._pending = memoryview(chunk)
@@ -428,8 +425,15 @@ class _ChunkStream(io.RawIOBase):
         self._pending = self._pending[n:]
         return n
 
+    def _next_chunk(self) -> bytes:
+        """The next chunk, b"" at the end."""
+        try:
+            return next(self._chunks, b"")
+        except _Refused as refused:
+            raise _ArchiveLimit(refused.message.replace("; skipped", "; rest of it skipped")) from None
 
-class _GunzipStream(io.RawIOBase):
+
+class _GunzipStream(_ChunkStream):
     """A gzip stream read as a file (for tarfile), with the bundle's bomb limits on its output.
 
     Tar members inside have no compressed size of their own, so the ratio is checked here, on the
@@ -438,31 +442,20 @@ class _GunzipStream(io.RawIOBase):
 
     def __init__(self, read: Callable[[int], bytes], limits: Limits):
         self.progress = _Progress()
-        self._chunks = _gunzip(read, self.progress)
-        self._pending = memoryview(b"")
+        super().__init__(_gunzip(read, self.progress))
         self.limits = limits
         self.produced = 0
         self.damage: str | None = None
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        if not self._pending:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                return 0
-            except _Damaged as exc:
-                self.damage = str(exc)
-                return 0
-            self.produced += len(chunk)
-            self._check()
-            self._pending = memoryview(chunk)
-        n = min(len(target), len(self._pending))
-        target[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+    def _next_chunk(self) -> bytes:
+        try:
+            chunk = next(self._chunks, b"")
+        except _Damaged as exc:
+            self.damage = str(exc)
+            return b""
+        self.produced += len(chunk)
+        self._check()
+        return chunk
 
     def _check(self) -> None:
         out, limits = self.produced, self.limits

@@ -290,15 +290,9 @@ def conform(name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.
 def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     """The frames as one, in one chunk per column. Chunked, polars may cut the columns at different
     rows, and every later select or filter would then copy the whole frame to line them up.
-
-    Built a column at a time, each column's parts let go once copied: the copy then needs room
-    for one more column, not for the table again. (The caller must not keep the parts.)"""
+    (The ingest's many parts are joined by `load`, a column at a time.)"""
     frames = [conform(name, f) for f in frames if f.height]
-    if len(frames) < 2:
-        return frames[0].rechunk() if frames else empty(name)
-    parts = {column: [f.get_column(column) for f in frames] for column in SCHEMAS[name]}
-    del frames
-    return pl.DataFrame([pl.concat(parts.pop(column), rechunk=True) for column in SCHEMAS[name]])
+    return pl.concat(frames, how="vertical", rechunk=True) if frames else empty(name)
 
 
 def store(name: str, frame: pl.DataFrame) -> bytes:
