@@ -9,7 +9,8 @@ inflated and keeps its .gz name. Nested paths are joined with "!/":
 
 Nothing is ever extracted to disk. Only the current member (plus the bytes of the nested archive
 being walked) is held in memory, and every inflating loop counts its output chunk by chunk, so a
-decompression bomb stops at the limit instead of filling memory.
+decompression bomb stops at the limit instead of filling memory. Asked to (`stream_over`), the
+walk yields a large member streamed: its first part, then the rest as the caller reads it.
 
 Choices worth knowing:
 - A member whose data breaks off (truncated or corrupt gzip/zip/tar data) is yielded with what was
@@ -78,23 +79,47 @@ class Limits:
 @dataclass(frozen=True)
 class Member:
     path: str  # path inside the bundle, nested archives joined with "!/"
-    data: bytes  # fully decompressed content (gzip rotations inflated)
+    data: bytes  # decompressed content (gzip rotations inflated); of a streamed member, its start
     container: str | None  # path of the innermost nested archive holding it, None at top level
+    rest: Iterator[bytes] | None = None  # a streamed member's remaining chunks (see open_bundle)
+
+
+class MemberDropped(Exception):
+    """Raised by a streamed member's `rest` when a limit stops its reading: the member is skipped
+    (a diagnostic says why), as it would be unstreamed, so what was read of it must be dropped."""
+
+
+def whole(member: Member) -> Member:
+    """The member with all its content in `data` (reads a streamed member's rest)."""
+    if member.rest is None:
+        return member
+    out = io.BytesIO()
+    out.write(member.data)
+    for chunk in member.rest:
+        out.write(chunk)
+    return Member(member.path, out.getvalue(), member.container)
 
 
 # ---------------------------------------------------------------------------------------------
 # Public API
 
 
-def open_bundle(path: Path, diags: Diagnostics, limits: Limits = Limits()) -> Iterator[Member]:
+def open_bundle(path: Path, diags: Diagnostics, limits: Limits = Limits(),
+                stream_over: int | None = None) -> Iterator[Member]:
     """Members of the bundle at `path`, in archive order (directories: sorted paths).
+
+    With `stream_over`, a plain member larger than that many bytes comes streamed: `data` holds
+    its first part and `rest` yields the other chunks as they are inflated. The caller reads
+    `rest` to its end before it asks for the next member (the walk drains what is left); `rest`
+    raises MemberDropped when a limit stops the member. Archives and gzip files are never
+    streamed themselves; their members may be.
 
     Raises UnusableBundle at once when the path is missing or not a known kind, and at the end
     of iteration when not one member could be read.
     """
     path = Path(path)
     kind = _bundle_kind(path)
-    return _Walker(path, diags, limits).run(kind)
+    return _Walker(path, diags, limits, stream_over).run(kind)
 
 
 def decode(data: bytes, member: str, diags: Diagnostics) -> str:
@@ -122,14 +147,34 @@ def plain_utf8(data: bytes) -> bytes | None:
     reading the lines)."""
     if data.startswith(tuple(bom for bom, _ in BOMS)) or _utf16_without_bom(data[:4096]):
         return None
-    if not data.isascii():
-        try:
-            data.decode("utf-8")  # validation only; the text is dropped at once
-        except UnicodeDecodeError:
-            return None
-    if b"\x00" in data or data.endswith(b"\r"):
+    return plain_utf8_piece(data, last=True)
+
+
+def plain_utf8_piece(data: bytes, last: bool) -> bytes | None:
+    """plain_utf8 for a piece of a member whose start passed it (a streamed member's slice):
+    valid UTF-8, no NUL, and, in the last piece, no CR at the very end."""
+    if not data.isascii() and not _valid_utf8(data):
+        return None
+    if b"\x00" in data or (last and data.endswith(b"\r")):
         return None
     return data
+
+
+UTF8_WINDOW = 64 * 1024
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8, checked UTF8_WINDOW bytes at a time: decoding it at once
+    would build a string as large as the data (up to four times larger with wide characters)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for at in range(0, len(view), UTF8_WINDOW):
+            decoder.decode(view[at:at + UTF8_WINDOW])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def peek_root_file(path: Path, name: str, max_bytes: int = 1 << 20) -> bytes | None:
@@ -491,8 +536,10 @@ def _clean_name(name: str) -> tuple[str, str | None]:
 
 
 class _Walker:
-    def __init__(self, path: Path, diags: Diagnostics, limits: Limits):
+    def __init__(self, path: Path, diags: Diagnostics, limits: Limits,
+                 stream_over: int | None = None):
         self.path, self.diags, self.limits = path, diags, limits
+        self.stream_over = stream_over
         self.label = path.name or str(path)  # location of bundle-level diagnostics
         self.total = 0
         self.entries = 0
@@ -546,6 +593,10 @@ class _Walker:
         self.diags.add("warning", code, message, location, hint)
 
     def _emit(self, path: str, data: bytes, container: str | None) -> Member:
+        self.yielded += 1
+        return Member(self._unique(path), data, container)
+
+    def _unique(self, path: str) -> str:
         n = self.seen.get(path, 0) + 1
         self.seen[path] = n
         if n > 1:
@@ -554,8 +605,42 @@ class _Walker:
                            f"listed as {renamed!r}", renamed)
             path = renamed
             self.seen[path] = self.seen.get(path, 0) + 1
+        return path
+
+    def _stream(self, path: str, first: bytes, chunks: Iterator[bytes],
+                container: str | None) -> Iterator[Member]:
+        """Yield a member too large to hold whole: its first part, the rest read by the caller.
+        What the rest meets is what _read_member would make of it: damage keeps what was read,
+        a member limit skips the member, a bundle limit ends the walk."""
+        path = self._unique(path)
         self.yielded += 1
-        return Member(path, data, container)
+        read = len(first)
+        stopped: Exception | None = None
+
+        def rest() -> Iterator[bytes]:
+            nonlocal read, stopped
+            try:
+                for chunk in chunks:
+                    read += len(chunk)
+                    yield chunk
+            except _Damaged as exc:
+                self.diags.add("warning", "member-truncated", f"{exc}; kept the first "
+                               f"{_size(read)} read before the damage", path)
+            except _Refused as refused:
+                self.yielded -= 1
+                self._skip(refused.code, refused.message, path)
+                raise MemberDropped(refused.message) from None
+            except (_StopWalk, _ArchiveLimit) as exc:  # raised again below, in the walk itself
+                self.yielded -= 1
+                stopped = exc
+                raise MemberDropped(str(exc) or "the bundle's limits stop the walk here") from None
+
+        stream = rest()
+        yield Member(path, first, container, stream)
+        for _ in stream:  # what the caller left unread
+            pass
+        if stopped is not None:
+            raise stopped
 
     def _counted(self, chunks: Iterable[bytes], where: str, compressed: Compressed) -> Iterator[bytes]:
         """A member's chunks, counted against the limits as they are read."""
@@ -581,15 +666,18 @@ class _Walker:
             yield chunk
 
     @staticmethod
-    def _collect(chunks: Iterable[bytes]) -> tuple[bytes, str | None]:
-        """Gather counted chunks (see _counted): (data, damage or None)."""
+    def _collect(chunks: Iterator[bytes], up_to: int | None = None) -> tuple[bytes, str | None, bool]:
+        """Gather counted chunks (see _counted): (data, damage or None, whether more are left
+        to read). With `up_to`, gathering stops once data holds more than that many bytes."""
         out = io.BytesIO()
         try:
             for chunk in chunks:
                 out.write(chunk)
+                if up_to is not None and out.tell() > up_to:
+                    return out.getvalue(), None, True
         except _Damaged as exc:
-            return out.getvalue(), str(exc)
-        return out.getvalue(), None  # getvalue() shares BytesIO's buffer: no second copy
+            return out.getvalue(), str(exc), False
+        return out.getvalue(), None, False  # getvalue() shares BytesIO's buffer: no second copy
 
     def _read_member(self, path: str, container: str | None, chunks: Iterable[bytes],
                      compressed: Compressed, nested_depth: int | None) -> Iterator[Member]:
@@ -607,9 +695,12 @@ class _Walker:
                 # what the walk leaves unread of a tar member, the outer tar's next() skips
                 yield from self._walk_archive(kind, path, nested_depth, _ChunkStream(counted))
                 return
-            data, damage = self._collect(counted)
+            data, damage, more = self._collect(counted, self.stream_over if kind is None else None)
         except _Refused as refused:
             self._skip(refused.code, refused.message, path)
+            return
+        if more:
+            yield from self._stream(path, data, counted, container)
             return
         if damage:
             if not data:

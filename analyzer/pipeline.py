@@ -76,6 +76,9 @@ _ROOT_CONFIG = "bundle.toml"
 SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
 SLICE_THREADS = 2  # slices parsed at once
 READ_AHEAD = True  # read the next member while this one is parsed
+STREAM_OVER = 1 << 20  # larger members are parsed as they are read, not first held whole
+STREAM_QUEUE = 4  # chunks (bundle.CHUNK) read ahead of a streamed member's parsing
+_LOOKAHEAD = 64 << 10  # see _stream_slices
 # Tables the later stages scan from their stored parts instead of loading whole: the gateway's
 # kept rows and vCenter's events are most of a large bundle's memory, and each stage reads a few
 # of their rows or columns.
@@ -174,57 +177,100 @@ def _ingest(path: Path, options: Options, library, diags: Diagnostics, progress=
         for key in zones:
             zones[key] = zones[key] or found.config.get(key)
 
-    for member in _read_ahead(bundle.open_bundle(path, diags)):
-        readable += 1
-        done_bytes += len(member.data)
+    def read(n: int, member: str) -> None:
+        nonlocal done_bytes
+        done_bytes += n
         if progress:
-            progress(done_bytes, member.path)
+            progress(done_bytes, member)
+
+    for member in _read_ahead(bundle.open_bundle(path, diags, stream_over=STREAM_OVER)):
+        readable += 1
         info = {"member": member.path, "source": None, "form": "unrecognised", "records": 0,
                 "unparsed": 0, "first": None, "last": None}
         found.members.append(info)
-        if _is_root_config(member.path):
-            if early is None:
-                found.config = _read_bundle_config(member.data, diags)
-                for key in zones:
-                    zones[key] = zones[key] or found.config.get(key)
-                if readable > 1 and any(found.config.get(k) for k in zones):
-                    diags.add("warning", "late-bundle-toml", "bundle.toml comes after other members in "
-                              "this tar; members before it were read without its time zones",
-                              member.path, "put bundle.toml first in the archive, or pass the zones "
-                              "as --appliance-tz/--portal-tz/--vcenter-tz")
-            info.update(source="bundle_config", form="toml", records=len(found.config))
-            continue
-        text = bundle.plain_utf8(member.data)
-        if text is not None:
-            head = text[: sources.SNIFF_CHARS].decode("utf-8", "ignore").replace("\r\n", "\n")
-        else:
-            text = bundle.decode(member.data, member.path, diags)
-            head = text[: sources.SNIFF_CHARS]
-        source = sources.sniff(head, member.path, registry)
-        if source is None:
-            continue
-        if isinstance(text, bytes) and not source.reads_bytes:
-            text = bundle.decode(member.data, member.path, diags)
-        ctx = sources.ParseContext(vcenter=_vcenter_of(member), keep=keeps.get(source.form),
-                                   **zones)
+        read(len(member.data), member.path)
+        if member.rest is not None:
+            member = replace(member, rest=_reported(member.rest, lambda n, m=member.path: read(n, m)))
         try:
-            parsed, reduced = _parse_member(source, text, member.path, ctx, library)
-        except Exception as exc:  # a parser bug must disable only this member
-            diags.add("error", "parser-failed", f"{source.form} parser failed: {exc!r}", member.path,
-                      "please report this with the member attached")
-            continue
-        diags.extend(parsed.diagnostics)
-        info.update(source=source.name, form=source.form, records=parsed.records,
-                    unparsed=parsed.unparsed, first=parsed.first, last=parsed.last)
-        _add_stats(found.stats, source.name, parsed)
-        for table, frames in reduced.items():
-            found.parts[table].extend(frames)
+            if _is_root_config(member.path):
+                member = bundle.whole(member)
+                if early is None:
+                    found.config = _read_bundle_config(member.data, diags)
+                    for key in zones:
+                        zones[key] = zones[key] or found.config.get(key)
+                    if readable > 1 and any(found.config.get(k) for k in zones):
+                        diags.add("warning", "late-bundle-toml", "bundle.toml comes after other members "
+                                  "in this tar; members before it were read without its time zones",
+                                  member.path, "put bundle.toml first in the archive, or pass the "
+                                  "zones as --appliance-tz/--portal-tz/--vcenter-tz")
+                info.update(source="bundle_config", form="toml", records=len(found.config))
+            else:
+                _ingest_member(member, info, found, zones, keeps, registry, library, diags)
+            for _ in member.rest or ():  # what was left unread, so that the walk goes on
+                pass
+        except bundle.MemberDropped:  # a limit stopped its reading: skipped, as the walk says
+            readable -= 1
+            found.members.pop()
 
     if readable == 0:
         problems = "; ".join(d.message for d in diags.sorted()[:3]) or "it holds no files"
         raise UnusableBundle(f"{path.name}: nothing in this bundle could be read ({problems})"
                              " — check that it is the bundle you meant and that it is complete")
     return found
+
+
+def _ingest_member(member: bundle.Member, info: dict, found: _Ingested, zones: dict, keeps: dict,
+                   registry, library, diags: Diagnostics) -> None:
+    """Sniff, parse, match and reduce one member into `found` (its parts, stats and `info`).
+
+    A streamed member (bundle.open_bundle) is parsed slice by slice as it is read when it is a log
+    whose start is plain UTF-8; each slice is then checked (and decoded if need be) on its own.
+    Any other is read whole first."""
+    streamed = member.rest is not None
+    start = member.data[:member.data.rfind(b"\n") + 1] if streamed else member.data
+    text: str | bytes | None = bundle.plain_utf8(start) if start or not streamed else None
+    if text is None and streamed:  # decoded whole, as an unstreamed member is
+        member, streamed = bundle.whole(member), False
+    if text is not None:
+        head = text[: sources.SNIFF_CHARS].decode("utf-8", "ignore").replace("\r\n", "\n")
+    else:
+        text = bundle.decode(member.data, member.path, diags)
+        head = text[: sources.SNIFF_CHARS]
+    if streamed:
+        del start, text  # a copy of the member's first part
+    source = sources.sniff(head, member.path, registry)
+    if source is None:
+        return
+    if streamed and not (source.reads_bytes and source.record_start is not None):
+        member, streamed = bundle.whole(member), False
+        text = bundle.plain_utf8(member.data)  # None: decoded below
+    if streamed:
+        pieces = _stream_slices(member.data, member.rest, source.record_start)
+    else:
+        if text is None or (isinstance(text, bytes) and not source.reads_bytes):
+            text = bundle.decode(member.data, member.path, diags)
+        pieces = _slices(text, source.record_start)
+    ctx = sources.ParseContext(vcenter=_vcenter_of(member), keep=keeps.get(source.form), **zones)
+    try:
+        parsed, reduced = _parse_member(source, pieces, member.path, ctx, library)
+    except bundle.MemberDropped:
+        raise
+    except Exception as exc:  # a parser bug must disable only this member
+        diags.add("error", "parser-failed", f"{source.form} parser failed: {exc!r}", member.path,
+                  "please report this with the member attached")
+        return
+    diags.extend(parsed.diagnostics)
+    info.update(source=source.name, form=source.form, records=parsed.records,
+                unparsed=parsed.unparsed, first=parsed.first, last=parsed.last)
+    _add_stats(found.stats, source.name, parsed)
+    for table, frames in reduced.items():
+        found.parts[table].extend(frames)
+
+
+def _reported(chunks: Iterator[bytes], read) -> Iterator[bytes]:
+    for chunk in chunks:
+        read(len(chunk))
+        yield chunk
 
 
 class _Failed:
@@ -234,7 +280,8 @@ class _Failed:
 
 def _read_ahead(members: Iterator[bundle.Member]) -> Iterator[bundle.Member]:
     """The members, each next one read (inflated) in a thread while this one is parsed. The
-    reader waits until a member is taken before it reads another: one member more in memory."""
+    reader waits until a member is taken before it reads another: one member more in memory.
+    A streamed member's rest is read in that thread too, STREAM_QUEUE chunks ahead of its parse."""
     if not READ_AHEAD:
         yield from members
         return
@@ -245,7 +292,12 @@ def _read_ahead(members: Iterator[bundle.Member]) -> Iterator[bundle.Member]:
     def read() -> None:
         try:
             for member in members:
-                handoff.put(member)
+                if member.rest is not None:  # read here, into a queue the parser takes from
+                    chunks: queue.Queue = queue.Queue(STREAM_QUEUE)
+                    handoff.put(replace(member, rest=_received(chunks)))
+                    _pump(member.rest, chunks, stop)
+                else:
+                    handoff.put(member)
                 del member
                 taken.acquire()
                 if stop.is_set():
@@ -267,16 +319,51 @@ def _read_ahead(members: Iterator[bundle.Member]) -> Iterator[bundle.Member]:
         taken.release()
 
 
-def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: sources.ParseContext,
-                  library) -> tuple[sources.Parsed, dict[str, list[bytes]]]:
-    """Parse, match and reduce one member: (its counts and diagnostics, reduced frames by table,
-    each stored compressed: tables.store).
+def _pump(rest: Iterator[bytes], chunks: queue.Queue, stop: threading.Event) -> None:
+    """Read a streamed member's rest into `chunks`, then None; what breaks it goes there too."""
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    try:
+        for chunk in rest:
+            if not put(chunk):
+                return
+    except bundle.MemberDropped as exc:
+        put(_Failed(exc))
+        return
+    except BaseException as exc:
+        put(_Failed(exc))
+        raise
+    put(None)
+
+
+def _received(chunks: queue.Queue) -> Iterator[bytes]:
+    while (item := chunks.get()) is not None:
+        if isinstance(item, _Failed):
+            raise item.exc
+        yield item
+
+
+def _parse_member(source: sources.Source, pieces: Iterator[tuple], member: str,
+                  ctx: sources.ParseContext, library) -> tuple[sources.Parsed, dict[str, list[bytes]]]:
+    """Parse, match and reduce one member, given as pieces (_slices, _stream_slices): (its counts
+    and diagnostics, reduced frames by table, each stored compressed: tables.store).
 
     A large log member is parsed slice by slice, each slice matched and reduced before the next
     one is read: memory then follows SLICE_BYTES, not the member's size.
     """
-    def parse_slice(piece: str | bytes, first_line: int):
+    def parse_slice(piece: str | bytes, first_line: int, last: bool | None = None):
+        decoded = Diagnostics()
+        if last is not None and bundle.plain_utf8_piece(piece, last) is None:
+            piece = bundle.decode(piece, member, decoded)  # checked here, in the slice's thread
         parsed = source.parse(piece, member, replace(ctx, first_line=first_line))
+        parsed.diagnostics.extend(decoded)
         out: dict[str, list[pl.DataFrame]] = {}
         for table, frame in parsed.tables.items():  # the log parsers count `activity` themselves
             matched = tables.empty("matches")
@@ -293,7 +380,7 @@ def _parse_member(source: sources.Source, text: str | bytes, member: str, ctx: s
 
     reduced: dict[str, list[bytes]] = {}
     results = []
-    for parsed, out in _in_threads(parse_slice, _slices(text, source.record_start)):
+    for parsed, out in _in_threads(parse_slice, pieces):
         results.append(parsed)
         for table, frames in out.items():
             reduced.setdefault(table, []).extend(frames)
@@ -344,6 +431,62 @@ def _slices(text: str | bytes, record_start) -> Iterator[tuple[str | bytes, int]
         line += text.count(b"\n", start, newline) + 1
         start = newline + 1
     yield (text[start:] if start else text), line
+
+
+def _stream_slices(first: bytes, rest: Iterator[bytes],
+                   record_start) -> Iterator[tuple[bytes, int, bool]]:
+    """The pieces _slices cuts from first + rest, reading the rest only as far as the next cut
+    needs: (piece, number of its first line, whether it is the last). A cut is taken only once
+    _LOOKAHEAD bytes past it are read, so that it falls where it would in the whole text. Each
+    byte is copied once into its piece; only the few chunks around a cut are joined to find it."""
+    held, size = [first], len(first)  # chunks read but not yet cut
+    line, ended = 1, False
+    while True:
+        tail = cut = None
+        if size > SLICE_BYTES:
+            keep, tail = _split_at(held, SLICE_BYTES)
+            cut = record_start.search(tail)
+        if cut is None or (not ended and cut.end() + _LOOKAHEAD > len(tail)):
+            if ended:
+                yield b"".join(held), line, True
+                return
+            if size <= SLICE_BYTES:
+                need = SLICE_BYTES + _LOOKAHEAD - size
+            else:  # a cut near the end needs a little more; none at all, half as much again
+                need = _LOOKAHEAD if cut is not None else size // 2  # (linear time)
+            for chunk in rest:
+                held.append(chunk)
+                size += len(chunk)
+                need -= len(chunk)
+                if need <= 0:
+                    break
+            else:
+                ended = True
+            continue
+        newline = cut.start()
+        keep = [part for part in (*keep, tail[:newline]) if part]
+        if keep and keep[-1].endswith(b"\r"):
+            keep[-1] = keep[-1][:-1]  # the CR of CRLF
+        piece = b"".join(keep)
+        del keep
+        yield piece, line, False
+        line += piece.count(b"\n") + 1
+        del piece
+        held = [tail[newline + 1:]]
+        size = len(held[0])
+
+
+def _split_at(chunks: list[bytes], at: int) -> tuple[list[bytes], bytes]:
+    """The chunks' bytes before offset `at` (whole chunks, then a part of one) and after it, joined."""
+    before, offset = [], 0
+    for i, chunk in enumerate(chunks):
+        if offset + len(chunk) > at:
+            if at > offset:
+                before.append(chunk[:at - offset])
+            return before, b"".join([chunk[at - offset:], *chunks[i + 1:]])
+        before.append(chunk)
+        offset += len(chunk)
+    return before, b""
 
 
 def _merge_slice_diagnostics(parts: list[Diagnostics]) -> Diagnostics:

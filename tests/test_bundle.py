@@ -80,8 +80,34 @@ def write(path: Path, data: bytes) -> Path:
 
 
 def walk(path: Path, limits: Limits = Limits()) -> tuple[list, Diagnostics]:
+    """The members and diagnostics of a walk. Each test walks twice, the second time with its
+    members streamed (open_bundle's stream_over), which must give the same members and
+    diagnostics, or raise the same error."""
     diags = Diagnostics()
-    members = list(open_bundle(path, diags, limits))
+    try:
+        members = list(open_bundle(path, diags, limits))
+    except Exception as exc:
+        with pytest.raises(type(exc)) as streamed_error:
+            streamed_walk(path, limits)
+        assert str(streamed_error.value) == str(exc)
+        raise
+    streamed, streamed_diags = streamed_walk(path, limits)
+    assert [(m.path, m.container, len(m.data)) for m in streamed] == [
+        (m.path, m.container, len(m.data)) for m in members]
+    assert streamed == members
+    assert [d.as_dict() for d in streamed_diags.items] == [d.as_dict() for d in diags.items]
+    return members, diags
+
+
+def streamed_walk(path: Path, limits: Limits) -> tuple[list, Diagnostics]:
+    """A walk with members of more than 64 bytes streamed, each read to its end as it comes."""
+    diags = Diagnostics()
+    members = []
+    for member in open_bundle(path, diags, limits, stream_over=64):
+        try:
+            members.append(bundle_module.whole(member))
+        except bundle_module.MemberDropped:
+            pass
     return members, diags
 
 
@@ -761,8 +787,10 @@ def test_nested_tar_and_tgz_are_walked_as_read_not_gathered(tmp_path, monkeypatc
     gathered = []
     collect = bundle_module._Walker._collect
     monkeypatch.setattr(bundle_module._Walker, "_collect", staticmethod(
-        lambda chunks: (lambda out: (gathered.append(len(out[0])), out)[1])(collect(chunks))))
-    members, diags = walk(make_zip(tmp_path / "case.zip", [("vc.tgz", inner), ("gw.log", b"gw\n")]))
+        lambda *args: (lambda out: (gathered.append(len(out[0])), out)[1])(collect(*args))))
+    diags = Diagnostics()
+    members = list(open_bundle(make_zip(tmp_path / "case.zip", [("vc.tgz", inner),
+                                                                ("gw.log", b"gw\n")]), diags))
     assert [m.path for m in members] == ["vc.tgz!/vpxd.log", "vc.tgz!/vpxd-1.log", "gw.log"]
     assert len(inner) not in gathered and sorted(gathered) == [2, 3, 2000]  # the members alone
     assert diags.items == []
@@ -777,3 +805,19 @@ def test_outer_tar_stays_in_step_after_a_nested_tar(tmp_path):
     assert [(m.path, m.data) for m in members] == [("inner.tar!/in.log", b"inside\n"),
                                                    ("after.log", b"after\n")]
     assert diags.items == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.sampled_from([b"A", b"\xc3", b"\xa9", b"\xe2\x82\xac", b"\xf0", b"\x9f",
+                                      b"\x98\x80", b"\xff", b"\xed\xa0\x80", "서".encode()]),
+                     max_size=60).map(b"".join),
+       window=st.integers(1, 9))
+def test_utf8_is_validated_window_by_window_as_a_whole_decode_would(data, window):
+    try:
+        data.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bundle_module, "UTF8_WINDOW", window)
+        assert bundle_module._valid_utf8(data) is valid

@@ -51,7 +51,8 @@ def _peak():
 atexit.register(_peak)
 if os.environ.get("LIMITS"):
     from analyzer import bundle
-    bundle.open_bundle.__defaults__ = (bundle.Limits(**json.loads(os.environ["LIMITS"])),)
+    bundle.open_bundle.__defaults__ = (bundle.Limits(**json.loads(os.environ["LIMITS"])),
+                                       *bundle.open_bundle.__defaults__[1:])
 sys.argv = ["bundle-analyzer", *sys.argv[1:]]
 from analyzer.cli import main
 main()
