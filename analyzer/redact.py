@@ -6,12 +6,14 @@
     Authorization: Bearer eyJ0eXAi...                                          -> Bearer <redacted>
 
 Every rule runs in polars' Rust regex engine only, for single strings (`redact`), whole JSON
-documents (`redact_doc`, one batch) and whole columns (`redact_frame`). One engine means the rules
+documents (`redact_doc`, in batches) and whole columns (`redact_frame`). One engine means the rules
 cannot drift apart, and it is linear-time: Python's backtracking `re` took seconds on one 64 KB
 line of `a.a.a.…` with the URL-credentials rule.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import polars as pl
 
@@ -110,34 +112,46 @@ def redact_doc(value, enabled: bool = True):
     """Every string anywhere inside a JSON-like value (dict keys included), redacted.
 
     The input is never changed: a container that holds a changed string (or a dict subclass) is
-    rebuilt, as a plain dict, a list or its own sequence type; any other is the input's own. Each
-    distinct string is redacted once, in one batch.
+    rebuilt, as a plain dict, a list or its own sequence type; any other is the input's own. The
+    strings are read in batches of _BATCH distinct ones, as the walk meets them: a large
+    document's million strings are never gathered at once.
     """
     if not enabled:
         return value
     if isinstance(value, str):
         return redact_texts([value])[0]
-    texts: set = set()
-    plain = _collect(value, texts)
-    found = [t for t in texts if isinstance(t, str)]
-    if not found:
-        return value
-    positions, cleaned = _changed(found)
-    if not positions and plain:
-        return value
-    return _rebuild(value, {found[i]: text for i, text in zip(positions, cleaned)})
+    new: dict[str, str] = {}
+    batch: dict[str, None] = {}
 
+    def flush() -> None:
+        texts = list(batch)
+        batch.clear()
+        for i, text in zip(*_changed(texts)):
+            new[texts[i]] = text
 
-def _collect(value, texts: set) -> bool:
-    """Add the strings inside `value` to `texts` (and any other dict keys); whether every dict in
-    it is a plain dict."""
     plain = True
+    for text in _strings(value):
+        if text is None:  # a dict subclass: rebuilt as a plain dict
+            plain = False
+        elif text not in batch:
+            batch[text] = None
+            if len(batch) >= _BATCH:
+                flush()
+    flush()
+    if not new and plain:
+        return value
+    return _rebuild(value, new)
+
+
+def _strings(value) -> Iterator[str | None]:
+    """The strings inside `value`, dict keys included; None for each dict that is not a plain dict."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            plain = plain and type(item) is dict
-            texts.update(item)
+            if type(item) is not dict:
+                yield None
+            yield from (key for key in item if isinstance(key, str))
             inner = item.values()
         elif isinstance(item, (list, tuple)):
             inner = item
@@ -145,10 +159,9 @@ def _collect(value, texts: set) -> bool:
             continue
         for x in inner:
             if isinstance(x, str):
-                texts.add(x)
+                yield x
             elif isinstance(x, (dict, list, tuple)):
                 stack.append(x)
-    return plain
 
 
 def _rebuild(value, new: dict[str, str]):

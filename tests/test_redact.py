@@ -257,10 +257,13 @@ DOC = st.recursive(LEAF, lambda inner: st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(DOC)
-def test_doc_same_as_every_string_redacted(doc):
+@given(DOC, st.sampled_from([1, 2, 3, redact_module._BATCH]))
+def test_doc_same_as_every_string_redacted(doc, batch):
+    """Whatever the batches the document's strings are read in."""
     before = copy.deepcopy(doc)
-    out = redact_doc(doc)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redact_module, "_BATCH", batch)
+        out = redact_doc(doc)
     expected = every_string_redacted(doc)
     assert doc == before
     assert out == expected
