@@ -12,6 +12,7 @@ follows the largest member and the kept rows, not the bundle.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import queue
 import re
@@ -271,6 +272,7 @@ def _ingest_member(member: bundle.Member, info: dict, found: _Ingested, zones: d
         found.parts[table].extend(frames)
 
 
+@functools.cache  # once per process
 def _fix_mmap_threshold(size: int = 256 << 10) -> None:
     """Have glibc's malloc serve every block of `size` bytes or more with a mapping of its own,
     from the first streamed member on (a bundle of small members is left as it is).
@@ -283,17 +285,12 @@ def _fix_mmap_threshold(size: int = 256 << 10) -> None:
     system time (fresh pages are zeroed). The user's own MALLOC_MMAP_THRESHOLD_ wins; libcs
     other than glibc are left alone.
     """
-    global _MMAP_THRESHOLD_FIXED
-    if _MMAP_THRESHOLD_FIXED or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    _MMAP_THRESHOLD_FIXED = True
     try:
         ctypes.CDLL("libc.so.6").mallopt(-3, size)  # -3: M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
-
-
-_MMAP_THRESHOLD_FIXED = False
 
 
 def _reported(chunks: Iterator[bytes], read) -> Iterator[bytes]:
