@@ -90,14 +90,14 @@ LAYOUTS: tuple[Layout, ...] = (
            r" (?P<level>[A-Z][a-z])\(\d+\)(?:\[\+\])? (?P<component>[\w.-]+)"
            r"(?:\[(?P<thread>\w+)\])?: ?"),
     # .NET: `2024-05-14 10:21:33.512 Error [31] Gateway.Service.X - msg`
-    Layout("dotnet", "iso", _ISO_STAMP,
+    Layout("dotnet", "iso", rf"(?P<ts>{_ISO})",
            rf" +(?P<level>{_WORD}) +\[(?P<thread>\d+)\] +(?P<component>[^\s\[\]]+) +- "),
     # log4j: `2024-05-14 10:21:33,123 ERROR [logger] (thread) msg` (logger, thread optional)
-    Layout("log4j", "iso", _ISO_STAMP,
+    Layout("log4j", "iso", rf"(?P<ts>{_ISO})",
            rf" +(?P<level>{_WORD}) +(?:\[(?P<component>[^\]]*)\] *)?"
            r"(?:\((?P<thread>[^)]*)\) *)?"),
     # Python logging: `2024-05-14 10:21:33,123 - name - ERROR - msg`
-    Layout("python", "iso", _ISO_STAMP, rf" - (?P<component>\S+) - (?P<level>{_WORD}) - "),
+    Layout("python", "iso", rf"(?P<ts>{_ISO})", rf" - (?P<component>\S+) - (?P<level>{_WORD}) - "),
     # logfmt (logrus, Go): `time="2024-05-14T10:21:33Z" level=error msg="..."`
     Layout("logfmt", "iso", rf"time=\"?(?P<ts>{_ISO})\"?", r" level=(?P<level>\w+) "),
     # `[2024-05-14 10:21:33] ERROR msg`, `2024-05-14T10:21:33Z [error] msg`, `...:INFO:logger:`
@@ -208,7 +208,7 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     diags = Diagnostics()
     if isinstance(text, str):
         text = text.removeprefix("\ufeff")
-    frame = parse_lines(read_lines(text, ctx.first_line), member, ctx, diags)
+    frame = parse_lines(lines_of(text, member, diags, ctx.first_line), member, ctx, diags)
     if frame.height == 0:
         first = _first_line(text)
         diags.add("warning", "no-records",
@@ -219,6 +219,18 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     return Parsed(tables={"text_log": frame}, records=frame.height, unparsed=0,
                   first=dated.min() if dated.len() else None,
                   last=dated.max() if dated.len() else None, diagnostics=diags)
+
+
+def lines_of(text: str | bytes, member: str, diags: Diagnostics, first_line: int = 1) -> pl.DataFrame:
+    """read_lines, also for text that cannot be encoded (lone surrogates): those characters
+    become U+FFFD, with a diagnostic."""
+    try:
+        return read_lines(text, first_line)
+    except UnicodeEncodeError:
+        diags.add("info", "decode-errors", "characters that cannot be encoded (lone surrogates) "
+                  "were replaced by U+FFFD", member)
+        clean = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return read_lines(clean, first_line)
 
 
 def parse_lines(lines: pl.DataFrame, member: str, ctx: ParseContext, diags: Diagnostics,
