@@ -521,7 +521,7 @@ def _sniff_status_text(head: str, member: str) -> bool:
     """Format-Table status or resource tables of Get-AzMigrateServerMigrationStatus, or
     Format-List replication items; never a log."""
     lines = _head_lines(head)
-    if lines is None:
+    if lines is None or _sniff_events_text(head, member):  # errors with a status: events first
         return False
     shapes = _Shapes(lines)
     return (any(_table_kind(t) for t in shapes.format_tables)
@@ -698,13 +698,24 @@ def _label_blocks(lines: pl.DataFrame, used: pl.Series) -> tuple[pl.DataFrame, p
     boundary = pl.col("used") | (~is_label & text.str.contains(_BOUNDARY))
     found = found.with_columns(head=is_label | boundary)
     found = found.with_columns(seg=pl.col("head").cum_sum())
+    # A value on the label's line ends at a blank line. One below the label may start after
+    # blank lines and hold several paragraphs, but past a blank line only list items (and
+    # indented lines) carry it on: the first other line ends it (a greeting after a block).
+    text_line = ~pl.col("head") & ~pl.col("blank")
+    listed = text.str.contains(r"^\s*(?:[-•*+]|\d{1,2}[.)])\s|^\s+\S")
     found = found.with_columns(
         seg_field=pl.col("field").first().over("seg"),
         seg_inline=(pl.col("inline") != "").first().over("seg"),
         blanks=pl.col("blank").cum_sum().over("seg"),
+        started=text_line.cum_sum().over("seg"),
     )
-    value_line = (~pl.col("head") & pl.col("seg_field").is_not_null() & ~pl.col("blank")
-                  & (~pl.col("seg_inline") | (pl.col("blanks") == 0)))
+    gap = pl.col("blank") & (pl.col("started") > 0)
+    found = found.with_columns(gaps=gap.cum_sum().over("seg"))
+    found = found.with_columns(
+        ended=(text_line & ~listed & (pl.col("gaps") > 0)).cum_sum().over("seg") > 0)
+    value_line = (text_line & pl.col("seg_field").is_not_null()
+                  & pl.when(pl.col("seg_inline")).then(pl.col("blanks") == 0)
+                  .otherwise(~pl.col("ended")))
     found = found.with_columns(value_line=value_line)
     found = found.with_columns(
         outside=(~is_label & ~pl.col("value_line") & ~pl.col("blank")).cum_sum())
