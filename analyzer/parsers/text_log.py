@@ -72,8 +72,35 @@ class Layout:
         return f"^(?P<head>(?:{self.stamp})(?:{self.fields})?)"
 
     @property
+    def stamp_sample(self) -> str | None:
+        """A time stamp the `ts` group matches (see _fields); None when the layout has none."""
+        if "(?P<ts>" not in self.stamp:
+            return None
+        return {"us": "1/1/2000 1:00:00", "syslog": "Jan  1 00:00:00",
+                "ctime": "Mon Jan  1 00:00:00 2000", "klog": "0101 00:00:00.000000",
+                "mmdd": "01-01 00:00:00.000"}.get(
+            self.kind, {"iso_slash": "2000/01/01 00:00:00", "time_only": "1:00:00",
+                        "logrus": "0000"}.get(self.name, "2000-01-01T00:00:00"))
+
+    @property
+    def ts_pattern(self) -> str:
+        """The `ts` group's own pattern, without groups: finds the stamp in a header."""
+        at = self.stamp.index("(?P<ts>") + len("(?P<ts>")
+        depth, end = 1, at
+        while depth:
+            depth += {"(": 1, ")": -1}.get(self.stamp[end], 0) if self.stamp[end - 1] != "\\" \
+                else 0
+            end += 1
+        return _ungrouped(self.stamp[at:end - 1])
+
+    @property
     def record_start(self) -> str:
-        return self.start or "^" + re.sub(r"\(\?P<\w+>", "(?:", self.stamp)
+        return self.start or "^" + _ungrouped(self.stamp)
+
+
+def _ungrouped(pattern: str) -> str:
+    """The pattern with its named groups made plain (a search without groups is much faster)."""
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)
 
 
 # Most specific first: on a near tie the earlier one is taken (see NEARLY_BEST).
@@ -286,10 +313,10 @@ def _starts(lines: pl.DataFrame, layout: Layout | None) -> pl.DataFrame:
     if layout is None:
         opens = pl.lit(True)
     else:
-        matches = text.str.contains(layout.record_start)
+        lines = lines.with_columns(_match=text.str.contains(layout.record_start))
         gap = pl.col("line").diff().fill_null(1) != 1
-        opens = matches | gap | (matches.cum_sum() == 0)
-    lines = lines.with_columns(is_start=~blank & opens)
+        opens = pl.col("_match") | gap | (pl.col("_match").cum_sum() == 0)
+    lines = lines.with_columns(is_start=~blank & opens).drop("_match", strict=False)
     return lines.with_columns(owner=pl.when("is_start").then(pl.col("line")).forward_fill())
 
 
@@ -304,31 +331,42 @@ def _fold(lines: pl.DataFrame) -> pl.DataFrame:
 def _fields(records: pl.DataFrame, layout: Layout | None) -> pl.DataFrame:
     """ts_text, level, component, thread, op_id, host (where the layout has them) and message.
 
-    One regex extraction over the record lines; lines that do not match the layout (text before
-    the first record) keep their whole text as message."""
+    Capturing groups is slow (about 1 µs a line), so the groups are read once per distinct
+    header shape: each line's header is found without groups, its time stamp is swapped for a
+    fixed one, and only the distinct results are matched with groups. Lines that do not match
+    the layout (text before the first record) keep their whole text as message."""
     text = pl.col("text")
     if layout is None:
         records = records.with_columns(ts_text=pl.lit(None, pl.Utf8), message=text)
         raw_level = pl.lit(None, pl.Utf8)
     else:
-        records = records.with_columns(h=text.str.extract_groups(layout.header))
-        names = set(re.findall(r"\?P<(\w+)>", layout.header))
-        field = pl.col("h").struct.field
+        head = pl.col("_head")
+        records = records.with_columns(_head=text.str.extract(_ungrouped(layout.header), 0))
+        names = set(re.findall(r"\?P<(\w+)>", layout.header)) - {"head", "ts"}
+        if layout.stamp_sample is None:
+            records = records.with_columns(ts_text=pl.lit(None, pl.Utf8), _key=head)
+        else:
+            records = records.with_columns(ts_text=head.str.extract(layout.ts_pattern, 0),
+                                           _key=head.str.replace(layout.ts_pattern,
+                                                                 layout.stamp_sample))
+        shapes = records.select(pl.col("_key").drop_nulls().unique())
+        shapes = shapes.select("_key", g=pl.col("_key").str.extract_groups(layout.header))
+        shapes = shapes.select("_key", *[pl.col("g").struct.field(n).alias(f"_{n}") for n in names])
+        records = records.join(shapes, on="_key", how="left", maintain_order="left")
 
         def group(name: str) -> pl.Expr:
-            return field(name) if name in names else pl.lit(None, pl.Utf8)
+            return pl.col(f"_{name}") if name in names else pl.lit(None, pl.Utf8)
 
-        head_len = field("head").str.len_chars()
+        head_len = head.str.len_chars()
         records = records.with_columns(
-            ts_text=group("ts"), _level=group("level"), component=group("component"),
-            thread=group("thread"),
+            component=group("component"), thread=group("thread"),
             op_id=pl.when(group("op_id") != "-").then(group("op_id")),
             **({"host": group("host")} if "host" in names else {}),
             message=pl.when(head_len.is_not_null())
             .then(text.str.slice(head_len).str.strip_chars_start(" \t|:-]"))
             .otherwise(text),
-        ).drop("h")
-        raw_level = pl.col("_level")
+        )
+        raw_level = group("level")
     message = pl.col("message")
     opener = pl.when(raw_level.is_null()).then(message).str.extract_groups(_MESSAGE_LEVEL)
     records = records.with_columns(
@@ -338,7 +376,7 @@ def _fields(records: pl.DataFrame, layout: Layout | None) -> pl.DataFrame:
             pl.when(message.str.contains("(?i)opid=")).then(
                 message.str.extract(r"(?i:opid)=\"?([^\s\]\"]+)", 1))),
     )
-    return records.drop("text", "_level", strict=False)
+    return records.select(pl.all().exclude("text", "^_.*$"))
 
 
 def _level(raw: pl.Expr) -> pl.Expr:
@@ -356,24 +394,8 @@ def _timestamps(records: pl.DataFrame, kind: str) -> pl.DataFrame:
     text = pl.col("ts_text")
     naive_flag, yearless_flag = pl.lit(True), pl.lit(False)
     if kind == "iso":
-        # the common `2024-05-14T10:21:33.123Z` directly; the general reader is much slower
-        records = records.with_columns(
-            _fast=text.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False))
-        other = pl.when(pl.col("_fast").is_null()).then(text)
-        records = records.with_columns(
-            _ampm=other.str.extract(r" ?([AP]M)\b", 1),
-            _other=other.str.replace(r"^(\d{4})[-/](\d{2})[-/](\d{2})[T ](\d{2}:\d{2}:\d{2})[,:](\d)",
-                                     "$1-$2-${3}T$4.$5")
-            .str.replace(r"^(\d{4})/(\d{2})/(\d{2})", "$1-$2-$3")
-            .str.replace(r" ?[AP]M\b", "").str.replace(r" ?(?:UTC|GMT)$", "Z"))
-        other_ts, other_naive = timeparse.iso(pl.col("_other"))
-        records = records.with_columns(_other_ts=other_ts, _other_naive=other_naive)
-        hour = text.str.slice(11, 2).cast(pl.Int64, strict=False)
-        shift = (pl.when((pl.col("_ampm") == "PM") & (hour < 12)).then(pl.duration(hours=12))
-                 .when((pl.col("_ampm") == "AM") & (hour == 12)).then(pl.duration(hours=-12))
-                 .otherwise(pl.duration(hours=0)))
-        ts = pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"), pl.col("_other_ts") + shift)
-        naive_flag = pl.col("_fast").is_null() & pl.col("_other_naive")
+        records = _iso_times(records)
+        ts, naive_flag = pl.col("ts"), pl.col("_naive_iso")
     elif kind == "us":
         ts = timeparse.us_display(text.str.replace(r"(\d:\d{2}:\d{2})\.\d+", "$1"))
     elif kind == "syslog":
@@ -397,6 +419,63 @@ def _timestamps(records: pl.DataFrame, kind: str) -> pl.DataFrame:
         naive=pl.when(ts.is_not_null()).then(pl.col("_naive")),
         yearless=pl.when(ts.is_not_null()).then(pl.col("_yearless")),
     ).select(pl.all().exclude("^_.*$"))
+
+
+def _iso_times(records: pl.DataFrame) -> pl.DataFrame:
+    """ts and _naive_iso from ISO ts_text. The member's stamps are read with the exact format of
+    its first one (polars reads a fixed format several times faster than a general one); only
+    the stamps that do not fit it pay for the general reader (`,`/`:` fractions, offsets, zone
+    names, AM/PM, `/` dates)."""
+    text = pl.col("ts_text")
+    sample = records["ts_text"].drop_nulls().head(1).to_list()
+    fmt, zoned = _iso_format(sample[0]) if sample else (None, False)
+    if fmt is None:
+        records = records.with_columns(ts=pl.lit(None, tables.TS), _naive_iso=pl.lit(False))
+    else:
+        ts = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        if not fmt.endswith("z"):  # an offset gives UTC times; a literal Z or none, plain ones
+            ts = ts.dt.replace_time_zone("UTC")
+        records = records.with_columns(ts=ts.cast(tables.TS), _naive_iso=pl.lit(not zoned))
+    other = records.filter(pl.col("ts").is_null() & text.is_not_null()).select("line", "ts_text")
+    if not other.height:
+        return records
+    other = other.with_columns(
+        _ampm=text.str.extract(r" ?([AP]M)\b", 1),
+        _clean=text.str.replace(r"^(\d{4})[-/](\d{2})[-/](\d{2})[T ](\d{2}:\d{2}:\d{2})[,:](\d)",
+                                "$1-$2-${3}T$4.$5")
+        .str.replace(r"^(\d{4})/(\d{2})/(\d{2})", "$1-$2-$3")
+        .str.replace(r" ?[AP]M\b", "").str.replace(r" ?(?:UTC|GMT)$", "Z"))
+    ts, naive = timeparse.iso(pl.col("_clean"))
+    hour = text.str.slice(11, 2).cast(pl.Int64, strict=False)
+    shift = (pl.when((pl.col("_ampm") == "PM") & (hour < 12)).then(pl.duration(hours=12))
+             .when((pl.col("_ampm") == "AM") & (hour == 12)).then(pl.duration(hours=-12))
+             .otherwise(pl.duration(hours=0)))
+    other = other.select("line", _ts=ts + shift, _nv=naive)
+    return (records.join(other, on="line", how="left", maintain_order="left")
+            .with_columns(ts=pl.coalesce("ts", "_ts"), _naive_iso=pl.coalesce("_nv", "_naive_iso"))
+            .drop("_ts", "_nv"))
+
+
+_ISO_PARTS = re.compile(r"^(\d{4})([-/])\d{2}[-/]\d{2}([T ])\d{2}:\d{2}:\d{2}"
+                        r"(?:([.,:])(\d{1,9}))?(Z|[+-]\d{2}:\d{2}|[+-]\d{4})?$")
+
+
+def _iso_format(stamp: str) -> tuple[str | None, bool]:
+    """The strptime format of one ISO stamp (and whether it carries a zone), or None when it has
+    parts the exact formats cannot say (AM/PM, zone names)."""
+    parts = _ISO_PARTS.match(stamp)
+    if parts is None:
+        return None, False
+    _, dash, sep, frac_sep, frac, zone = parts.groups()
+    fmt = f"%Y{dash}%m{dash}%d{sep}%H:%M:%S"
+    if frac:
+        fmt += f"{frac_sep}%{len(frac)}f" if len(frac) in (3, 6, 9) else (
+            "%.f" if frac_sep == "." else None)
+        if fmt is None:
+            return None, False
+    if zone:
+        fmt += "Z" if zone == "Z" else ("%:z" if ":" in zone else "%z")
+    return fmt, zone is not None
 
 
 def _naive(text: pl.Expr, fmt: str) -> pl.Expr:
