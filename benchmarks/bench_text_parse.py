@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_parse_gateway import build as build_gateway  # noqa: E402
+from bench_parse_gateway import build  # noqa: E402
 
 from analyzer import pipeline  # noqa: E402
 from analyzer.parsers import gateway_log, text_log  # noqa: E402
@@ -59,13 +59,7 @@ java.lang.RuntimeException: Unexpected exception
 
 
 def repeat(block: str, megabytes: float) -> bytes:
-    blocks, size, i = [], 0, 0
-    while size < megabytes * 1_000_000:
-        piece = block.replace("{i}", str(1000 + i % 500))
-        blocks.append(piece)
-        size += len(piece)
-        i += 1
-    return "".join(blocks).encode()
+    return build(megabytes, block).encode()
 
 
 def text_members(megabytes: float) -> dict[str, bytes]:
@@ -94,7 +88,7 @@ def main() -> None:
     args.add_argument("--runs", type=int, default=3)
     options = args.parse_args()
 
-    gateway = build_gateway(int(options.megabytes)).encode()
+    gateway = build(options.megabytes).encode()
     keep = pipeline._keep(load_library(), "gateway_log")
     members = text_members(options.megabytes)
     text_size = sum(len(t) for t in members.values())
