@@ -16,10 +16,18 @@ replication status table.
     1011
     Error Message
     The upload of data ...
--> one row per block, form=text; `line` is the block's first label.
+-> one row per block, form=text (markdown for `**Error ID:** 1011` blocks and error tables,
+   powershell for Format-List health errors); `line` is the block's first label. Pasted text
+   may also hold status and resource tables (replication_status, appliance_resources); every
+   line outside all of these becomes a text_log row (form pasted). See "pasted error details"
+   for the shapes seen real and those assumed.
+
+    {"properties": {"machineName": "APP01", "health": "Normal", "healthErrors": [{"errorCode":
+     "1011", "errorId": "6:8010", "summaryMessage": "", ...}]}}
+-> healthErrors wherever they sit (REST, az, ConvertTo-Json): one row per error, form=health_json.
 
     Appliance,Server,State,Progress,TimeElapsed,TimeRemaining,UploadSpeed,Health,LastSync,Datastore
--> REPLICATION_STATUS rows.
+-> REPLICATION_STATUS rows (also from the cmdlet's Format-Table text).
 
 Times that cannot be read (or fall outside 1970..2099) leave a null ts; the row is kept.
 """
@@ -497,13 +505,22 @@ RESOURCE_KINDS = (("cpu", "cpu"), ("ram", "ram"), ("network", "network"), ("nfc"
                   ("parallel disk", "parallel_disks"), ("snapshot", "snapshot_count"))
 
 
+# Cheap tests on the raw head before any frame is built (sniffing runs on every member): the
+# words a pasted error holds, a Format-Table rule, a Format-List property.
+_ERROR_WORDS = re.compile(r"error|오류|provider", re.IGNORECASE)
+_RULE = re.compile(r"^ *-{2,}(?: +-{2,})+ *$", re.MULTILINE)
+_PROPERTY = re.compile(r"^[A-Za-z][\w.]* +: ", re.MULTILINE)
+
+
 def _sniff_events_text(head: str, member: str) -> bool:
     """A pasted error block (an Error ID with its value, or an error message with another
     label's value), a Markdown error table, or Format-List health errors; never a log."""
+    if not _ERROR_WORDS.search(head):
+        return False
     lines = _head_lines(head)
     if lines is None:
         return False
-    shapes = _Shapes(lines)
+    shapes = _Shapes(lines, head)
     if shapes.list_events().height or any(_error_table(t) for t in shapes.markdown):
         return True
     blocks = _label_blocks(lines, shapes.used_lines())[0]
@@ -520,32 +537,40 @@ def _sniff_events_text(head: str, member: str) -> bool:
 def _sniff_status_text(head: str, member: str) -> bool:
     """Format-Table status or resource tables of Get-AzMigrateServerMigrationStatus, or
     Format-List replication items; never a log."""
+    if not (_RULE.search(head) or _PROPERTY.search(head)):
+        return False
     lines = _head_lines(head)
     if lines is None or _sniff_events_text(head, member):  # errors with a status: events first
         return False
-    shapes = _Shapes(lines)
+    shapes = _Shapes(lines, head)
     return (any(_table_kind(t) for t in shapes.format_tables)
             or shapes.list_status().height > 0)
 
 
 def _head_lines(head: str) -> pl.DataFrame | None:
-    """The head's lines, or None when it is a log (most lines stamped) or holds no label-like
-    text at all."""
-    lines = split_lines(head).filter(pl.col("text").str.strip_chars() != "")
-    if not lines.height:
-        return None
-    stamped = lines.select(pl.col("text").str.contains(_STAMPED).mean()).item()
-    return None if stamped > 0.5 else split_lines(head)
+    """The head's lines, or None when it is a log (most lines stamped)."""
+    lines = split_lines(head)
+    text = pl.col("text")
+    stamped = lines.select(text.str.contains(_STAMPED).filter(text.str.strip_chars() != "")
+                           .mean()).item()
+    return None if stamped is None or stamped > 0.5 else lines
 
 
 class _Shapes:
-    """The tables and lists found in a paste (text_tables), with the lines each covers."""
+    """The tables and lists found in a paste (text_tables), with the lines each covers. Each
+    kind is looked for only when the raw text shows its mark."""
 
-    def __init__(self, lines: pl.DataFrame):
+    def __init__(self, lines: pl.DataFrame, text: str):
         self.lines = lines
-        self.format_tables = text_tables.format_tables(lines)
-        self.markdown = text_tables.markdown_tables(lines)
-        self.props, self.list_lines = text_tables.format_lists(lines)
+        self.format_tables = text_tables.format_tables(lines) if _RULE.search(text) else []
+        self.markdown = (text_tables.markdown_tables(lines)
+                         if "|" in text and "--" in text else [])
+        if _PROPERTY.search(text):
+            self.props, self.list_lines = text_tables.format_lists(lines)
+        else:
+            self.props = pl.DataFrame(schema={"record": pl.UInt32, "line": pl.Int64,
+                                              "name": pl.Utf8, "value": pl.Utf8})
+            self.list_lines = pl.DataFrame(schema={"record": pl.UInt32, "line": pl.Int64})
         self._wide: pl.DataFrame | None = None
 
     def _records(self) -> pl.DataFrame:
@@ -626,7 +651,7 @@ def _parse_pasted(text: str, member: str, ctx: ParseContext, main: str) -> Parse
         diags.add("warning", "long-line", f"{long.height} lines longer than 64 KiB were cut to "
                   f"64 KiB (first at line {long['line'][0]})", f"{member}:{long['line'][0]}")
         lines = lines.with_columns(pl.col("text").str.slice(0, MAX_LINE))
-    shapes = _Shapes(lines)
+    shapes = _Shapes(lines, text)
     read = shapes._read_tables()
     blocks, block_lines = _label_blocks(lines, shapes.used_lines(read))
     events = [_block_events(blocks),
