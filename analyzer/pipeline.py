@@ -74,7 +74,8 @@ _TASK_MESSAGES = {"gateway_log": (), "vcenter_log": ("[VpxLRO]", "info.progress"
 # Which table a log parser (by source form) fills, for its Keep.
 _KEEP_FORMS = {"gateway_log": "gateway_log", "vpxd_log": "vcenter_log"}
 _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter_log",
-                  "vcenter_events", "vcenter_task_lines", "vcenter_tasks")
+                  "vcenter_events", "vcenter_task_lines", "vcenter_tasks", "text_log",
+                  "appliance_resources")
 _ROOT_CONFIG = "bundle.toml"
 SLICE_BYTES = 16 << 20  # large log members are parsed in slices of about this size
 SLICE_THREADS = 2  # slices parsed at once

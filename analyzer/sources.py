@@ -36,6 +36,7 @@ class ParseContext:
     portal_tz: str | None = None  # portal display times
     vcenter_tz: str | None = None  # Windows vpxd layout, task CSV display times
     vcenter: str | None = None  # the vCenter this member belongs to (vc-support archive name)
+    host: str | None = None  # the ESXi host this member belongs to (vm-support archive name)
     keep: Keep | None = None  # None: every record
     first_line: int = 1  # number of the text's first line in the member (a slice of a member)
 
@@ -67,13 +68,15 @@ class Source:
 
 def registry() -> list[Source]:
     """All sources, most specific sniffers first."""
-    from analyzer.parsers import gateway_log, portal_events, vcenter_log, vcenter_task_csv
+    from analyzer.parsers import gateway_log, portal_events, text_log, vcenter_log, vcenter_task_csv
 
     return [
         *portal_events.SOURCES,  # events CSV / JSON / pasted text, replication status table
         vcenter_task_csv.SOURCE,
         gateway_log.SOURCE,
+        text_log.VMWARE_SOURCE,  # a VM's vmware.log: its ESXi 8 lines would pass for vpxd ones
         vcenter_log.SOURCE,
+        text_log.SOURCE,  # the fallback: any other text (binary stays unrecognised)
     ]
 
 
