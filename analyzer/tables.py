@@ -225,26 +225,6 @@ VCENTER_EVENTS = {
     "op_id": STR,  # opID of the vpxd line that logged the event (ties a TaskEvent to its task)
 }
 
-# Any other text: generic logs (any timestamp layout, or none), a VM's vmware.log, VDDK/NFC client
-# logs, syslog-forwarded ESXi lines, the prose around pasted portal errors. One row per record.
-TEXT_LOG = {
-    "member": CAT,
-    "line": INT,
-    "form": CAT,  # text | vmware_log | vddk_log | esxi_syslog | pasted
-    "layout": CAT,  # the timestamp layout chosen for the member, or "none"
-    "ts": TS,  # null when the layout carries no date
-    "naive": BOOL,  # no zone in the text: read as UTC
-    "yearless": BOOL,  # no year in the text (syslog): the year is taken from the bundle
-    "level": CAT,  # critical | error | warning | info | verbose | debug, null when none
-    "component": CAT,
-    "thread": CAT,
-    "op_id": STR,
-    "message": STR,
-    "detail": STR,
-    "vm": CAT,  # a vmware.log's VM
-    "host": CAT,  # the ESXi host the text comes from, when known
-}
-
 # One row per VM identity, built from every (name, MoRef) pair seen together.
 IDENTITIES = {
     "vm_key": STR,  # stable key: lowercased name, or "<vcenter>/<moref>" when no name is known
@@ -324,7 +304,6 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "vcenter_task_lines": VCENTER_TASK_LINES,
     "vcenter_tasks": VCENTER_TASKS,
     "vcenter_events": VCENTER_EVENTS,
-    "text_log": TEXT_LOG,
     "identities": IDENTITIES,
     "matches": MATCHES,
     "cycles": CYCLES,
