@@ -39,6 +39,7 @@ from rich.text import Text
 
 from analyzer import __version__, tables
 from analyzer.pipeline import Options, UnusableBundle
+from analyzer.terminal import shown
 
 CACHE_FILE = ".cache.json"
 SCHEDULER_TIMEOUT = "15s"
@@ -523,7 +524,6 @@ def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> 
 def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
-    from analyzer.cli import shown
     from analyzer.redact import redact
 
     paths, problems = expand_inputs(inputs)

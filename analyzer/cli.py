@@ -13,11 +13,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from analyzer import __version__
+from analyzer.terminal import shown
 
 EXIT_FAIL_ON = 1
 EXIT_USAGE = 2
@@ -27,14 +27,6 @@ EXIT_SIGNATURES = 4
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Why is Azure Migrate agentless replication failing? Analyze a support bundle.")
 console = Console(stderr=True)  # stdout stays free for `--json -`
-# C0/C1 controls (ESC, CSI 0x9b) would let bundle text drive the terminal; tab and newline stay.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0))}
-
-
-def shown(value) -> str:
-    """Text that comes from a bundle (names, messages), made inert for rich markup and the
-    terminal: `[/x]` in a VM name would otherwise stop the run with a MarkupError."""
-    return escape(str(value).translate(_CONTROLS))
 
 
 def _mount_signatures() -> None:
