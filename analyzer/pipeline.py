@@ -29,6 +29,7 @@ import polars as pl
 
 from analyzer import __version__, bundle, cycles, identity, sources, tables, verdicts
 from analyzer import signatures
+from analyzer.bundle import UnusableBundle  # what analyze and inspect raise, for callers
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import gateway_log, vcenter_log
 from analyzer.parsers.timeparse import to_iso
@@ -51,10 +52,6 @@ class Analysis:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     members: list[dict] = field(default_factory=list)  # inspect: path, source, form, records, ...
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
-
-
-class UnusableBundle(Exception):
-    """Nothing in the bundle can be read. The message is one line naming the file and the fix."""
 
 
 # The rows of the log tables later stages use (_reduce): structured events (gateway), these

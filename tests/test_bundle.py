@@ -30,7 +30,7 @@ from analyzer.diagnostics import Diagnostics
 
 
 def unusable():
-    from analyzer.pipeline import UnusableBundle
+    from analyzer.bundle import UnusableBundle
 
     return UnusableBundle
 
