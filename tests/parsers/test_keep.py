@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 from analyzer import pipeline, signatures, tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import gateway_log, vcenter_log
-from analyzer.parsers.gateway_log import read_lines, split_lines
+from analyzer.parsers.lines import read_lines, split_lines
 from analyzer.sources import Keep, ParseContext
 
 ROOT = Path(__file__).resolve().parents[2]
