@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import polars as pl
+
 from analyzer import detectors
 from analyzer import tables as T
 from analyzer.detectors import DETECTORS
+from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures import load
 
 
@@ -39,7 +42,10 @@ def test_an_unknown_detector_finds_nothing_and_reads_nothing():
     assert detectors.sources_of("detect.no_such_thing") == ()
 
 
-def test_iso_keeps_milliseconds_only_when_there_are_some():
-    assert detectors.iso(datetime(2025, 3, 1, 4, 5, 6, tzinfo=timezone.utc)) == "2025-03-01T04:05:06Z"
-    assert detectors.iso(datetime(2025, 3, 1, 4, 5, 6, 7000, tzinfo=timezone.utc)) == "2025-03-01T04:05:06.007Z"
-    assert detectors.iso(None) is None
+def test_document_times_keep_milliseconds_only_when_there_are_some():
+    times = [datetime(2025, 3, 1, 4, 5, 6, tzinfo=timezone.utc), datetime(2025, 3, 1, 4, 5, 6, 7000, tzinfo=timezone.utc),
+             None]
+    expected = ["2025-03-01T04:05:06Z", "2025-03-01T04:05:06.007Z", None]
+    assert [to_iso(t) for t in times] == expected
+    frame = pl.DataFrame({"ts": times}, schema={"ts": T.TS})
+    assert frame.select(to_iso_expr("ts"))["ts"].to_list() == expected

@@ -742,7 +742,7 @@ def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text
 def test_document_values_are_the_column_with_repeated_strings_shared():
     import polars as pl
 
-    from analyzer.verdicts import _values
+    from analyzer.evidence import _values
     repeated = pl.Series(["a", None, "b", "a", "a", "b", "a", "a", None])
     out = _values(repeated)
     assert out == repeated.to_list() and out[0] is out[3]
