@@ -5,9 +5,9 @@ names it, and returns a Finding (the lines it rests on, and the interval of an a
 condition), None when it sees nothing, or RULED_OUT when what it sees excludes its cause
 (`detect.vddk_67` on another VDDK version). `detect()` runs one by id.
 
-A new detector is one function `(case, failure, lo, hi)` and one DETECTORS entry, which also
-names the sources it reads (a detector is only as good as those) and whether it finds its cause
-only by ruling the others out.
+A new detector is one function `(case, failure, lo, hi)` here, named after its id, and one
+DETECTORS entry in signatures/model.py, which also names the tables it reads (a detector is only
+as good as those) and whether it finds its cause only by ruling the others out.
 
 Signals holds what the detectors read, indexed once per bundle: the gateway timeline (silences,
 service stops, heartbeats, VDDK lines), disks uploading at once per host, disk rates, initiators.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
 from typing import Callable
@@ -26,7 +25,7 @@ import polars as pl
 
 from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, short_host
 from analyzer.parsers.timeparse import to_iso
-from analyzer.signatures.model import Library, Signature
+from analyzer.signatures.model import DETECTORS, Library, Signature
 
 RESTART_GRACE = timedelta(minutes=15)  # a cycle started this long after a recovery was not hit by it
 STUCK_TASK_OPEN = timedelta(minutes=30)  # a snapshot task open this long (vCenter still logging) never ended
@@ -514,39 +513,22 @@ def kv_other_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
 # The registry
 
 
-@dataclass(frozen=True)
-class Detector:
-    find: Callable[[Case, Failure, datetime, datetime], Finding | str | None]
-    sources: tuple[str, ...]  # what it reads
-    by_exclusion: bool = False  # finds its cause by ruling the others out
-
-
-DETECTORS: dict[str, Detector] = {
-    "detect.appliance_silence": Detector(appliance_silence, ("gateway_log",)),
-    "detect.service_down": Detector(service_down, ("gateway_log",)),
-    # Low rate with no connectivity failure: throttling, unless another cause has its own evidence.
-    "detect.low_read_rate": Detector(low_read_rate, ("gateway_log",), by_exclusion=True),
-    "detect.overlapping_task": Detector(overlapping_task, ("vcenter_tasks",)),
-    "detect.snapshot_task_stuck": Detector(snapshot_task_stuck, ("vcenter_tasks",)),
-    "detect.host_parallel_disks": Detector(host_parallel_disks, ("gateway_log",)),
-    "detect.appliance_saturated": Detector(appliance_saturated, ("gateway_log",)),
-    "detect.vddk_67": Detector(vddk_67, ("gateway_log",)),
-    "detect.kv_guest_user": Detector(kv_guest_user, ("portal_events",)),
-    "detect.kv_other_user": Detector(kv_other_user, ("portal_events",)),
-    "detect.slow_cycle": Detector(slow_cycle, ("gateway_log",)),
-    "detect.stalled": Detector(stalled, ("gateway_log",)),
-}
+# The detectors are declared in signatures/model.py's DETECTORS (what each reads, whether it
+# finds its cause by exclusion), which the signature loader checks cause evidence against; each
+# is carried out by the function of this module named after its id.
+FIND: dict[str, Callable[[Case, Failure, datetime, datetime], Finding | str | None]] = {
+    detector_id: globals()[detector_id.removeprefix("detect.")] for detector_id in DETECTORS}
 
 
 def detect(evidence_id: str, b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
     """What the detector `evidence_id` finds about failure `f` in [lo, hi] (None for an unknown id)."""
-    detector = DETECTORS.get(evidence_id)
-    return detector.find(b, f, lo, hi) if detector else None
+    find = FIND.get(evidence_id)
+    return find(b, f, lo, hi) if find else None
 
 
-def sources_of(evidence_id: str) -> tuple[str, ...]:
+def tables_of(evidence_id: str) -> tuple[str, ...]:
     detector = DETECTORS.get(evidence_id)
-    return detector.sources if detector else ()
+    return detector.tables if detector else ()
 
 
 def by_exclusion(evidence_id: str) -> bool:

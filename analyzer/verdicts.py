@@ -300,7 +300,7 @@ def _on_host(b: Case, m: dict, host: str | None, vm_key: str | None) -> bool:
 
 def _evidence_sources(b: Case, evidence_id: str) -> set[str]:
     if evidence_id.startswith("detect."):
-        return set(detectors.sources_of(evidence_id))
+        return set(detectors.tables_of(evidence_id))
     sig = b.library.signatures.get(evidence_id)
     return {m.source for m in sig.matchers} if sig else set()
 
@@ -575,7 +575,7 @@ def _not_evaluated(b: Case) -> list[dict]:
                 out.add((sig.id, m.source))
     used = {e for s in b.library.errors() for c in s.causes for e in c.evidence if e.startswith("detect.")}
     for det in used:
-        for source in detectors.sources_of(det):
+        for source in detectors.tables_of(det):
             if not b.has_source(source):
                 out.add((det, source))
     return [{"signature": s, "source": src} for s, src in sorted(out)]
