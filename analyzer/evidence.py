@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import tables as T
+from analyzer import tables
 from analyzer.cycles import CycleResult, with_vm_key
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures.model import Library, Signature
@@ -105,28 +105,28 @@ class Case:
     read from it.) `signals`, what the detectors read, is indexed by verdicts.decide once the
     case is built."""
 
-    def __init__(self, tables: dict[str, pl.DataFrame], result: CycleResult, library: Library,
+    def __init__(self, frames: dict[str, pl.DataFrame], result: CycleResult, library: Library,
                  sources_present: set[str]):
         self.library = library
         self.present = set(sources_present)
-        self.identities = _table(tables, "identities")
+        self.identities = _table(frames, "identities")
         corrected = result.corrected
         self.end = result.bundle_end
         # Lazy (the table may be a scan of its stored parts, pipeline._SCANNED): each reader
         # collects its rows and columns. Not sorted as a whole: rows read in time order are
         # sorted where read.
-        self.gateway = with_vm_key(_table(tables, "gateway_log").lazy(), self.identities)
-        self.portal = _table(tables, "portal_events")
+        self.gateway = with_vm_key(_table(frames, "gateway_log").lazy(), self.identities)
+        self.portal = _table(frames, "portal_events")
         self.tasks = (corrected["vcenter_tasks"] if "vcenter_tasks" in corrected
-                      else with_vm_key(_table(tables, "vcenter_tasks"), self.identities, "vm_name"))
+                      else with_vm_key(_table(frames, "vcenter_tasks"), self.identities, "vm_name"))
         if "own" not in self.tasks.columns:
             self.tasks = self.tasks.with_columns(pl.lit(False).alias("own"))
         # lazy, as the gateway: it may be a scan (pipeline._SCANNED)
         self.events = (corrected["vcenter_events"] if "vcenter_events" in corrected
-                       else _table(tables, "vcenter_events")).lazy()
-        self.activity = corrected["activity"] if "activity" in corrected else _table(tables, "activity")
-        matches = corrected["matches"] if "matches" in corrected else _table(tables, "matches")
-        self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
+                       else _table(frames, "vcenter_events")).lazy()
+        self.activity = corrected["activity"] if "activity" in corrected else _table(frames, "activity")
+        matches = corrected["matches"] if "matches" in corrected else _table(frames, "matches")
+        self.matches = self._keyed_matches(matches, _table(frames, "vcenter_log"))
         # The columns read here and by the detectors; _start_iso/_end_iso: the document's
         # timestamps, formatted once per column (see _vms).
         cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
@@ -135,8 +135,8 @@ class Case:
         self.disks = result.disks
         # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
         # the tasks stay in the frame; rows become dicts only for the document and the detectors.
-        by_vm = self.tasks.select(pl.arg_sort_by(T.text_rank(self.tasks, "vm_key"), "start", "task_id",
-                                                 T.text_rank(self.tasks, "member"), "line", nulls_last=True))
+        by_vm = self.tasks.select(pl.arg_sort_by(tables.text_rank(self.tasks, "vm_key"), "start", "task_id",
+                                                 tables.text_rank(self.tasks, "member"), "line", nulls_last=True))
         # null keys sort last: no VM's tasks
         self._task_order = by_vm.to_series().head(self.tasks.height - self.tasks["vm_key"].null_count())
         order = self.tasks.select(pl.col("vm_key").gather(self._task_order))
@@ -265,7 +265,7 @@ class Case:
                                     ("vcenter", self.events, ["ts"]),
                                     ("vcenter", self.tasks, ["start", "end"])):
             for c in cols:
-                points[family] += [v for v in T.span(frame, c) if v is not None]
+                points[family] += [v for v in tables.span(frame, c) if v is not None]
         return {f: (min(p), max(p)) for f, p in points.items() if p}
 
     def covers(self, source: str, since: datetime, until: datetime) -> bool:
@@ -341,6 +341,6 @@ def family_of(source: str) -> str:
     return "vcenter" if source.startswith("vcenter") else source
 
 
-def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
-    frame = tables.get(name)
-    return T.empty(name) if frame is None else T.conform(name, frame)
+def _table(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
+    frame = frames.get(name)
+    return tables.empty(name) if frame is None else tables.conform(name, frame)

@@ -75,14 +75,14 @@ class Judgement:
 RECORD_TABLES = ("gateway_log", "vcenter_log", "vcenter_events")
 
 
-def decide(tables: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
+def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
            sources_present: set[str], release: bool = False) -> Decision:
     """The failures, judged, and the document's VMs, verdicts and outages.
 
-    With `release`, the RECORD_TABLES are taken out of `tables` (and the cycles' corrected
+    With `release`, the RECORD_TABLES are taken out of `frames` (and the cycles' corrected
     copies) once the failures are judged: on a large bundle they are most of the memory, and the
     document then needs room of its own."""
-    b = Case(tables, cycles, library, sources_present)
+    b = Case(frames, cycles, library, sources_present)
     b.signals = detectors.Signals(b)
     failures = failures_from_errors(b, diags)
     failures += end_of_bundle_conditions(b, failures)
@@ -90,7 +90,7 @@ def decide(tables: dict[str, pl.DataFrame], cycles: CycleResult, library: Librar
     outages, explains = _outages(b, judged)
     if release:
         for name in RECORD_TABLES:
-            tables.pop(name, None)
+            frames.pop(name, None)
             cycles.corrected.pop(name, None)
         b.release_records()
     verdicts, not_evaluated = _verdicts(b, judged, explains), _not_evaluated(b)

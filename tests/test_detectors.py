@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import polars as pl
 
 from analyzer import detectors
-from analyzer import tables as T
+from analyzer import tables
 from analyzer.detectors import DETECTORS
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures import load
@@ -29,7 +29,7 @@ def test_every_detector_reads_named_input_tables():
     # not_evaluated and the coverage warnings are only as right as these names.
     for detector_id, detector in DETECTORS.items():
         assert detector.tables, detector_id
-        assert set(detector.tables) <= set(T.SCHEMAS), detector_id
+        assert set(detector.tables) <= set(tables.SCHEMAS), detector_id
         assert detectors.tables_of(detector_id) == detector.tables
 
 
@@ -49,5 +49,5 @@ def test_document_times_keep_milliseconds_only_when_there_are_some():
              None]
     expected = ["2025-03-01T04:05:06Z", "2025-03-01T04:05:06.007Z", None]
     assert [to_iso(t) for t in times] == expected
-    frame = pl.DataFrame({"ts": times}, schema={"ts": T.TS})
+    frame = pl.DataFrame({"ts": times}, schema={"ts": tables.TS})
     assert frame.select(to_iso_expr("ts"))["ts"].to_list() == expected
