@@ -63,6 +63,9 @@ UNSUPPORTED_MAGICS = {  # recognised only to say what the file is
     b"MSCF": "a Windows cabinet file",
 }
 REPACK = "repack it as .zip or .tar.gz"
+# The names archives go by. The kind of a bundle or member is taken from its bytes; the name
+# serves to name what is inside (a report, a vCenter) and to spot bundles in a folder.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".gz")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ def whole(member: Member) -> Member:
 
 # ---------------------------------------------------------------------------------------------
 # Public API
+
+
+def archive_stem(name: str) -> str:
+    """`name` without its archive suffix (any case); a name that is only a suffix stays whole."""
+    lower = name.lower()
+    for suffix in ARCHIVE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def open_bundle(path: Path, diags: Diagnostics, limits: Limits = Limits(),

@@ -63,12 +63,10 @@ def _usage(message: str) -> None:
 
 def safe_stem(bundle: Path) -> str:
     """The bundle's name without archive suffixes, safe as a file name inside the output folder."""
+    from analyzer.bundle import archive_stem
+
     name = bundle.resolve().name if bundle.name in ("", ".", "..") else bundle.name
-    for suffix in (".tar.gz", ".tgz", ".zip", ".tar", ".gz"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:120]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", archive_stem(name)).lstrip(".")[:120]
     return cleaned or "bundle"
 
 

@@ -146,11 +146,7 @@ def _vcenter_of(member: bundle.Member) -> str | None:
     """Each vc-support archive is one vCenter: name it after its archive."""
     if member.container is None:
         return None
-    name = member.container.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
-    for suffix in (".tgz", ".tar.gz", ".tar", ".zip", ".gz"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return bundle.archive_stem(member.container.rsplit("!/", 1)[-1].rsplit("/", 1)[-1])
 
 
 @dataclass

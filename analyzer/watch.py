@@ -18,7 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from analyzer.batch import ARCHIVE_SUFFIXES, is_archive, run_paths
+from analyzer.batch import is_archive, run_paths
+from analyzer.bundle import ARCHIVE_SUFFIXES
 from analyzer.pipeline import Options
 from analyzer.terminal import shown
 
