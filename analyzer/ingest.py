@@ -9,9 +9,6 @@ memory follows the largest member and the kept rows, not the bundle.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import os
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -146,7 +143,6 @@ def ingest(path: Path, zones: dict[str, str | None], library, diags: Diagnostics
         found.members.append(info)
         read(len(member.data), member.path)
         if member.rest is not None:
-            _fix_mmap_threshold()
             member = replace(member, rest=_reported(member.rest, lambda n, m=member.path: read(n, m)))
         try:
             if _is_root_config(member.path):
@@ -223,27 +219,6 @@ def _ingest_member(member: bundle.Member, info: dict, found: Ingested, zones: di
     _add_stats(found.stats, source.name, parsed)
     for table, frames in reduced.items():
         found.parts[table].extend(frames)
-
-
-@functools.cache  # once per process
-def _fix_mmap_threshold(size: int = 256 << 10) -> None:
-    """Have glibc's malloc serve every block of `size` bytes or more with a mapping of its own,
-    from the first streamed member on (a bundle of small members is left as it is).
-
-    By default glibc raises that threshold (up to 32 MiB) each time such a block is freed, so
-    that later blocks of the size come from the heap, where what is freed between long-lived
-    blocks stays counted in RSS. Streaming allocates and frees many 1-16 MiB blocks (chunks,
-    slices) between the kept rows it stores. On the 1 GiB fleet bundle the analyze peak went
-    from 537-554 to 497-501 MiB (GNU time, 2 runs each, alternating), for about 1.5 s more
-    system time (fresh pages are zeroed). The user's own MALLOC_MMAP_THRESHOLD_ wins; libcs
-    other than glibc are left alone.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, size)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 def _reported(chunks: Iterator[bytes], read) -> Iterator[bytes]:

@@ -5,7 +5,8 @@
     python scripts/compare_outputs.py diff /tmp/before /tmp/after             # exit 1 on any difference
 
 `run` writes, for each sample_bundles/*.zip, `analyze`'s HTML report and JSON and `inspect --json`,
-running the command line of whatever checkout PYTHONPATH points at. `diff` compares them byte for
+running the command line of whatever checkout PYTHONPATH points at (from OUT, so that the
+current directory's checkout does not shadow it). `diff` compares them byte for
 byte, except the time of the run: `bundle.analyzed_at` is left out of the JSON, and the same
 time (as the JSON gives it and as the report shows it) is masked in the HTML.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -26,6 +26,7 @@ MASK = b"<analyzed_at>"
 
 
 def run(out: Path) -> int:
+    out = out.resolve()
     for sub in ("html", "json", "inspect"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     bundles = sorted(SAMPLES.glob("*.zip"))
@@ -34,9 +35,9 @@ def run(out: Path) -> int:
         cli = [sys.executable, "-m", "analyzer"]
         subprocess.run([*cli, "analyze", str(bundle), "-o", str(out / "html"),
                         "--json", str(out / "json" / f"{stem}.json")],
-                       check=True, env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run([*cli, "inspect", str(bundle), "--json", str(out / "inspect" / f"{stem}.json")],
-                       check=True, env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"{len(bundles)} bundles -> {out}")
     return 0
 

@@ -301,15 +301,3 @@ def test_a_limit_met_mid_stream_skips_the_member_as_when_held(tmp_path):
     assert members == held[0] and diags == held[1]
     for name, frame in held[2].items():
         assert_frame_equal(frames[name], frame)
-
-
-def test_only_a_streamed_member_fixes_the_mmap_threshold(tmp_path, monkeypatch):
-    fixed = []
-    monkeypatch.setattr(ingest, "_fix_mmap_threshold", lambda: fixed.append(True))
-    path = tmp_path / "case.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("GatewayService.log", gateway_text(200))  # about 26 kB
-    ingest_zip(path, stream_over=None)
-    assert fixed == []
-    ingest_zip(path, stream_over=16 << 10)
-    assert fixed == [True]

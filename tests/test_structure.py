@@ -4,6 +4,7 @@ package changes nothing in the process."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -152,10 +153,97 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path)
         ["analyzer.parsers.a", "analyzer.parsers.b", "analyzer.parsers.a"]]
 
 
-def test_importing_the_package_changes_nothing_in_the_process():
+def _environment_change(imports: str) -> dict:
+    """What importing `imports` in a fresh interpreter changes in os.environ (None: removed)."""
     env = {k: v for k, v in os.environ.items() if k not in ("_RJEM_MALLOC_CONF", "MALLOC_MMAP_THRESHOLD_")}
-    code = ("import os; e = dict(os.environ); import analyzer, analyzer.cli, analyzer.pipeline; "
-            "assert e == dict(os.environ), set(os.environ.items()) ^ set(e.items())")
+    code = ("import json, os; e = dict(os.environ); import " + imports + "; "
+            "print(json.dumps({k: os.environ.get(k) for k in set(e) | set(os.environ) "
+            "if e.get(k) != os.environ.get(k)}))")
     run = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_importing_the_package_changes_nothing_in_the_process():
+    # polars itself writes its allocator defaults into _RJEM_MALLOC_CONF when it is imported
+    assert _environment_change("polars, analyzer.cli, analyzer.pipeline") == _environment_change("polars")
+    assert _environment_change("analyzer, analyzer.cli") == {}  # polars not loaded yet
+    code = ("import os, polars; e = dict(os.environ); import analyzer, analyzer.cli, analyzer.pipeline, "
+            "analyzer.batch, analyzer.watch, analyzer.report; assert e == dict(os.environ)")
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+class _Libc:
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return 1
+
+
+def _tune(monkeypatch, args: list[str], **env: str) -> list:
+    from analyzer import cli
+
+    calls: list = []
+    monkeypatch.setattr(cli.ctypes, "CDLL", lambda name: _Libc(calls))
+    for name in ("_RJEM_MALLOC_CONF", "MALLOC_MMAP_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cli.tune_process(args)
+    return calls
+
+
+def test_the_command_line_sets_the_allocator_and_for_one_bundle_the_mmap_threshold(monkeypatch):
+    from analyzer import cli
+
+    assert _tune(monkeypatch, ["analyze", "-o", "out", "case.zip"]) == [(-3, cli.MMAP_THRESHOLD)]
+    assert os.environ["_RJEM_MALLOC_CONF"] == cli.ALLOCATOR
+    assert _tune(monkeypatch, ["inspect", "case.zip", "--json", "-"]) == [(-3, cli.MMAP_THRESHOLD)]
+    for args in (["batch", "in", "-o", "out"], ["watch", "drop"], ["--version"], []):
+        assert _tune(monkeypatch, args) == [], args
+        assert os.environ["_RJEM_MALLOC_CONF"] == cli.ALLOCATOR
+
+
+def test_what_the_user_sets_in_the_environment_wins(monkeypatch):
+    assert _tune(monkeypatch, ["analyze", "case.zip"], MALLOC_MMAP_THRESHOLD_="65536",
+                 _RJEM_MALLOC_CONF="narenas:2") == []
+    assert os.environ["_RJEM_MALLOC_CONF"] == "narenas:2"
+
+
+def test_main_tunes_the_process_before_anything_loads_polars(monkeypatch):
+    from analyzer import cli
+
+    order = []
+    monkeypatch.setattr(cli, "tune_process", lambda args: order.append(("tune", args)))
+    monkeypatch.setattr(cli, "_mount_signatures", lambda: order.append("mount"))
+    monkeypatch.setattr(cli, "app", lambda: order.append("app"))
+    monkeypatch.setattr(sys, "argv", ["bundle-analyzer", "inspect", "case.zip"])
+    cli.main()
+    assert order == [("tune", ["inspect", "case.zip"]), "mount", "app"]
+    code = "import sys, analyzer.cli; assert 'polars' not in sys.modules"
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_render_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+    import json
+
+    from analyzer.report import render
+
+    doc = json.loads((ROOT / "tests" / "fixtures" / "analysis_sample.json").read_text(encoding="utf-8"))
+    assert gc.isenabled()
+    render(doc)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render(doc)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
