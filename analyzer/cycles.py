@@ -38,7 +38,6 @@ OWN_TASK_TOLERANCE = timedelta(minutes=2)  # after skew correction
 SKEW_REPORT_SECONDS = 30.0
 # A cycle with no end is `in_progress` only when the gateway log runs up to the end of the bundle.
 IN_PROGRESS_TAIL = timedelta(minutes=15)
-VCENTER_SOURCES = ("vcenter_log", "vcenter_tasks", "vcenter_events")
 MB = 1_000_000  # rateMBps of the gateway is decimal megabytes per second
 
 
@@ -268,7 +267,7 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     shift = skew or 0.0
     tasks = _shift(tasks, ["start", "end", "progress_ts"], shift)
     events = _shift(events, ["ts"], shift)
-    matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(VCENTER_SOURCES)))
+    matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(tables.VCENTER)))
     activity = _shift(activity, ["minute"], shift, pl.col("source").str.starts_with("vcenter"))
     user = appliance_user(scanned)
     tasks = _tie_tasks(tasks, marks, user)

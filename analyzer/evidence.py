@@ -21,7 +21,6 @@ from analyzer.signatures.model import Library, Signature
 STALLED = "replication_stalled"
 SLOW = "slow_replication"
 RULED_OUT = "ruled_out"  # a detector's answer when what it sees excludes its cause
-VCENTER = ("vcenter_log", "vcenter_tasks", "vcenter_events")
 UNKNOWN_CYCLE_SPAN = timedelta(minutes=30)  # how long a failure with no known cycle is taken to have run
 CLUSTER_GAP = timedelta(minutes=30)  # connectivity failures this close form one outage
 
@@ -106,9 +105,9 @@ class Case:
     case is built."""
 
     def __init__(self, frames: dict[str, pl.DataFrame], result: CycleResult, library: Library,
-                 sources_present: set[str]):
+                 tables_present: set[str]):
         self.library = library
-        self.present = set(sources_present)
+        self.present = set(tables_present)  # the tables the bundle's sources fill (sources.tables_of)
         self.identities = _table(frames, "identities")
         corrected = result.corrected
         self.end = result.bundle_end
@@ -204,7 +203,7 @@ class Case:
                    .join(op_ids.lazy().select("op_id").unique(), on="op_id", how="semi")
                    .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_id").alias("_task_vm"))
                    .collect())
-        from_vcenter = pl.col("source").is_in(list(VCENTER))
+        from_vcenter = pl.col("source").is_in(list(tables.VCENTER))
         filled = (matches.join(machine, on=key, how="left").join(op_ids, on=key, how="left")
                   .join(task_vm, on="op_id", how="left")
                   .with_columns(
@@ -268,21 +267,21 @@ class Case:
                 points[family] += [v for v in tables.span(frame, c) if v is not None]
         return {f: (min(p), max(p)) for f, p in points.items() if p}
 
-    def covers(self, source: str, since: datetime, until: datetime) -> bool:
-        """Whether `source` was logging over the failure [since, until]. The gateway must have
-        started by `since`: a gateway log that stops before is silence, not missing coverage."""
-        family = family_of(source)
-        if not self.has_source(source) or family not in self.spans:
+    def covers(self, table: str, since: datetime, until: datetime) -> bool:
+        """Whether the source of `table` was logging over the failure [since, until]. The gateway
+        must have started by `since`: a gateway log that stops before is silence, not missing
+        coverage."""
+        family = family_of(table)
+        if not self.has_table(table) or family not in self.spans:
             return False
         first, last = self.spans[family]
         if family == "gateway_log":
             return first <= since
         return first <= until and last >= since
 
-    def has_source(self, source: str) -> bool:
-        if source in VCENTER:
-            return any(s in self.present for s in VCENTER) or any(s.startswith("vcenter") for s in self.present)
-        return source in self.present
+    def has_table(self, table: str) -> bool:
+        """Whether the bundle holds a source that fills `table`."""
+        return table in self.present
 
     # -- evidence signatures ------------------------------------------------------------------
     def clusters(self, signature: str) -> list[tuple[datetime, datetime]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analyzer import __version__, bundle, cycles, identity, ingest, signatures, tables, verdicts
+from analyzer import __version__, bundle, cycles, identity, ingest, signatures, sources, tables, verdicts
 from analyzer.bundle import UnusableBundle  # what analyze and inspect raise, for callers
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import vcenter_log
@@ -63,7 +63,7 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
     frames["cycles"] = cycle_result.cycles
     frames["cycle_disks"] = cycle_result.disks
     # without a dump, the record tables go once judged (the Analysis keeps the others)
-    decision = verdicts.decide(frames, cycle_result, library, diags, set(found.stats),
+    decision = verdicts.decide(frames, cycle_result, library, diags, sources.tables_of(found.stats),
                                release=options.dump_tables is None)
     doc = _document(path, options, found, cycle_result, decision, diags)
     members = [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members]

@@ -28,10 +28,12 @@ Adding a log type = one parser module declaring its Source (parsers/lines.py), o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from analyzer.parsers import gateway_log, portal_events, vcenter_log, vcenter_task_csv
 from analyzer.parsers.lines import Keep, ParseContext, Parsed, Source
 
-__all__ = ["SNIFF_CHARS", "Keep", "ParseContext", "Parsed", "Source", "registry", "sniff"]
+__all__ = ["SNIFF_CHARS", "Keep", "ParseContext", "Parsed", "Source", "registry", "sniff", "tables_of"]
 
 SNIFF_CHARS = 64 * 1024
 
@@ -44,6 +46,12 @@ def registry() -> list[Source]:
         gateway_log.SOURCE,
         vcenter_log.SOURCE,
     ]
+
+
+def tables_of(names: Iterable[str]) -> set[str]:
+    """The tables the sources of these names fill, in any of their forms."""
+    names = set(names)
+    return {table for source in registry() if source.name in names for table in source.tables}
 
 
 def sniff(head: str, member: str, sources: list[Source] | None = None) -> Source | None:

@@ -76,13 +76,14 @@ RECORD_TABLES = ("gateway_log", "vcenter_log", "vcenter_events")
 
 
 def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
-           sources_present: set[str], release: bool = False) -> Decision:
-    """The failures, judged, and the document's VMs, verdicts and outages.
+           tables_present: set[str], release: bool = False) -> Decision:
+    """The failures, judged, and the document's VMs, verdicts and outages. `tables_present`: the
+    tables the bundle's sources fill (sources.tables_of), which evidence can be looked for in.
 
     With `release`, the RECORD_TABLES are taken out of `frames` (and the cycles' corrected
     copies) once the failures are judged: on a large bundle they are most of the memory, and the
     document then needs room of its own."""
-    b = Case(frames, cycles, library, sources_present)
+    b = Case(frames, cycles, library, tables_present)
     b.signals = detectors.Signals(b)
     failures = failures_from_errors(b, diags)
     failures += end_of_bundle_conditions(b, failures)
@@ -298,19 +299,19 @@ def _on_host(b: Case, m: dict, host: str | None, vm_key: str | None) -> bool:
     return _same_host(m_host, host) or (m_host is None and bool(m["vm_key"]) and m["vm_key"] == vm_key)
 
 
-def _evidence_sources(b: Case, evidence_id: str) -> set[str]:
+def _evidence_tables(b: Case, evidence_id: str) -> set[str]:
     if evidence_id.startswith("detect."):
         return set(detectors.tables_of(evidence_id))
     sig = b.library.signatures.get(evidence_id)
     return {m.source for m in sig.matchers} if sig else set()
 
 
-def _uncovered_sources(b: Case, f: Failure, cause: Cause) -> set[str] | None:
-    """The sources of the cause's evidence when none of them covers the failure, else None."""
-    sources = {s for eid in cause.evidence for s in _evidence_sources(b, eid)}
-    if not cause.evidence or any(b.covers(s, f.start or f.ts, f.ts) for s in sources):
+def _uncovered_tables(b: Case, f: Failure, cause: Cause) -> set[str] | None:
+    """The tables of the cause's evidence when none of them covers the failure, else None."""
+    found_in = {t for eid in cause.evidence for t in _evidence_tables(b, eid)}
+    if not cause.evidence or any(b.covers(t, f.start or f.ts, f.ts) for t in found_in):
         return None
-    return sources
+    return found_in
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +329,7 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
             ruled_out.add(cause.id)
         if findings:
             present.append((order, cause, findings))
-        missing = _uncovered_sources(b, f, cause)
+        missing = _uncovered_tables(b, f, cause)
         if missing is None:
             unchecked.pop(cause.id, None)
         else:
@@ -354,10 +355,10 @@ def _rank(present: tuple[int, Cause, list[Finding]]) -> tuple:
     return CONFIDENCE_RANK[cause.confidence], all(detectors.by_exclusion(fd.evidence) for fd in findings), order
 
 
-def _warn_uncovered(b: Case, f: Failure, sources: set[str], diags: Diagnostics) -> None:
+def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics) -> None:
     since = f.start or f.ts
-    for source in sorted({family_of(s) for s in sources}):
-        what = "does not cover" if b.has_source(source) else "is missing from the bundle, so it does not cover"
+    for source in sorted({family_of(t) for t in uncovered}):
+        what = "does not cover" if b.has_table(source) else "is missing from the bundle, so it does not cover"
         diags.add("warning", "source-does-not-cover",
                   f"{source} {what} {to_iso(since)} to {to_iso(f.ts)}, when {b.name_of(f.vm_key) or 'the appliance'} "
                   f"failed with {f.error.id}: the cause cannot be told from what this source would show",
@@ -571,11 +572,11 @@ def _not_evaluated(b: Case) -> list[dict]:
     out = set()
     for sig in b.library.signatures.values():
         for m in sig.matchers:
-            if not b.has_source(m.source):
+            if not b.has_table(m.source):
                 out.add((sig.id, m.source))
     used = {e for s in b.library.errors() for c in s.causes for e in c.evidence if e.startswith("detect.")}
     for det in used:
-        for source in detectors.tables_of(det):
-            if not b.has_source(source):
-                out.add((det, source))
+        for table in detectors.tables_of(det):
+            if not b.has_table(table):
+                out.add((det, table))
     return [{"signature": s, "source": src} for s, src in sorted(out)]

@@ -32,3 +32,10 @@ def test_sniff_takes_the_first_form_that_recognises_the_head():
     head = "Task Name,Target,Status\nCreate virtual machine snapshot,APP01,Completed\n"
     assert sources.sniff(head, "tasks.csv").form == "task_csv"
     assert sources.sniff("nothing to see\n", "notes.txt") is None
+
+
+def test_a_source_present_makes_every_table_its_forms_fill_present():
+    assert sources.tables_of({"vcenter_tasks"}) == {"vcenter_tasks", "vcenter_log", "vcenter_events", "activity"}
+    assert sources.tables_of({"gateway_log", "portal_events"}) == {"gateway_log", "activity", "portal_events"}
+    assert sources.tables_of(()) == set()
+    assert set(tables.VCENTER) <= sources.tables_of({"vcenter_tasks"})

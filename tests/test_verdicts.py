@@ -12,6 +12,7 @@ import pytest
 from analyzer import cycles as cycles_stage
 from analyzer.diagnostics import Diagnostics
 from analyzer.signatures.model import Cause, Library, Matcher, Signature
+from analyzer.sources import tables_of
 from analyzer.verdicts import decide
 from tests.test_cycles import GatewayLog, at, frame, identities, task
 
@@ -104,7 +105,7 @@ def analyze(gw: GatewayLog, *, matches: list[dict] = (), tasks: list[dict] = (),
               "activity": frame("activity", list(activity))}
     diags = Diagnostics()
     result = cycles_stage.build(tables, diags)
-    decision = decide(tables, result, library, diags, sources)
+    decision = decide(tables, result, library, diags, tables_of(sources))
     return decision, diags
 
 
