@@ -50,8 +50,8 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
                 while target and target not in files:  # `import analyzer.x.y as z` -> a module
                     target = target.rpartition(".")[0]
                 package = target.rpartition(".")[0]
-                while package and not name.startswith(package + "."):  # its packages' __init__
-                    edges.add(package)
+                while package and package != name and not name.startswith(package + "."):
+                    edges.add(package)  # its packages' __init__
                     package = package.rpartition(".")[0]
                 if target and target != name:
                     edges.add(target)
