@@ -38,13 +38,14 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from analyzer import __version__, tables
+from analyzer.bundle import ARCHIVE_SUFFIXES, archive_stem, file_sha256
 from analyzer.pipeline import Options, UnusableBundle
+from analyzer.terminal import shown
 
 CACHE_FILE = ".cache.json"
 SCHEDULER_TIMEOUT = "15s"
 MAX_LISTED_FAILURES = 50  # on the terminal; the fleet page lists them all
 CACHE_VERSION = 1
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".gz")
 # Export table name -> analysis table it comes from ("verdicts" is built from the document).
 EXPORTS = {"events": "portal_events", "vcenter_tasks": "vcenter_tasks", "cycles": "cycles",
            "verdicts": None}
@@ -145,12 +146,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
 
 def safe_stem(name: str) -> str:
     """A file-name-safe stem: no separators, no `..`, no control characters, bounded length."""
-    lower = name.lower()
-    for suffix in ARCHIVE_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    stem = re.sub(r"[^\w.-]+", "_", name).strip("._-")
+    stem = re.sub(r"[^\w.-]+", "_", archive_stem(name)).strip("._-")
     return stem[:80] or "bundle"
 
 
@@ -422,8 +418,6 @@ class _Job:
 def _plan(paths: list[Path], store: Store, library: str, options: Options,
           result: BatchResult) -> list[_Job]:
     """Hash every bundle; keep the ones whose results are not already in the store."""
-    from analyzer.bundle import file_sha256
-
     fingerprint = options_fingerprint(options)
     jobs = []
     planned: set[str] = set()
@@ -523,7 +517,6 @@ def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> 
 def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
-    from analyzer.cli import shown
     from analyzer.redact import redact
 
     paths, problems = expand_inputs(inputs)

@@ -12,6 +12,7 @@ import pytest
 from analyzer import cycles as cycles_stage
 from analyzer.diagnostics import Diagnostics
 from analyzer.signatures.model import Cause, Library, Matcher, Signature
+from analyzer.sources import tables_of
 from analyzer.verdicts import decide
 from tests.test_cycles import GatewayLog, at, frame, identities, task
 
@@ -104,7 +105,7 @@ def analyze(gw: GatewayLog, *, matches: list[dict] = (), tasks: list[dict] = (),
               "activity": frame("activity", list(activity))}
     diags = Diagnostics()
     result = cycles_stage.build(tables, diags)
-    decision = decide(tables, result, library, diags, sources)
+    decision = decide(tables, result, library, diags, tables_of(sources))
     return decision, diags
 
 
@@ -742,7 +743,7 @@ def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text
 def test_document_values_are_the_column_with_repeated_strings_shared():
     import polars as pl
 
-    from analyzer.verdicts import _values
+    from analyzer.evidence import _values
     repeated = pl.Series(["a", None, "b", "a", "a", "b", "a", "a", None])
     out = _values(repeated)
     assert out == repeated.to_list() and out[0] is out[3]

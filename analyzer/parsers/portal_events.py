@@ -35,13 +35,13 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.parsers.gateway_log import split_lines
-from analyzer.sources import ParseContext, Parsed, Source
+from analyzer.parsers.lines import ParseContext, Parsed, Source, csv_delimiter, split_lines
 
 PLAUSIBLE_YEARS = (1970, 2099)
 MAX_RECORD_LINES = 200  # a quoted field longer than this is an unbalanced quote, not a message
 MAX_RESTARTS = 100  # re-reads after broken records; bounds the work on hostile input
 SAMPLES = 5
+_DELIMITERS = (",", "\t")  # the portal's exports: CSV, or Excel's tab-separated "Unicode text"
 
 # Header names after _key(): lowercase, without spaces/punctuation. Korean names as the Korean
 # portal labels its columns (오류 ID, 오류 메시지, ...).
@@ -84,14 +84,9 @@ def _header_line(head: str) -> str:
     return next((line for line in head.split("\n") if line.strip()), "")
 
 
-def _delimiter(header_line: str) -> str:
-    # Excel's "Unicode text" export is tab-separated.
-    return "\t" if header_line.count("\t") > header_line.count(",") else ","
-
-
 def _header_keys(head: str) -> set[str]:
     line = _header_line(head).strip("\r")
-    return {_key(f) for f in _one_line(line, _delimiter(line))}
+    return {_key(f) for f in _one_line(line, csv_delimiter(line, _DELIMITERS))}
 
 
 def _sniff_events_csv(head: str, member: str) -> bool:
@@ -117,7 +112,7 @@ def _read_csv(text: str, member: str, diags: Diagnostics) -> tuple[list[str], Ro
     lines = [line + "\n" for line in text.split("\n")]
     if lines[-1] == "\n":
         lines.pop()
-    delimiter = _delimiter(_header_line(text[:65536]))
+    delimiter = csv_delimiter(_header_line(text[:65536]), _DELIMITERS)
     records: Rows = []
     broken: list[int] = []
     pos = 0
@@ -423,9 +418,9 @@ def _result(table: str, frame: pl.DataFrame, ts_col: str, unparsed: int,
                   diagnostics=diags)
 
 
-EVENTS_CSV = Source("portal_events", "events_csv", _sniff_events_csv, _parse_events_csv)
-EVENTS_JSON = Source("portal_events", "events_json", _sniff_events_json, _parse_events_json)
-EVENTS_TEXT = Source("portal_events", "events_text", _sniff_events_text, _parse_events_text)
-REPLICATION_STATUS = Source("replication_status", "status_csv", _sniff_status_csv,
+EVENTS_CSV = Source("portal_events", "events_csv", ("portal_events",), _sniff_events_csv, _parse_events_csv)
+EVENTS_JSON = Source("portal_events", "events_json", ("portal_events",), _sniff_events_json, _parse_events_json)
+EVENTS_TEXT = Source("portal_events", "events_text", ("portal_events",), _sniff_events_text, _parse_events_text)
+REPLICATION_STATUS = Source("replication_status", "status_csv", ("replication_status",), _sniff_status_csv,
                             _parse_status_csv)
 SOURCES = [EVENTS_CSV, EVENTS_JSON, EVENTS_TEXT, REPLICATION_STATUS]
