@@ -216,8 +216,13 @@ def _export_frames(analysis, bundle: str, appliance: str | None, redact: bool) -
     return out
 
 
-def analyze_bundle(path: str, bundle: str, options: Options) -> BundleResult:
-    """Analyze one bundle and render its report. Never raises: failures come back as results."""
+def analyze_bundle(path: str, bundle: str, options: Options, name: str | None = None,
+                   exports: bool = True) -> BundleResult:
+    """Analyze one bundle and render its report. Never raises: failures come back as results.
+
+    `name` replaces the file's name in the document and report (`serve` stores uploads under
+    names of its own; the name must be redacted already); `exports=False` skips the Parquet.
+    """
     from analyzer.pipeline import analyze
     from analyzer.report import render
 
@@ -225,10 +230,13 @@ def analyze_bundle(path: str, bundle: str, options: Options) -> BundleResult:
     result = BundleResult(path=path, bundle_id=bundle)
     try:
         analysis = analyze(Path(path), options)
+        if name is not None:
+            analysis.doc["bundle"]["name"] = name
         result.appliance = _appliance_of(analysis)
         result.doc = {**analysis.doc, "bundle_id": bundle}
         result.html = render(analysis.doc)
-        result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
+        if exports:
+            result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
     except UnusableBundle as exc:
         result.error, result.cacheable_error = _one_line(str(exc)), True
     except Exception as exc:  # one bad bundle must not stop the batch

@@ -248,6 +248,33 @@ def watch(
 
 
 @app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this machine only)"),
+    port: int = typer.Option(8765, "--port"),
+    out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir", help="where uploads and reports go"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="analyses at once (default: cores - 1)"),
+    max_upload: str = typer.Option("2GiB", "--max-upload", help="largest bundle accepted, e.g. 500MiB"),
+) -> None:
+    """A local web page to drop bundles on: progress, verdicts, reports, and a JSON API."""
+    from analyzer.sample import parse_size
+    from analyzer.serve import ServeError, default_workers, run
+
+    if jobs is not None and jobs < 1:
+        _usage("--jobs must be at least 1")
+    if not 0 <= port <= 65535:
+        _usage("--port takes a number from 0 to 65535")
+    try:
+        limit = parse_size(max_upload)
+    except ValueError as exc:
+        _usage(f"--max-upload: {exc}")
+    try:
+        run(host, port, out_dir, jobs or default_workers(), limit, _options(None, None, None, None),
+            say=lambda text: console.print(shown(text), highlight=False, soft_wrap=True))
+    except ServeError as exc:
+        _usage(shown(exc))
+
+
+@app.command()
 def sample(
     scenarios: Optional[list[str]] = typer.Argument(None, help="scenario names (see --list)"),
     out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir"),
