@@ -38,13 +38,14 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from analyzer import __version__, tables
+from analyzer.bundle import ARCHIVE_SUFFIXES, archive_stem, file_sha256
 from analyzer.pipeline import Options, UnusableBundle
+from analyzer.terminal import shown
 
 CACHE_FILE = ".cache.json"
 SCHEDULER_TIMEOUT = "15s"
 MAX_LISTED_FAILURES = 50  # on the terminal; the fleet page lists them all
 CACHE_VERSION = 1
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".gz")
 # Export table name -> analysis table it comes from ("verdicts" is built from the document).
 EXPORTS = {"events": "portal_events", "vcenter_tasks": "vcenter_tasks", "cycles": "cycles",
            "verdicts": None}
@@ -145,12 +146,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
 
 def safe_stem(name: str) -> str:
     """A file-name-safe stem: no separators, no `..`, no control characters, bounded length."""
-    lower = name.lower()
-    for suffix in ARCHIVE_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    stem = re.sub(r"[^\w.-]+", "_", name).strip("._-")
+    stem = re.sub(r"[^\w.-]+", "_", archive_stem(name)).strip("._-")
     return stem[:80] or "bundle"
 
 
@@ -220,8 +216,13 @@ def _export_frames(analysis, bundle: str, appliance: str | None, redact: bool) -
     return out
 
 
-def analyze_bundle(path: str, bundle: str, options: Options) -> BundleResult:
-    """Analyze one bundle and render its report. Never raises: failures come back as results."""
+def analyze_bundle(path: str, bundle: str, options: Options, name: str | None = None,
+                   exports: bool = True) -> BundleResult:
+    """Analyze one bundle and render its report. Never raises: failures come back as results.
+
+    `name` replaces the file's name in the document and report (`serve` stores uploads under
+    names of its own; the name must be redacted already); `exports=False` skips the Parquet.
+    """
     from analyzer.pipeline import analyze
     from analyzer.report import render
 
@@ -229,10 +230,13 @@ def analyze_bundle(path: str, bundle: str, options: Options) -> BundleResult:
     result = BundleResult(path=path, bundle_id=bundle)
     try:
         analysis = analyze(Path(path), options)
+        if name is not None:
+            analysis.doc["bundle"]["name"] = name
         result.appliance = _appliance_of(analysis)
         result.doc = {**analysis.doc, "bundle_id": bundle}
         result.html = render(analysis.doc)
-        result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
+        if exports:
+            result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
     except UnusableBundle as exc:
         result.error, result.cacheable_error = _one_line(str(exc)), True
     except Exception as exc:  # one bad bundle must not stop the batch
@@ -422,8 +426,6 @@ class _Job:
 def _plan(paths: list[Path], store: Store, library: str, options: Options,
           result: BatchResult) -> list[_Job]:
     """Hash every bundle; keep the ones whose results are not already in the store."""
-    from analyzer.bundle import file_sha256
-
     fingerprint = options_fingerprint(options)
     jobs = []
     planned: set[str] = set()
@@ -523,7 +525,6 @@ def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> 
 def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
-    from analyzer.cli import shown
     from analyzer.redact import redact
 
     paths, problems = expand_inputs(inputs)

@@ -63,6 +63,9 @@ UNSUPPORTED_MAGICS = {  # recognised only to say what the file is
     b"MSCF": "a Windows cabinet file",
 }
 REPACK = "repack it as .zip or .tar.gz"
+# The names archives go by. The kind of a bundle or member is taken from its bytes; the name
+# serves to name what is inside (a report, a vCenter) and to spot bundles in a folder.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar", ".gz")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class Member:
     rest: Iterator[bytes] | None = None  # a streamed member's remaining chunks (see open_bundle)
 
 
+class UnusableBundle(Exception):
+    """Nothing in the bundle can be read. The message is one line naming the file and the fix."""
+
+
 class MemberDropped(Exception):
     """Raised by a streamed member's `rest` when a limit stops its reading: the member is skipped
     (a diagnostic says why), as it would be unstreamed, so what was read of it must be dropped."""
@@ -102,6 +109,15 @@ def whole(member: Member) -> Member:
 
 # ---------------------------------------------------------------------------------------------
 # Public API
+
+
+def archive_stem(name: str) -> str:
+    """`name` without its archive suffix (any case); a name that is only a suffix stays whole."""
+    lower = name.lower()
+    for suffix in ARCHIVE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def open_bundle(path: Path, diags: Diagnostics, limits: Limits = Limits(),
@@ -235,29 +251,22 @@ def file_sha256(path: Path) -> str:
 # Kinds
 
 
-def _unusable(message: str) -> Exception:
-    # imported late: pipeline imports this module
-    from analyzer.pipeline import UnusableBundle
-
-    return UnusableBundle(message)
-
-
 def _bundle_kind(path: Path) -> str:
     if not path.exists() and not path.is_symlink():
-        raise _unusable(f"{path}: no such file or directory — check the path")
+        raise UnusableBundle(f"{path}: no such file or directory — check the path")
     if path.is_dir():
         return "dir"
     if not path.is_file():
-        raise _unusable(f"{path}: not a regular file or directory — pass the bundle file or "
+        raise UnusableBundle(f"{path}: not a regular file or directory — pass the bundle file or "
                         "the folder it was unpacked into")
     try:
         with open(path, "rb") as f:
             head = f.read(HEAD)
     except OSError as exc:
-        raise _unusable(f"{path}: cannot be read ({exc.strerror}) — check the file "
+        raise UnusableBundle(f"{path}: cannot be read ({exc.strerror}) — check the file "
                         "permissions") from None
     if not head:
-        raise _unusable(f"{path}: the file is empty — the download or copy probably failed; "
+        raise UnusableBundle(f"{path}: the file is empty — the download or copy probably failed; "
                         "fetch the bundle again")
     kind = _kind_of(head)
     if kind == "zip" or (kind is None and zipfile.is_zipfile(path)):
@@ -266,8 +275,8 @@ def _bundle_kind(path: Path) -> str:
         return kind
     for magic, what in UNSUPPORTED_MAGICS.items():
         if head.startswith(magic):
-            raise _unusable(f"{path}: {what}, which is not supported — {REPACK}")
-    raise _unusable(f"{path}: not a zip, tar, tar.gz or gzip file (starts with "
+            raise UnusableBundle(f"{path}: {what}, which is not supported — {REPACK}")
+    raise UnusableBundle(f"{path}: not a zip, tar, tar.gz or gzip file (starts with "
                     f"{head[:8].hex(' ')}) — pass the support bundle archive or the folder it "
                     "was unpacked into")
 
@@ -561,7 +570,7 @@ class _Walker:
         except _StopWalk:
             pass
         if self.yielded == 0:
-            raise _unusable(self._nothing_readable())
+            raise UnusableBundle(self._nothing_readable())
 
     def _nothing_readable(self) -> str:
         if self.fatal:

@@ -6,6 +6,8 @@ Exit codes: 0 analysis done, 1 `--fail-on` threshold reached, 2 usage error, 3 u
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,11 +15,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from analyzer import __version__
+from analyzer.terminal import shown
 
 EXIT_FAIL_ON = 1
 EXIT_USAGE = 2
@@ -27,14 +29,6 @@ EXIT_SIGNATURES = 4
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Why is Azure Migrate agentless replication failing? Analyze a support bundle.")
 console = Console(stderr=True)  # stdout stays free for `--json -`
-# C0/C1 controls (ESC, CSI 0x9b) would let bundle text drive the terminal; tab and newline stay.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0))}
-
-
-def shown(value) -> str:
-    """Text that comes from a bundle (names, messages), made inert for rich markup and the
-    terminal: `[/x]` in a VM name would otherwise stop the run with a MarkupError."""
-    return escape(str(value).translate(_CONTROLS))
 
 
 def _mount_signatures() -> None:
@@ -71,12 +65,10 @@ def _usage(message: str) -> None:
 
 def safe_stem(bundle: Path) -> str:
     """The bundle's name without archive suffixes, safe as a file name inside the output folder."""
+    from analyzer.bundle import archive_stem
+
     name = bundle.resolve().name if bundle.name in ("", ".", "..") else bundle.name
-    for suffix in (".tar.gz", ".tgz", ".zip", ".tar", ".gz"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:120]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", archive_stem(name)).lstrip(".")[:120]
     return cleaned or "bundle"
 
 
@@ -256,6 +248,33 @@ def watch(
 
 
 @app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this machine only)"),
+    port: int = typer.Option(8765, "--port"),
+    out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir", help="where uploads and reports go"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="analyses at once (default: cores - 1)"),
+    max_upload: str = typer.Option("2GiB", "--max-upload", help="largest bundle accepted, e.g. 500MiB"),
+) -> None:
+    """A local web page to drop bundles on: progress, verdicts, reports, and a JSON API."""
+    from analyzer.sample import parse_size
+    from analyzer.serve import ServeError, default_workers, run
+
+    if jobs is not None and jobs < 1:
+        _usage("--jobs must be at least 1")
+    if not 0 <= port <= 65535:
+        _usage("--port takes a number from 0 to 65535")
+    try:
+        limit = parse_size(max_upload)
+    except ValueError as exc:
+        _usage(f"--max-upload: {exc}")
+    try:
+        run(host, port, out_dir, jobs or default_workers(), limit, _options(None, None, None, None),
+            say=lambda text: console.print(shown(text), highlight=False, soft_wrap=True))
+    except ServeError as exc:
+        _usage(shown(exc))
+
+
+@app.command()
 def sample(
     scenarios: Optional[list[str]] = typer.Argument(None, help="scenario names (see --list)"),
     out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir"),
@@ -291,5 +310,44 @@ def _root(version: bool = typer.Option(False, "--version", help="print the versi
 
 
 def main() -> None:
+    tune_process(sys.argv[1:])
     _mount_signatures()
     app()
+
+
+# ------------------------------------------------------------------------------------ the process
+
+ALLOCATOR = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0"  # polars' jemalloc, see tune_process
+MMAP_THRESHOLD = 256 << 10  # glibc's, see tune_process
+ONE_BUNDLE_COMMANDS = ("analyze", "inspect")  # the commands that analyze a bundle in this process
+
+
+def tune_process(args: list[str]) -> None:
+    """The settings for the whole process, which belong to the command line alone: set here once,
+    before anything loads polars. A library caller (tests, batch workers, a server) keeps its
+    process as it is and gets the same results; README ("Embedding") says how to set them there.
+    A value the user sets in the environment wins.
+
+    - `_RJEM_MALLOC_CONF`, polars' allocator (jemalloc), which reads it once when polars loads;
+      polars adds it after its own defaults (dirty pages kept 0.5 s, then "muzzy" for 1 s, still
+      counted in RSS). One arena for all threads: what the ingest's parse threads free is reused
+      by the later stages instead of staying reserved per thread; idle pages go straight back to
+      the system. On the 1 GiB fleet bundle the peak went from 964 to 898 MiB (medians of 5
+      runs), same wall time. Batch's worker processes inherit it with the environment.
+    - glibc's mmap threshold, for `analyze` and `inspect`: every block of MMAP_THRESHOLD bytes or
+      more gets a mapping of its own. By default glibc raises that threshold (up to 32 MiB) each
+      time such a block is freed, so that later blocks of the size come from the heap, where what
+      is freed between long-lived blocks stays counted in RSS; streaming a large member allocates
+      and frees many 1-16 MiB blocks (chunks, slices) between the kept rows it stores. On the
+      1 GiB fleet bundle the analyze peak went from 537-554 to 497-501 MiB (GNU time, 2 runs
+      each, alternating), for about 1.5 s more system time (fresh pages are zeroed). Not for
+      batch and watch, which analyze many bundles in one process: there it cost small bundles
+      throughput (BENCHMARKS.md). Libcs other than glibc are left alone.
+    """
+    os.environ.setdefault("_RJEM_MALLOC_CONF", ALLOCATOR)
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    if command in ONE_BUNDLE_COMMANDS and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
+        except (OSError, AttributeError):
+            pass

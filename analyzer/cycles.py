@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from analyzer import tables as T
+from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 
 CYCLE_TYPES = {
@@ -38,7 +38,6 @@ OWN_TASK_TOLERANCE = timedelta(minutes=2)  # after skew correction
 SKEW_REPORT_SECONDS = 30.0
 # A cycle with no end is `in_progress` only when the gateway log runs up to the end of the bundle.
 IN_PROGRESS_TAIL = timedelta(minutes=15)
-VCENTER_SOURCES = ("vcenter_log", "vcenter_tasks", "vcenter_events")
 MB = 1_000_000  # rateMBps of the gateway is decimal megabytes per second
 
 
@@ -55,9 +54,9 @@ class CycleResult:
     appliance_user: str | None = None  # vCenter user of the gateway's session, when logged
 
 
-def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
-    frame = tables.get(name)
-    return T.empty(name) if frame is None else T.conform(name, frame)
+def _table(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
+    frame = frames.get(name)
+    return tables.empty(name) if frame is None else tables.conform(name, frame)
 
 
 # The gateway rows the clock skew, the snapshot tasks and the service restarts are read from
@@ -89,19 +88,19 @@ def _shift(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], seconds: floa
     )
 
 
-def bundle_span(tables: dict[str, pl.DataFrame]) -> tuple[datetime | None, datetime | None]:
+def bundle_span(frames: dict[str, pl.DataFrame]) -> tuple[datetime | None, datetime | None]:
     """First and last record over every source (activity minutes count to their end)."""
     lows, highs = [], []
     for name, cols in (("gateway_log", ["ts"]), ("portal_events", ["ts"]), ("vcenter_events", ["ts"]),
                        ("vcenter_tasks", ["start", "end"]), ("matches", ["ts"])):
-        frame = tables.get(name)
+        frame = frames.get(name)
         if frame is None:
             continue
         for c in cols:
-            low, high = T.span(frame, c)
+            low, high = tables.span(frame, c)
             lows.append(low)
             highs.append(high)
-    activity = tables.get("activity")
+    activity = frames.get("activity")
     if activity is not None and activity.height:
         lows.append(activity["minute"].min())
         highs.append(activity["minute"].max() + timedelta(seconds=59))
@@ -169,7 +168,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
         work = work.join_asof(snapshot_lines, left_on="start", right_on="_sts", by="vm_key",
                               strategy="nearest", tolerance=OWN_TASK_TOLERANCE, check_sortedness=False)
     else:
-        work = work.with_columns(pl.lit(None, T.TS).alias("_sts"))
+        work = work.with_columns(pl.lit(None, tables.TS).alias("_sts"))
     initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
     by_user = initiator == user.lower() if user else pl.lit(False)
     paired = pl.col("method").is_in(SNAPSHOT_METHODS) & pl.col("_sts").is_not_null()
@@ -234,7 +233,7 @@ def _disks(gw: pl.LazyFrame) -> pl.DataFrame:
 def _portal_failures(portal: pl.DataFrame, identities: pl.DataFrame) -> pl.DataFrame:
     failed = portal.filter(pl.col("error_id").is_not_null()
                            | pl.col("severity").str.to_lowercase().is_in(["error", "critical"]))
-    return (with_vm_key(failed.with_columns(pl.lit(None, T.STR).alias("vm_id")), identities, "machine")
+    return (with_vm_key(failed.with_columns(pl.lit(None, tables.STR).alias("vm_id")), identities, "machine")
             .filter(pl.col("vm_key").is_not_null() & pl.col("ts").is_not_null())
             .select("vm_key", pl.col("ts").alias("p_ts"), pl.col("error_id").alias("p_code"),
                     pl.col("error_message").alias("p_text"), pl.col("member").alias("p_member"),
@@ -248,16 +247,16 @@ def _error_of_lines(matches: pl.DataFrame) -> pl.DataFrame:
             .group_by("member", "line").agg(pl.col("signature").first().alias("_error")))
 
 
-def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
-    identities = _table(tables, "identities")
+def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
+    identities = _table(frames, "identities")
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
-    scanned = with_vm_key(_table(tables, "gateway_log").lazy(), identities)
+    scanned = with_vm_key(_table(frames, "gateway_log").lazy(), identities)
     marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "ts").collect()
-    tasks = with_vm_key(_table(tables, "vcenter_tasks"), identities, "vm_name")
-    matches = _table(tables, "matches")
-    activity = _table(tables, "activity")
-    events = _table(tables, "vcenter_events")
+    tasks = with_vm_key(_table(frames, "vcenter_tasks"), identities, "vm_name")
+    matches = _table(frames, "matches")
+    activity = _table(frames, "activity")
+    events = _table(frames, "vcenter_events")
 
     skew, basis = estimate_skew(marks, tasks)
     if skew is not None and abs(skew) > SKEW_REPORT_SECONDS:
@@ -268,25 +267,25 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     shift = skew or 0.0
     tasks = _shift(tasks, ["start", "end", "progress_ts"], shift)
     events = _shift(events, ["ts"], shift)
-    matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(VCENTER_SOURCES)))
+    matches = _shift(matches, ["ts"], shift, pl.col("source").is_in(list(tables.VCENTER)))
     activity = _shift(activity, ["minute"], shift, pl.col("source").str.starts_with("vcenter"))
     user = appliance_user(scanned)
     tasks = _tie_tasks(tasks, marks, user)
     corrected = {"vcenter_tasks": tasks, "vcenter_events": events, "matches": matches,
                  "activity": activity}
-    _, end_of_bundle = bundle_span({**tables, **corrected})
-    gateway_last = T.span(scanned, "ts")[1]
+    _, end_of_bundle = bundle_span({**frames, **corrected})
+    gateway_last = tables.span(scanned, "ts")[1]
 
     gw = scanned.filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
                         & pl.col("vm_key").is_not_null())
-    gw = T.as_text(gw)
+    gw = tables.as_text(gw)
     disks = _disks(gw)
-    cycles = _assemble(gw, disks, _portal_failures(_table(tables, "portal_events"), identities),
+    cycles = _assemble(gw, disks, _portal_failures(_table(frames, "portal_events"), identities),
                        matches, identities, marks, gateway_last, end_of_bundle)
     disk_frame = (disks.join(cycles.select("vm_key", "cycle_id", "cycle"), on=["vm_key", "cycle_id"])
                   .sort("cycle", "disk_id", "disk", nulls_last=True))
     return CycleResult(
-        cycles=T.conform("cycles", cycles), disks=T.conform("cycle_disks", disk_frame),
+        cycles=tables.conform("cycles", cycles), disks=tables.conform("cycle_disks", disk_frame),
         clock_skew=skew, skew_basis=basis, corrected=corrected, bundle_end=end_of_bundle,
         appliance_user=user,
     )
@@ -297,7 +296,7 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
               end_of_bundle: datetime | None) -> pl.DataFrame:
     keys = gw.select("vm_key", "cycle_id").unique().collect()
     if not keys.height:
-        return T.empty("cycles")
+        return tables.empty("cycles")
     by_disk = disks.group_by("vm_key", "cycle_id").agg(
         pl.col("uploaded_bytes").sum().alias("disk_uploaded"),
         pl.col("total_bytes").sum().alias("disk_total"),
@@ -326,7 +325,7 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
 
     lifecycle = marks.select("event", "ts").filter(pl.col("event").is_in(LIFECYCLE_EVENTS))["ts"].max()
     open_ = pl.col("outcome").is_null()
-    restarted = pl.lit(lifecycle, T.TS) >= pl.col("start") if lifecycle is not None else pl.lit(False)
+    restarted = pl.lit(lifecycle, tables.TS) >= pl.col("start") if lifecycle is not None else pl.lit(False)
     runs_to_end = (gateway_last is not None and end_of_bundle is not None
                    and gateway_last >= end_of_bundle - IN_PROGRESS_TAIL)
     frame = frame.with_columns(
@@ -358,13 +357,13 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
              .join(line_errors.rename({"member": "p_member", "line": "p_line", "_error": "_perror"}),
                    on=["p_member", "p_line"], how="left")
              .with_columns(pl.coalesce("_error", "_perror").alias("error")))
-    return T.conform("cycles", frame).sort("vm_key", "start", "cycle_id", nulls_last=True)
+    return tables.conform("cycles", frame).sort("vm_key", "start", "cycle_id", nulls_last=True)
 
 
 def _join_portal(frame: pl.DataFrame, portal: pl.DataFrame) -> pl.DataFrame:
     """A cycle the gateway never ended takes the VM's first portal failure after its start."""
     if not portal.height:
-        return frame.with_columns(pl.lit(None, T.STR).alias("p_member"), pl.lit(None, T.INT).alias("p_line"))
+        return frame.with_columns(pl.lit(None, tables.STR).alias("p_member"), pl.lit(None, tables.INT).alias("p_line"))
     open_cycles = frame.filter(pl.col("end").is_null() & pl.col("start").is_not_null()).sort("start")
     joined = open_cycles.join_asof(portal, left_on="start", right_on="p_ts", by="vm_key", strategy="forward",
                                      check_sortedness=False)
@@ -379,5 +378,5 @@ def _join_portal(frame: pl.DataFrame, portal: pl.DataFrame) -> pl.DataFrame:
         pl.coalesce("error_text", "p_text").alias("error_text"),
     ).drop("p_ts", "p_code", "p_text")
     closed = frame.filter(~(pl.col("end").is_null() & pl.col("start").is_not_null())).with_columns(
-        pl.lit(None, T.STR).alias("p_member"), pl.lit(None, T.INT).alias("p_line"))
+        pl.lit(None, tables.STR).alias("p_member"), pl.lit(None, tables.INT).alias("p_line"))
     return pl.concat([closed, joined.select(closed.columns)], how="vertical")

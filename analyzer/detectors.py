@@ -1,13 +1,13 @@
 """Built-in evidence detectors: what no signature regex can see (the `detect.*` evidence ids).
 
-A detector looks at the bundle around one failure, within the window [lo, hi] of the cause that
+A detector looks at the case (evidence.Case: the bundle's rows, indexed) around one failure, within the window [lo, hi] of the cause that
 names it, and returns a Finding (the lines it rests on, and the interval of an appliance-wide
 condition), None when it sees nothing, or RULED_OUT when what it sees excludes its cause
 (`detect.vddk_67` on another VDDK version). `detect()` runs one by id.
 
-A new detector is one function `(bundle, failure, lo, hi)` and one DETECTORS entry, which also
-names the sources it reads (a detector is only as good as those) and whether it finds its cause
-only by ruling the others out.
+A new detector is one function `(case, failure, lo, hi)` here, named after its id, and one
+DETECTORS entry in signatures/model.py, which also names the tables it reads (a detector is only
+as good as those) and whether it finds its cause only by ruling the others out.
 
 Signals holds what the detectors read, indexed once per bundle: the gateway timeline (silences,
 service stops, heartbeats, VDDK lines), disks uploading at once per host, disk rates, initiators.
@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from statistics import median
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import polars as pl
 
-from analyzer.signatures.model import Library, Signature
+from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, short_host
+from analyzer.parsers.timeparse import to_iso
+from analyzer.signatures.model import DETECTORS, Library, Signature
 
-if TYPE_CHECKING:  # verdicts builds the bundle and the failures, then asks the detectors
-    from analyzer.verdicts import Bundle, Failure
-
-STALLED = "replication_stalled"
-SLOW = "slow_replication"
-RULED_OUT = "ruled_out"
 RESTART_GRACE = timedelta(minutes=15)  # a cycle started this long after a recovery was not hit by it
 STUCK_TASK_OPEN = timedelta(minutes=30)  # a snapshot task open this long (vCenter still logging) never ended
 STUCK_PROGRESS = timedelta(minutes=10)  # progress unchanged this long at 95/99 %
@@ -52,57 +47,6 @@ DEFAULTS = {
 }
 
 
-def iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    ts = ts.astimezone(timezone.utc)
-    if ts.microsecond:
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso_expr(column: str) -> pl.Expr:
-    """`iso` of a UTC datetime column, in one expression (null stays null)."""
-    ts = pl.col(column)
-    return (pl.when(ts != ts.dt.truncate("1s")).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
-            .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
-
-
-def short_host(host: str | None) -> str | None:
-    return host.split(".")[0].lower() if host else None
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One line a finding rests on (an `evidence` item of the JSON)."""
-
-    ts: datetime | None
-    source: str
-    member: str | None
-    line: int | None
-    text: str
-    evidence: str  # signature or detector id, or the error id for the error's own lines
-    note: str | None = None
-
-    def key(self) -> tuple:
-        return (self.ts or datetime.min.replace(tzinfo=timezone.utc), self.source, self.member or "",
-                self.line or 0, self.evidence)
-
-    def as_dict(self) -> dict:
-        out = {"source": self.source, "member": self.member, "line": self.line, "ts": iso(self.ts),
-               "text": self.text, "evidence": self.evidence}
-        if self.note:
-            out["note"] = self.note
-        return out
-
-
-@dataclass(frozen=True)
-class Finding:
-    evidence: str
-    entries: tuple[Entry, ...]
-    interval: tuple[datetime, datetime | None] | None = None  # appliance-wide condition
-
-
 def param(library: Library, sig: Signature | None, name: str) -> float:
     """A threshold: the signature's own, else the first signature (by id) that sets it, else the default."""
     if sig is not None and name in dict(sig.params):
@@ -120,7 +64,7 @@ def param(library: Library, sig: Signature | None, name: str) -> float:
 class Signals:
     """The bundle as the detectors read it."""
 
-    def __init__(self, b: Bundle):
+    def __init__(self, b: Case):
         per_cycle = b.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls(), pl.col("last_progress").max())
         cycles = per_cycle["cycle"].to_list()
         self.disk_rates: dict[str, list[float]] = dict(zip(cycles, per_cycle["rate_mbps"].to_list()))
@@ -132,7 +76,7 @@ class Signals:
         self.portal_users = (b.portal.filter(pl.col("initiated_by").is_not_null() & pl.col("ts").is_not_null())
                              .sort("ts", "member", "line").to_dicts())
 
-    def _gateway_points(self, b: Bundle) -> None:
+    def _gateway_points(self, b: Case) -> None:
         gw_activity = pl.col("source") == "gateway_log"
         timed = b.gateway.filter(pl.col("ts").is_not_null())
         order = ("ts", "member", "line")
@@ -246,7 +190,7 @@ def _points(columns: list[pl.Series], dtype: pl.DataType) -> pl.Series:
     return pl.concat([c.cast(dtype).rename("ts") for c in columns]).drop_nulls().unique().sort()
 
 
-def _host_load(b: Bundle) -> dict[str, tuple[pl.Series, pl.Series]]:
+def _host_load(b: Case) -> dict[str, tuple[pl.Series, pl.Series]]:
     """Disks uploading at once per ESXi host: change points and the count after each."""
     hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": short_host(c["host"] or b.host_of(c["vm_key"]))}
                           for c in b.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8})
@@ -270,7 +214,7 @@ def _gateway_entry(row: dict, evidence: str, note: str | None = None) -> Entry:
     return Entry(row["ts"], "gateway_log", row["member"], row["line"], text, evidence, note)
 
 
-def _interval_hits(b: Bundle, f: Failure, lo: datetime, hi: datetime, start: datetime,
+def _interval_hits(b: Case, f: Failure, lo: datetime, hi: datetime, start: datetime,
                    end: datetime | None) -> bool:
     """An outage [start, end] explains the failure unless it ended before the failing cycle began
     or a successful cycle ran after it, before the failure."""
@@ -283,14 +227,14 @@ def _interval_hits(b: Bundle, f: Failure, lo: datetime, hi: datetime, start: dat
     return not b.recovered("appliance", f, end, f.ts)
 
 
-def appliance_silence(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def appliance_silence(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     for gap in reversed(b.signals.gaps):
         if not _interval_hits(b, f, lo, hi, gap["start"], gap["end"]):
             continue
         end = gap["end"] or b.end
         minutes = round((end - gap["start"]).total_seconds() / 60)
-        note = (f"no gateway records for {minutes} min ({iso(gap['start'])} to "
-                f"{iso(gap['end']) if gap['end'] else 'the end of the bundle'}) while other sources kept logging")
+        note = (f"no gateway records for {minutes} min ({to_iso(gap['start'])} to "
+                f"{to_iso(gap['end']) if gap['end'] else 'the end of the bundle'}) while other sources kept logging")
         entries = [_gateway_entry(gap["last"], "detect.appliance_silence", "last record before the silence: " + note)] \
             if gap["last"] else []
         if gap["next"]:
@@ -299,13 +243,13 @@ def appliance_silence(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Find
     return None
 
 
-def service_down(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def service_down(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     for down in reversed(b.signals.downs):
         if not _interval_hits(b, f, lo, hi, down["start"], down["end"]):
             continue
         what = "heartbeats stopped" if down.get("heartbeats") else "the gateway service stopped"
-        back = f"until {iso(down['end'])}" if down["end"] else "and did not come back within the bundle"
-        entries = [_gateway_entry(down["stop"], "detect.service_down", f"{what} at {iso(down['start'])} {back}")]
+        back = f"until {to_iso(down['end'])}" if down["end"] else "and did not come back within the bundle"
+        entries = [_gateway_entry(down["stop"], "detect.service_down", f"{what} at {to_iso(down['start'])} {back}")]
         if down.get("critical"):
             entries.append(_gateway_entry(down["critical"], "detect.service_down", "Critical record before the stop"))
         if down["back"]:
@@ -314,7 +258,7 @@ def service_down(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding |
     return None
 
 
-def appliance_saturated(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def appliance_saturated(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     beats = [r for r in b.signals.heartbeats if r["active_cycles"] is not None]
     if not beats:
         return None
@@ -329,7 +273,7 @@ def appliance_saturated(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Fi
     return Finding("detect.appliance_saturated", (_gateway_entry(worst, "detect.appliance_saturated", note),))
 
 
-def vddk_67(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
+def vddk_67(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
     lines = b.signals.vddk
     if not lines:
         return None
@@ -349,7 +293,7 @@ def _connectivity_ids(library: Library) -> set[str]:
             for e in c.evidence if not e.startswith("detect.")}
 
 
-def low_read_rate(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def low_read_rate(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     c = f.cycle
     if c is None:
         return None
@@ -370,13 +314,13 @@ def low_read_rate(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding 
     return Finding("detect.low_read_rate", (entry,))
 
 
-def _upload_rate(b: Bundle, c: dict) -> float | None:
+def _upload_rate(b: Case, c: dict) -> float | None:
     """MB/s while uploading: the disks' reported rates, else bytes over the whole cycle."""
     rates = b.signals.disk_rates.get(c["cycle"])
     return sum(rates) / len(rates) if rates else c["rate_mbps"]
 
 
-def why_slow(b: Bundle, vm_key: str, cycle: dict) -> str | None:
+def why_slow(b: Case, vm_key: str, cycle: dict) -> str | None:
     """Why `cycle` is slow against the VM's successful cycles of its type, or None.
 
     A running cycle is judged by how long it has run so far (until the appliance's last record)."""
@@ -399,7 +343,7 @@ def why_slow(b: Bundle, vm_key: str, cycle: dict) -> str | None:
     return None
 
 
-def stall(b: Bundle, vm_key: str) -> tuple[dict, datetime] | None:
+def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
     """(last successful cycle, when the next was due) when no cycle completed in time."""
     sig = b.library.signatures.get(STALLED)
     cycles = b.cycles_by_vm.get(vm_key, [])
@@ -430,7 +374,7 @@ def stall(b: Bundle, vm_key: str) -> tuple[dict, datetime] | None:
     return last, due
 
 
-def slow_cycle(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def slow_cycle(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     reason = why_slow(b, f.vm_key, f.cycle) if f.cycle else None
     if not reason:
         return None
@@ -439,14 +383,14 @@ def slow_cycle(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | N
                                                f"cycle {c['cycle']}", "detect.slow_cycle", reason),))
 
 
-def stalled(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def stalled(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     found = stall(b, f.vm_key)
     if not found:
         return None
     last, due = found
     return Finding("detect.stalled", (Entry(last["end"], "gateway_log", last["member"], last["line"],
                                             f"cycle {last['cycle']} completed", "detect.stalled",
-                                            f"next cycle was due by {iso(due)}"),))
+                                            f"next cycle was due by {to_iso(due)}"),))
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,13 +399,13 @@ def stalled(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None
 
 def _task_entry(t: dict, evidence: str, note: str) -> Entry:
     who = t["initiator"] or "an unknown initiator"
-    span = f"{iso(t['start'])} to {iso(t['end']) if t['end'] else 'no end'}"
+    span = f"{to_iso(t['start'])} to {to_iso(t['end']) if t['end'] else 'no end'}"
     target = t["vm_name"] or t["entity"] or t["vm_key"]
     text = f"{t['task_id'] or t['task_name'] or 'task'} {t['method']} on {target} by {who} ({span})"
     return Entry(t["start"], "vcenter_tasks", t["member"], t["line"], text, evidence, note)
 
 
-def overlapping_task(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def overlapping_task(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     start = f.since
     end = (f.cycle["end"] if f.cycle and f.cycle["end"] else f.until)
     hits = []
@@ -474,7 +418,7 @@ def overlapping_task(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Findi
     return Finding("detect.overlapping_task", tuple(hits)) if hits else None
 
 
-def snapshot_task_stuck(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def snapshot_task_stuck(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     vc_last = b.spans.get("vcenter", (None, None))[1]
     hits = []
     for t in b.tasks_of(f.vm_key):
@@ -492,7 +436,7 @@ def snapshot_task_stuck(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Fi
     return Finding("detect.snapshot_task_stuck", tuple(hits)) if hits else None
 
 
-def _host_peak(b: Bundle, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:
+def _host_peak(b: Case, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:
     """Most disks uploading at once on the failure's host within [start, end], and when."""
     load = b.signals.host_load.get(short_host(f.host(b)))
     if load is None:
@@ -505,12 +449,12 @@ def _host_peak(b: Bundle, f: Failure, start: datetime, end: datetime) -> tuple[i
     return window.max(), times[max(i - 1, 0) + window.arg_max()]
 
 
-def host_parallel_disks(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def host_parallel_disks(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     peak, at = _host_peak(b, f, lo, hi)
     limit = param(b.library, f.error, "max_disks_per_host")
     if peak <= limit:
         return None
-    note = f"{peak} disks uploading at once on host {f.host(b)} at {iso(at)} (limit {limit:g})"
+    note = f"{peak} disks uploading at once on host {f.host(b)} at {to_iso(at)} (limit {limit:g})"
     c = f.cycle
     entry = (Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']} on {f.host(b)}",
                    "detect.host_parallel_disks", note) if c else
@@ -522,7 +466,7 @@ def host_parallel_disks(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Fi
 # Key Vault: who initiated the failing operation
 
 
-def _initiators(b: Bundle, f: Failure) -> list[dict]:
+def _initiators(b: Case, f: Failure) -> list[dict]:
     lines = {(o["member"], o["line"]) for o in f.occurrences if o["source"] == "portal_events"}
     return [r for r in b.signals.portal_users if (r["member"], r["line"]) in lines]
 
@@ -536,7 +480,7 @@ def _domain(user: str) -> str | None:
     return user.rsplit("@", 1)[1].lower() if "@" in user else None
 
 
-def kv_guest_user(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def kv_guest_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     # The tenant's domain is the one most initiators share; with no clear majority, only #EXT# tells.
     domains = Counter(d for d in (_domain(r["initiated_by"]) for r in b.signals.portal_users
                                   if "#ext#" not in r["initiated_by"].lower()) if d).most_common()
@@ -551,7 +495,7 @@ def kv_guest_user(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding 
     return Finding("detect.kv_guest_user", tuple(hits)) if hits else None
 
 
-def kv_other_user(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def kv_other_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
     users = b.signals.portal_users
     if not users:
         return None
@@ -569,39 +513,22 @@ def kv_other_user(b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding 
 # The registry
 
 
-@dataclass(frozen=True)
-class Detector:
-    find: Callable[[Bundle, Failure, datetime, datetime], Finding | str | None]
-    sources: tuple[str, ...]  # what it reads
-    by_exclusion: bool = False  # finds its cause by ruling the others out
+# The detectors are declared in signatures/model.py's DETECTORS (what each reads, whether it
+# finds its cause by exclusion), which the signature loader checks cause evidence against; each
+# is carried out by the function of this module named after its id.
+FIND: dict[str, Callable[[Case, Failure, datetime, datetime], Finding | str | None]] = {
+    detector_id: globals()[detector_id.removeprefix("detect.")] for detector_id in DETECTORS}
 
 
-DETECTORS: dict[str, Detector] = {
-    "detect.appliance_silence": Detector(appliance_silence, ("gateway_log",)),
-    "detect.service_down": Detector(service_down, ("gateway_log",)),
-    # Low rate with no connectivity failure: throttling, unless another cause has its own evidence.
-    "detect.low_read_rate": Detector(low_read_rate, ("gateway_log",), by_exclusion=True),
-    "detect.overlapping_task": Detector(overlapping_task, ("vcenter_tasks",)),
-    "detect.snapshot_task_stuck": Detector(snapshot_task_stuck, ("vcenter_tasks",)),
-    "detect.host_parallel_disks": Detector(host_parallel_disks, ("gateway_log",)),
-    "detect.appliance_saturated": Detector(appliance_saturated, ("gateway_log",)),
-    "detect.vddk_67": Detector(vddk_67, ("gateway_log",)),
-    "detect.kv_guest_user": Detector(kv_guest_user, ("portal_events",)),
-    "detect.kv_other_user": Detector(kv_other_user, ("portal_events",)),
-    "detect.slow_cycle": Detector(slow_cycle, ("gateway_log",)),
-    "detect.stalled": Detector(stalled, ("gateway_log",)),
-}
-
-
-def detect(evidence_id: str, b: Bundle, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
+def detect(evidence_id: str, b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
     """What the detector `evidence_id` finds about failure `f` in [lo, hi] (None for an unknown id)."""
-    detector = DETECTORS.get(evidence_id)
-    return detector.find(b, f, lo, hi) if detector else None
+    find = FIND.get(evidence_id)
+    return find(b, f, lo, hi) if find else None
 
 
-def sources_of(evidence_id: str) -> tuple[str, ...]:
+def tables_of(evidence_id: str) -> tuple[str, ...]:
     detector = DETECTORS.get(evidence_id)
-    return detector.sources if detector else ()
+    return detector.tables if detector else ()
 
 
 def by_exclusion(evidence_id: str) -> bool:

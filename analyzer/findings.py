@@ -72,13 +72,18 @@ def findings(matches: pl.DataFrame) -> list[dict]:
     return out
 
 
-def problem_records(source: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """The error and warning records of one record table, as (source, member, line, ts, text):
-    a level of warning or worse, or no level and words of failure in the text."""
+def is_problem() -> pl.Expr:
+    """A record of a level of warning or worse, or of no level with words of failure in its
+    text (on a table with `level` and `message`)."""
     level = pl.col("level").cast(pl.Utf8).str.to_lowercase()
     text = pl.col("message").cast(pl.Utf8)
-    problem = level.is_in(PROBLEM_LEVELS) | (level.is_null() & text.str.contains(PROBLEM_WORDS))
-    return (frame.lazy().filter(problem.fill_null(False))
+    return (level.is_in(PROBLEM_LEVELS) | (level.is_null() & text.str.contains(PROBLEM_WORDS))).fill_null(False)
+
+
+def problem_records(source: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """The error and warning records of one record table, as (source, member, line, ts, text)."""
+    text = pl.col("message").cast(pl.Utf8)
+    return (frame.lazy().filter(is_problem())
             .select(pl.lit(source).alias("source"), pl.col("member").cast(pl.Utf8), "line", "ts",
                     text.alias("text")))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from analyzer import tables as schemas
+from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 
 UNRESOLVED_SAMPLES = 10
@@ -45,12 +45,12 @@ def _name_key(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.strip_chars() != "").then(expr.str.strip_chars().str.to_lowercase())
 
 
-def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
+def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     def table(name: str, *columns: str) -> pl.DataFrame:
-        frame = tables.get(name)
-        frame = schemas.conform(name, frame) if frame is not None else schemas.empty(name)
+        frame = frames.get(name)
+        frame = tables.conform(name, frame) if frame is not None else tables.empty(name)
         # only the columns read below (as text): later filters and joins then copy those alone
-        return schemas.as_text(frame.lazy().select(columns)).collect()
+        return tables.as_text(frame.lazy().select(columns)).collect()
 
     gateway = table("gateway_log", "ts", "vm", "vm_id", "host", "vcenter")
     portal = table("portal_events", "ts", "machine")
@@ -135,7 +135,7 @@ def build(tables: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
                   f"{', '.join(sample)}{more}",
                   hint="their vCenter tasks are shown by MoRef; a gateway cycle-start line of the "
                        "VM (vm= with vmId=) ties them to a name")
-    return schemas.conform("identities", identities)
+    return tables.conform("identities", identities)
 
 
 def _vpxd_pairs(vpxd: pl.DataFrame) -> pl.DataFrame:

@@ -1,75 +1,52 @@
 """The source registry: which kinds of member the analyzer reads, how each is recognised, parsed.
 
+Three words, three things:
+- a *source* is a kind of evidence, named as the analysis JSON names it in `bundle.sources`
+  (OUTPUT.md): gateway_log, portal_events, vcenter_tasks; replication_status shows in inspect;
+- a *form* is one way a source comes in a bundle, with its own sniffer and parser; inspect
+  shows each member's form;
+- a *table* is a typed frame a parser fills (tables.SCHEMAS). The later stages read tables, and
+  so do signatures: a matcher's `source` names the table it reads.
+
+    source              form         parser                    tables it fills
+    portal_events       events_csv   parsers/portal_events     portal_events
+    portal_events       events_json  parsers/portal_events     portal_events
+    portal_events       events_text  parsers/portal_events     portal_events, replication_status, appliance_resources, text_log
+    replication_status  status_csv   parsers/portal_events     replication_status
+    replication_status  status_text  parsers/portal_events     portal_events, replication_status, appliance_resources, text_log
+    vcenter_tasks       task_csv     parsers/vcenter_task_csv  vcenter_tasks
+    gateway_log         gateway_log  parsers/gateway_log       gateway_log, activity
+    text                vmware_log   parsers/text_log          text_log
+    vcenter_tasks       vpxd_log     parsers/vcenter_log       vcenter_log, vcenter_events, activity
+    text                text         parsers/text_log          text_log
+
+`text` is the fallback: any text member no other form claims (binary stays unrecognised). A
+vpxd-like ESXi log (hostd, vpxa) is read as vpxd_log; its rows carry the ESXi host when the
+member came in a vm-support archive.
+
+vcenter_tasks is the source for all of vCenter: a vpxd log's task lines become vcenter_tasks rows
+too, once the pipeline has paired them across members (vcenter_log.pair_tasks).
+
 Sources are detected by content, never by name alone: `sniff` looks at the decoded head of a
-member (first 64 KiB). Adding a log type = one entry here, one parser module, one test module.
+member (first 64 KiB), trying the forms in the order above (most specific sniffers first).
+Adding a log type = one parser module declaring its Source (parsers/lines.py), one line in
+`registry` and in the table above, one test module.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Callable
+from collections.abc import Iterable
 
-import polars as pl
+from analyzer.parsers import gateway_log, portal_events, text_log, vcenter_log, vcenter_task_csv
+from analyzer.parsers.lines import Keep, ParseContext, Parsed, Source
 
-from analyzer.diagnostics import Diagnostics
+__all__ = ["SNIFF_CHARS", "Keep", "ParseContext", "Parsed", "Source", "registry", "sniff", "tables_of"]
 
 SNIFF_CHARS = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Keep:
-    """The records a caller needs from a log parser: those with any of these substrings in any of
-    their lines. A parser may then leave the others out of its table (it still counts them in
-    `records`, `activity` and diagnostics); parsers that cannot skip return every record."""
-
-    literals: tuple[str, ...] = ()
-    ignore_case: tuple[str, ...] = ()  # ASCII case-insensitive
-
-
-@dataclass(frozen=True)
-class ParseContext:
-    """What a parser needs beyond the text. Zones are "+09:00", "-07:00", "Z" or IANA names."""
-
-    appliance_tz: str | None = None  # naive gateway timestamps
-    portal_tz: str | None = None  # portal display times
-    vcenter_tz: str | None = None  # Windows vpxd layout, task CSV display times
-    vcenter: str | None = None  # the vCenter this member belongs to (vc-support archive name)
-    host: str | None = None  # the ESXi host this member belongs to (vm-support archive name)
-    keep: Keep | None = None  # None: every record
-    first_line: int = 1  # number of the text's first line in the member (a slice of a member)
-
-
-@dataclass
-class Parsed:
-    """One member's parse result."""
-
-    tables: dict[str, pl.DataFrame]  # table name (tables.SCHEMAS) -> conforming frame
-    records: int = 0
-    unparsed: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
-    diagnostics: Diagnostics = field(default_factory=Diagnostics)
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str  # source key in the analysis JSON: gateway_log | portal_events | vcenter_tasks | ...
-    form: str  # finer kind shown by inspect: gateway_log, events_csv, events_json, ...
-    sniff: Callable[[str, str], bool]  # (head text, member path) -> True when this source
-    parse: Callable[[str, str, ParseContext], Parsed]  # (text, member path, ctx)
-    # parse also takes the member's bytes when they are plain UTF-8 (bundle.plain_utf8)
-    reads_bytes: bool = False
-    # where such bytes may be cut into slices parsed one by one: before a line this matches at
-    # (a line that starts a record in the parser's eyes, so no record spans two slices)
-    record_start: re.Pattern[bytes] | None = None
-
-
 def registry() -> list[Source]:
     """All sources, most specific sniffers first."""
-    from analyzer.parsers import gateway_log, portal_events, text_log, vcenter_log, vcenter_task_csv
-
     return [
         *portal_events.SOURCES,  # events CSV / JSON / pasted text, replication status table
         vcenter_task_csv.SOURCE,
@@ -78,6 +55,12 @@ def registry() -> list[Source]:
         vcenter_log.SOURCE,
         text_log.SOURCE,  # the fallback: any other text (binary stays unrecognised)
     ]
+
+
+def tables_of(names: Iterable[str]) -> set[str]:
+    """The tables the sources of these names fill, in any of their forms."""
+    names = set(names)
+    return {table for source in registry() if source.name in names for table in source.tables}
 
 
 def sniff(head: str, member: str, sources: list[Source] | None = None) -> Source | None:

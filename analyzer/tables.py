@@ -309,6 +309,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "cycles": CYCLES,
     "cycle_disks": CYCLE_DISKS,
 }
+# The tables vCenter's logs and task exports fill (their times are vCenter's clock).
+VCENTER = ("vcenter_log", "vcenter_tasks", "vcenter_events")
 
 
 def empty(name: str) -> pl.DataFrame:

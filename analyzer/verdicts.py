@@ -9,35 +9,33 @@ for what no regex can see. Evidence counts when it falls in the cause's window a
 and in its scope (same VM, same ESXi host, whole appliance); a host- or appliance-wide failure
 followed by a successful cycle before the failure recovered (a transient) and does not. Cause
 choice, confidence and severity follow CATALOGUE.md's decision rules. Appliance-wide causes backed
-by an interval become one outage that lists every VM and cycle it explains.
+by an interval become one outage that lists every VM and cycle it explains. The case judged, its
+failures and the findings are the types of analyzer/evidence.py.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import detectors
-from analyzer import tables as T
+from analyzer import detectors, findings
 from analyzer.cycles import CycleResult, with_vm_key
-from analyzer.detectors import RULED_OUT, SLOW, STALLED, Entry, Finding, iso, iso_expr, short_host
 from analyzer.diagnostics import Diagnostics
+from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, family_of, short_host
+from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures.model import Cause, Library, Signature
 
 UNDETERMINED = "undetermined"
-ERROR_SOURCES = ("gateway_log", "portal_events")
-VCENTER = ("vcenter_log", "vcenter_tasks", "vcenter_events")
+UNRECOGNISED = "unrecognised_error"  # an error no signature of the catalogue knows (OUTPUT.md)
 CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 MAX_EVIDENCE = 20  # lines shown per verdict / outage
 REGROUP_GAP = timedelta(minutes=15)  # repeated lines of an error with no cycle form one failure
 CYCLE_GRACE = timedelta(minutes=10)  # a portal event may follow its cycle's end
-UNKNOWN_CYCLE_SPAN = timedelta(minutes=30)  # how long a failure with no known cycle is taken to have run
-CLUSTER_GAP = timedelta(minutes=30)  # connectivity failures this close form one outage
 # Wording for causes that no signature titles (cause ids are catalogue ids, not signature ids).
 CAUSE_TITLES = {
     "appliance_down": "the appliance was down",
@@ -62,33 +60,8 @@ class Decision:
     verdicts: list[dict]  # doc["verdicts"]
     outages: list[dict]  # doc["outages"]
     not_evaluated: list[dict]
-
-
-@dataclass
-class Failure:
-    error: Signature
-    vm_key: str | None
-    cycle: dict | None  # CYCLES row
-    ts: datetime  # when it failed (the window is anchored here)
-    until: datetime  # end of the failing span (stalled / slow conditions last)
-    occurrences: list[dict] = field(default_factory=list)  # error match rows
-    cycles: list[str] = field(default_factory=list)  # cycle ids it covers
-
-    @property
-    def start(self) -> datetime | None:
-        return self.cycle["start"] if self.cycle else None
-
-    def host(self, b: Bundle) -> str | None:
-        """The ESXi host the failing cycle ran on (the VM's last known host otherwise)."""
-        return (self.cycle["host"] if self.cycle else None) or b.host_of(self.vm_key)
-
-    @property
-    def since(self) -> datetime:
-        """Since when the failing work ran: its cycle's start, else a guess before the failure
-        (a stall: since the next cycle was due)."""
-        if self.start is not None:
-            return self.start
-        return self.ts if self.error.id == STALLED else self.ts - UNKNOWN_CYCLE_SPAN
+    findings: list[dict]  # doc["findings"]: every signature that matched
+    unexplained: list[dict]  # doc["unexplained"]: problem records no signature explains, as templates
 
 
 @dataclass
@@ -104,254 +77,49 @@ class Judgement:
 RECORD_TABLES = ("gateway_log", "vcenter_log", "vcenter_events")
 
 
-def decide(tables: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
-           sources_present: set[str], release: bool = False) -> Decision:
-    """The failures, judged, and the document's VMs, verdicts and outages.
+def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
+           tables_present: set[str], release: bool = False) -> Decision:
+    """The failures, judged, and the document's VMs, verdicts and outages. `tables_present`: the
+    tables the bundle's sources fill (sources.tables_of), which evidence can be looked for in.
 
-    With `release`, the RECORD_TABLES are taken out of `tables` (and the cycles' corrected
+    With `release`, the RECORD_TABLES are taken out of `frames` (and the cycles' corrected
     copies) once the failures are judged: on a large bundle they are most of the memory, and the
     document then needs room of its own."""
-    b = Bundle(tables, cycles, library, sources_present)
+    b = Case(frames, cycles, library, tables_present)
+    b.signals = detectors.Signals(b)
     failures = failures_from_errors(b, diags)
     failures += end_of_bundle_conditions(b, failures)
     judged = [judge(b, f, diags) for f in failures]
     outages, explains = _outages(b, judged)
+    found = findings.findings(b.matches.with_columns(vm=_display_names(b)))
+    unexplained = findings.unexplained(
+        [findings.problem_records(name, frame) for name, frame in
+         (("gateway_log", b.gateway), ("vcenter_log", frames.get("vcenter_log")), ("text_log", frames.get("text_log")))
+         if frame is not None],
+        b.matches, names=[*b.names.values(), *filter(None, b.hosts.values())])
+    unrecognised = _unrecognised(b)
     if release:
         for name in RECORD_TABLES:
-            tables.pop(name, None)
+            frames.pop(name, None)
             cycles.corrected.pop(name, None)
         b.release_records()
-    verdicts, not_evaluated = _verdicts(b, judged, explains), _not_evaluated(b)
+    verdicts = sorted(_verdicts(b, judged, explains) + unrecognised, key=_verdict_order)
+    not_evaluated = _not_evaluated(b)
     vms, keys = _vms(b, judged)
     if release:  # a large bundle's cycles as dicts go before its tasks become dicts
         b.release_cycles()
     tasks = b.task_docs()
     for vm, key in zip(vms, keys):
         vm["tasks"] = tasks.get(key, []) if key else []
-    return Decision(vms=vms, verdicts=verdicts, outages=outages, not_evaluated=not_evaluated)
+    return Decision(vms=vms, verdicts=verdicts, outages=outages, not_evaluated=not_evaluated,
+                    findings=found, unexplained=unexplained)
 
 
-# --------------------------------------------------------------------------------------------
-# The bundle, indexed once
-
-
-class Recoveries:
-    """Successful cycles, to ask: did one run entirely after `since` and end by `until`?"""
-
-    def __init__(self, spans: list[tuple[datetime, datetime]]):
-        spans = sorted(spans)
-        self.starts = [s for s, _ in spans]
-        self.min_end_from = [e for _, e in spans]
-        for i in range(len(spans) - 2, -1, -1):
-            self.min_end_from[i] = min(self.min_end_from[i], self.min_end_from[i + 1])
-
-    def between(self, since: datetime, until: datetime) -> bool:
-        i = bisect.bisect_left(self.starts, since)
-        return i < len(self.starts) and self.min_end_from[i] <= until
-
-
-class Bundle:
-    """The bundle's frames and cycles, indexed for time-window queries."""
-
-    def __init__(self, tables: dict[str, pl.DataFrame], result: CycleResult, library: Library,
-                 sources_present: set[str]):
-        self.library = library
-        self.present = set(sources_present)
-        self.identities = _table(tables, "identities")
-        corrected = result.corrected
-        self.end = result.bundle_end
-        # Lazy (the table may be a scan of its stored parts, pipeline._SCANNED): each reader
-        # collects its rows and columns. Not sorted as a whole: rows read in time order are
-        # sorted where read.
-        self.gateway = with_vm_key(_table(tables, "gateway_log").lazy(), self.identities)
-        self.portal = _table(tables, "portal_events")
-        self.tasks = (corrected["vcenter_tasks"] if "vcenter_tasks" in corrected
-                      else with_vm_key(_table(tables, "vcenter_tasks"), self.identities, "vm_name"))
-        if "own" not in self.tasks.columns:
-            self.tasks = self.tasks.with_columns(pl.lit(False).alias("own"))
-        # lazy, as the gateway: it may be a scan (pipeline._SCANNED)
-        self.events = (corrected["vcenter_events"] if "vcenter_events" in corrected
-                       else _table(tables, "vcenter_events")).lazy()
-        self.activity = corrected["activity"] if "activity" in corrected else _table(tables, "activity")
-        matches = corrected["matches"] if "matches" in corrected else _table(tables, "matches")
-        self.matches = self._keyed_matches(matches, _table(tables, "vcenter_log"))
-        # The columns read here and by the detectors; _start_iso/_end_iso: the document's
-        # timestamps, formatted once per column (see _vms).
-        cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
-                  .select(*_CYCLE_FIELDS, iso_expr("start").alias("_start_iso"), iso_expr("end").alias("_end_iso")))
-        self.cycles = _dicts(cycles)
-        self.disks = result.disks
-        # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
-        # the tasks stay in the frame; rows become dicts only for the document and the detectors.
-        by_vm = self.tasks.select(pl.arg_sort_by(T.text_rank(self.tasks, "vm_key"), "start", "task_id",
-                                                 T.text_rank(self.tasks, "member"), "line", nulls_last=True))
-        # null keys sort last: no VM's tasks
-        self._task_order = by_vm.to_series().head(self.tasks.height - self.tasks["vm_key"].null_count())
-        order = self.tasks.select(pl.col("vm_key").gather(self._task_order))
-        runs = order.group_by("vm_key", maintain_order=True).len()
-        ends = runs["len"].cum_sum().to_list()
-        self._task_runs = {k: (e - n, e) for k, n, e in zip(runs["vm_key"].to_list(), runs["len"].to_list(), ends)}
-        self._tasks_of: dict[str, list[dict]] = {}
-
-        self.names = self._names()
-        self.hosts = {r["vm_key"]: r["host"] for r in (
-            self.identities.filter(pl.col("host").is_not_null()).sort("vm_key", "host")
-            .unique("vm_key", keep="last").to_dicts())}
-        self.cycles_by_vm: dict[str, list[dict]] = defaultdict(list)
-        for c in self.cycles:
-            self.cycles_by_vm[c["vm_key"]].append(c)
-            if c["host"] and c["vm_key"] not in self.hosts:
-                self.hosts[c["vm_key"]] = c["host"]
-        ok = [c for c in self.cycles if c["outcome"] == "succeeded" and c["start"] and c["end"]]
-        self.recover_all = Recoveries([(c["start"], c["end"]) for c in ok])
-        by_host = defaultdict(list)
-        for c in ok:
-            by_host[short_host(c["host"] or self.host_of(c["vm_key"]))].append((c["start"], c["end"]))
-        self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
-
-        self.by_signature: dict[str, list[dict]] = defaultdict(list)
-        # A row with an impossible timestamp keeps a null ts; it cannot sit in a window.
-        for m in self.matches.filter((pl.col("kind") == "evidence") & pl.col("ts").is_not_null()).to_dicts():
-            self.by_signature[m["signature"]].append(m)
-        self.sig_ts = {k: [m["ts"] for m in v] for k, v in self.by_signature.items()}
-        self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
-        self.spans = self._spans()
-        coded = pl.concat([f.lazy().filter(pl.col("error_id").is_not_null())
-                           .select(pl.col("member").cast(pl.Utf8), "line", pl.col("error_id").cast(pl.Utf8))
-                           for f in (self.portal, self.gateway)]).collect()
-        self.row_code = dict(zip(_row_keys(coded), coded["error_id"].to_list()))
-        # Key Vault failures happen while enabling replication: no VM owns them.
-        self.vm_less = {s.id for s in library.errors()
-                        if any(e.startswith("detect.kv_") for c in s.causes for e in c.evidence)}
-        errors = self.matches.filter(pl.col("kind") == "error")
-        self.captures = dict(zip(_row_keys(errors), errors["captures"].to_list()))
-        self.signals = detectors.Signals(self)
-
-    def release_records(self) -> None:
-        """Let go of the RECORD_TABLES' rows (and what indexes them): judging is done."""
-        self.gateway = self.events = None
-        self.signals = None
-
-    def release_cycles(self) -> None:
-        """Let go of the cycles as dicts: the document's VMs are built."""
-        self.cycles = self.cycles_by_vm = None
-        self.recover_all = self.recover_host = None
-
-    # -- identities ---------------------------------------------------------------------------
-    def _keyed_matches(self, matches: pl.DataFrame, vcenter_log: pl.DataFrame) -> pl.DataFrame:
-        """Fill the VM the matcher left empty: a portal row names it in `machine`; a vCenter line by
-        a MoRef in its text, or through the task that shares its opID."""
-        key = ["member", "line"]
-        machine = (self.portal.select(*key, pl.col("machine").alias("_machine")).unique(key, keep="first"))
-        # Only the matched lines' opIDs and their tasks: the logs have hundreds of thousands of rows.
-        op_ids = (pl.concat([vcenter_log.lazy().select(*key, "op_id"), self.events.select(*key, "op_id")])
-                  .join(matches.lazy().select(key).unique(), on=key, how="semi", maintain_order="left")
-                  .drop_nulls("op_id").unique(key, keep="first").collect())
-        task_vm = (self.tasks.lazy().select("op_id", "vm_id", "start")
-                   .filter(pl.col("op_id").is_not_null() & pl.col("vm_id").is_not_null())
-                   .join(op_ids.lazy().select("op_id").unique(), on="op_id", how="semi")
-                   .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_id").alias("_task_vm"))
-                   .collect())
-        from_vcenter = pl.col("source").is_in(list(VCENTER))
-        filled = (matches.join(machine, on=key, how="left").join(op_ids, on=key, how="left")
-                  .join(task_vm, on="op_id", how="left")
-                  .with_columns(
-                      pl.coalesce("vm", "_machine").alias("vm"),
-                      pl.coalesce("vm_id", pl.when(from_vcenter).then(pl.col("text").str.extract(r"\b(vm-\d+)\b", 1)),
-                                  pl.when(from_vcenter).then(pl.col("_task_vm"))).alias("vm_id"))
-                  .drop("_machine", "op_id", "_task_vm"))
-        keyed = with_vm_key(filled, self.identities)
-        return keyed.sort("ts", "member", "line", "signature", nulls_last=True)
-
-    def _names(self) -> dict[str, str]:
-        names = {}
-        for r in self.identities.filter(pl.col("vm").is_not_null()).sort("vm_key", "vm").to_dicts():
-            names.setdefault(r["vm_key"], r["vm"])
-        for c in self.cycles:
-            names.setdefault(c["vm_key"], c["vm"])
-        for r in (self.matches.filter(pl.col("vm").is_not_null()).select("vm_key", "vm").unique()
-                  .sort("vm_key", "vm").to_dicts()):
-            names.setdefault(r["vm_key"], r["vm"])
-        return names
-
-    def name_of(self, vm_key: str | None) -> str | None:
-        return None if vm_key is None else self.names.get(vm_key, vm_key)
-
-    def host_of(self, vm_key: str | None) -> str | None:
-        return self.hosts.get(vm_key) if vm_key else None
-
-    def tasks_of(self, vm_key: str | None) -> list[dict]:
-        """The VM's vCenter tasks (rows of self.tasks) by start."""
-        if not vm_key or vm_key not in self._task_runs:
-            return []
-        if vm_key not in self._tasks_of:
-            lo, hi = self._task_runs[vm_key]
-            self._tasks_of[vm_key] = self.tasks[self._task_order[lo:hi]].to_dicts()
-        return self._tasks_of[vm_key]
-
-    def task_docs(self) -> dict[str, list[dict]]:
-        """Each VM's tasks as the document lists them."""
-        frame = self.tasks.select(
-            pl.col("task_id", "method").gather(self._task_order),
-            *(iso_expr(c).gather(self._task_order).alias(c) for c in ("start", "end")),
-            pl.col("outcome", "fault_type", "initiator").gather(self._task_order))
-        columns = [_values(frame[c]) for c in frame.columns]
-        docs = [{"task_id": a, "method": b, "start": c, "end": d, "outcome": e, "fault_type": f, "initiator": g}
-                for a, b, c, d, e, f, g in zip(*columns)]
-        return {k: docs[lo:hi] for k, (lo, hi) in self._task_runs.items()}
-
-    # -- coverage -----------------------------------------------------------------------------
-    def _spans(self) -> dict[str, tuple[datetime, datetime]]:
-        """First and last record of each source family (gateway, vcenter, portal)."""
-        points: dict[str, list[datetime]] = defaultdict(list)
-        for r in self.activity.group_by("source").agg(pl.col("minute").min().alias("lo"),
-                                                      pl.col("minute").max().alias("hi")).to_dicts():
-            family = _family(r["source"])
-            points[family] += [r["lo"], r["hi"] + timedelta(seconds=59)]
-        for family, frame, cols in (("gateway_log", self.gateway, ["ts"]),
-                                    ("portal_events", self.portal, ["ts"]),
-                                    ("vcenter", self.events, ["ts"]),
-                                    ("vcenter", self.tasks, ["start", "end"])):
-            for c in cols:
-                points[family] += [v for v in T.span(frame, c) if v is not None]
-        return {f: (min(p), max(p)) for f, p in points.items() if p}
-
-    def covers(self, source: str, since: datetime, until: datetime) -> bool:
-        """Whether `source` was logging over the failure [since, until]. The gateway must have
-        started by `since`: a gateway log that stops before is silence, not missing coverage."""
-        family = _family(source)
-        if not self.has_source(source) or family not in self.spans:
-            return False
-        first, last = self.spans[family]
-        if family == "gateway_log":
-            return first <= since
-        return first <= until and last >= since
-
-    def has_source(self, source: str) -> bool:
-        if source in VCENTER:
-            return any(s in self.present for s in VCENTER) or any(s.startswith("vcenter") for s in self.present)
-        return source in self.present
-
-    # -- evidence signatures ------------------------------------------------------------------
-    def clusters(self, signature: str) -> list[tuple[datetime, datetime]]:
-        if signature not in self._clusters:
-            spans: list[list[datetime]] = []
-            for ts in self.sig_ts.get(signature, []):
-                if spans and ts - spans[-1][1] <= CLUSTER_GAP:
-                    spans[-1][1] = ts
-                else:
-                    spans.append([ts, ts])
-            self._clusters[signature] = [(a, b) for a, b in spans]
-        return self._clusters[signature]
-
-    def recovered(self, scope: str, failure: Failure, since: datetime, until: datetime) -> bool:
-        """A successful cycle (of any VM, or of a VM on the failure's host) ran entirely between
-        `since` and `until`."""
-        if scope == "appliance":
-            index = self.recover_all
-        else:
-            index = self.recover_host.get(short_host(failure.host(self)))
-        return bool(index and index.between(since, until))
+def _display_names(b: Case) -> pl.Expr:
+    """Each match's VM as the document names it (its identity's display name)."""
+    return (pl.col("vm_key").replace_strict(list(b.names), list(b.names.values()), default=None,
+                                            return_dtype=pl.Utf8)
+            .fill_null(pl.col("vm")))
 
 
 def _same_host(a: str | None, b: str | None) -> bool:
@@ -360,51 +128,15 @@ def _same_host(a: str | None, b: str | None) -> bool:
     return a.lower() == b.lower() or short_host(a) == short_host(b)
 
 
-_CYCLE_FIELDS = ("vm_key", "vm", "vm_id", "host", "cycle", "cycle_id", "type", "start", "end", "outcome",
-                 "failed_state", "error", "uploaded_bytes", "duration_sec", "rate_mbps", "member", "line")
-
-
-def _dicts(frame: pl.DataFrame) -> list[dict]:
-    """frame.to_dicts(), sharing repeated strings (see _values)."""
-    names = frame.columns
-    return [dict(zip(names, row)) for row in zip(*(_values(frame[c]) for c in names))]
-
-
-def _values(column: pl.Series) -> list:
-    """column.to_list(), with one str object per distinct value when values repeat (method,
-    outcome, initiator): the document holds hundreds of thousands of them."""
-    if isinstance(column.dtype, pl.Categorical):
-        column = column.cast(pl.Utf8)
-    if column.dtype != pl.Utf8 or column.n_unique() > len(column) // 4:
-        return column.to_list()
-    distinct = column.drop_nulls().unique()
-    values = distinct.to_list()
-    return [None if c is None else values[c] for c in column.cast(pl.Enum(distinct)).to_physical().to_list()]
-
-
-def _row_keys(frame: pl.DataFrame) -> zip:
-    """(member, line) of each row."""
-    return zip(frame["member"].to_list(), frame["line"].to_list())
-
-
-def _family(source: str) -> str:
-    return "vcenter" if source.startswith("vcenter") else source
-
-
-def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
-    frame = tables.get(name)
-    return T.empty(name) if frame is None else T.conform(name, frame)
-
-
 # --------------------------------------------------------------------------------------------
 # Failures from errors
 
 
-def _occurrences(b: Bundle, diags: Diagnostics) -> list[dict]:
-    """Error matches on gateway/portal rows, plus failed-cycle lines no signature recognised
-    (their Error ID names the error when only one signature has it)."""
-    errors = b.matches.filter((pl.col("kind") == "error") & pl.col("source").is_in(ERROR_SOURCES)
-                              & pl.col("ts").is_not_null())
+def _occurrences(b: Case, diags: Diagnostics) -> list[dict]:
+    """Error matches on the rows failures are read from (b.error_tables), plus failed-cycle lines
+    no signature recognised (their Error ID names the error when only one signature has it).
+    An occurrence's ts is None when its text gives no time."""
+    errors = b.matches.filter((pl.col("kind") == "error") & pl.col("source").is_in(b.error_tables))
     errors = errors.filter(pl.col("signature").is_in(list(b.library.signatures)))
     occ = errors.select("signature", "source", "ts", "vm_key", "member", "line", "text").to_dicts()
     matched = {(o["member"], o["line"]) for o in occ}
@@ -426,10 +158,15 @@ def _occurrences(b: Bundle, diags: Diagnostics) -> list[dict]:
         o["code"] = b.row_code.get((o["member"], o["line"]))
         if o["signature"] in b.vm_less:
             o["vm_key"] = None  # raised while enabling replication, before a VM replicates
-    return sorted(occ, key=lambda o: (o["vm_key"] or "", o["signature"], o["ts"], o["member"], o["line"]))
+    return sorted(occ, key=lambda o: (o["vm_key"] or "", o["signature"], *_in_time(o)))
 
 
-def _cycle_for(b: Bundle, vm_key: str | None, ts: datetime) -> dict | None:
+def _in_time(o: dict) -> tuple:
+    """An occurrence's place in time order: timed ones first, then those the text gave no time."""
+    return (o["ts"] is None, o["ts"] or datetime.min.replace(tzinfo=timezone.utc), o["member"], o["line"])
+
+
+def _cycle_for(b: Case, vm_key: str | None, ts: datetime) -> dict | None:
     """The VM's cycle running at `ts`, or ending just before it."""
     if vm_key is None:
         return None
@@ -444,11 +181,15 @@ def _cycle_for(b: Bundle, vm_key: str | None, ts: datetime) -> dict | None:
     return best
 
 
-def failures_from_errors(b: Bundle, diags: Diagnostics) -> list[Failure]:
+def failures_from_errors(b: Case, diags: Diagnostics) -> list[Failure]:
     groups: dict[tuple, list[dict]] = {}  # (vm, error, cycle id) -> its lines
     cycle_of: dict[tuple, dict] = {}
     loose: dict[tuple, list[list[dict]]] = defaultdict(list)  # (vm, error) -> runs of lines with no cycle
+    timeless: dict[tuple, list[dict]] = defaultdict(list)  # (vm, error) -> its lines with no time
     for o in _occurrences(b, diags):
+        if o["ts"] is None:
+            timeless[(o["vm_key"], o["signature"])].append(o)
+            continue
         cycle = _cycle_for(b, o["vm_key"], o["ts"])
         if cycle is not None:
             key = (o["vm_key"], o["signature"], cycle["cycle"])
@@ -476,18 +217,21 @@ def failures_from_errors(b: Bundle, diags: Diagnostics) -> list[Failure]:
     for (vm_key, sig), runs in loose.items():
         for occ in runs:
             out.append(Failure(b.library.signatures[sig], vm_key, None, occ[0]["ts"], occ[-1]["ts"], occ))
-    return sorted(out, key=lambda f: (f.vm_key or "", f.error.id, f.ts))
+    out.sort(key=lambda f: (f.vm_key or "", f.error.id, f.ts))
+    # An error read from text with no time is one failure per VM and error: it cannot be placed.
+    return out + [Failure(b.library.signatures[sig], vm_key, None, None, None, occ)
+                  for (vm_key, sig), occ in sorted(timeless.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))]
 
 
 # --------------------------------------------------------------------------------------------
 # Conditions with no error event: judged at the end of the bundle
 
 
-def end_of_bundle_conditions(b: Bundle, failures: list[Failure]) -> list[Failure]:
+def end_of_bundle_conditions(b: Case, failures: list[Failure]) -> list[Failure]:
     stalled, slow = b.library.signatures.get(STALLED), b.library.signatures.get(SLOW)
     last_failure: dict[str, datetime] = {}
     for f in failures:
-        if f.vm_key is not None:
+        if f.vm_key is not None and f.ts is not None:
             last_failure[f.vm_key] = max(last_failure.get(f.vm_key, f.ts), f.ts)
     out = []
     for vm_key, cycles in sorted(b.cycles_by_vm.items()):
@@ -501,7 +245,7 @@ def end_of_bundle_conditions(b: Bundle, failures: list[Failure]) -> list[Failure
     return out
 
 
-def _stalled(b: Bundle, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Failure | None:
+def _stalled(b: Case, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Failure | None:
     found = detectors.stall(b, vm_key) if sig else None
     if not found:
         return None
@@ -510,7 +254,7 @@ def _stalled(b: Bundle, sig: Signature | None, vm_key: str, cycles: list[dict]) 
     return Failure(sig, vm_key, after[-1] if after else None, due, b.end, [], [c["cycle"] for c in after])
 
 
-def _slow(b: Bundle, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Failure | None:
+def _slow(b: Case, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Failure | None:
     """The last completed cycle, or one still running past the slow limit, tells the VM's pace now."""
     if sig is None:
         return None
@@ -526,8 +270,10 @@ def _slow(b: Bundle, sig: Signature | None, vm_key: str, cycles: list[dict]) -> 
 # Evidence in the cause's window and scope
 
 
-def _evidence(b: Bundle, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
+def _evidence(b: Case, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
     """The findings of the cause's evidence around the failure, and whether one ruled it out."""
+    if f.timeless:
+        return [found for eid in cause.evidence if (found := _timeless_evidence(b, f, cause, eid))], False
     lo, hi = f.ts - cause.before, f.until + cause.after
     findings, ruled_out = [], False
     for eid in cause.evidence:
@@ -542,7 +288,7 @@ def _evidence(b: Bundle, f: Failure, cause: Cause) -> tuple[list[Finding], bool]
     return findings, ruled_out
 
 
-def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: datetime,
+def _signature_evidence(b: Case, f: Failure, cause: Cause, sig_id: str, lo: datetime,
                         hi: datetime) -> Finding | None:
     ts = b.sig_ts.get(sig_id, [])
     kept = b.by_signature.get(sig_id, [])[bisect.bisect_left(ts, lo):bisect.bisect_right(ts, hi)]
@@ -566,7 +312,22 @@ def _signature_evidence(b: Bundle, f: Failure, cause: Cause, sig_id: str, lo: da
     return Finding(sig_id, entries, interval)
 
 
-def _first_unrecovered(b: Bundle, f: Failure, times: list[datetime]) -> int:
+def _timeless_evidence(b: Case, f: Failure, cause: Cause, sig_id: str) -> Finding | None:
+    """For a failure with no time: the evidence signature's matches in the cause's scope anywhere
+    in the bundle (no window can be drawn; detectors, which need one, are not asked)."""
+    rows = b.by_signature.get(sig_id, []) + b.timeless_by_signature.get(sig_id, [])
+    if cause.scope == "vm":
+        rows = [m for m in rows if f.vm_key is not None and m["vm_key"] == f.vm_key]
+    elif cause.scope == "host":
+        host = f.host(b)
+        rows = [m for m in rows if host is None or _on_host(b, m, host, f.vm_key)]
+    if not rows:
+        return None
+    return Finding(sig_id, tuple(Entry(m["ts"], m["source"], m["member"], m["line"], m["text"] or "", sig_id)
+                                 for m in rows))
+
+
+def _first_unrecovered(b: Case, f: Failure, times: list[datetime]) -> int:
     """Index of the first match after which no cycle recovered before the failure (matches are in
     time order, and recovery only gets less likely for later ones: a binary search)."""
     lo_i, hi_i = 0, bisect.bisect_left(times, f.ts)
@@ -579,32 +340,32 @@ def _first_unrecovered(b: Bundle, f: Failure, times: list[datetime]) -> int:
     return lo_i
 
 
-def _on_host(b: Bundle, m: dict, host: str | None, vm_key: str | None) -> bool:
+def _on_host(b: Case, m: dict, host: str | None, vm_key: str | None) -> bool:
     """Whether match `m` happened on `host` (a match with no host counts when it names the VM)."""
     m_host = m["host"] or b.host_of(m["vm_key"])
     return _same_host(m_host, host) or (m_host is None and bool(m["vm_key"]) and m["vm_key"] == vm_key)
 
 
-def _evidence_sources(b: Bundle, evidence_id: str) -> set[str]:
+def _evidence_tables(b: Case, evidence_id: str) -> set[str]:
     if evidence_id.startswith("detect."):
-        return set(detectors.sources_of(evidence_id))
+        return set(detectors.tables_of(evidence_id))
     sig = b.library.signatures.get(evidence_id)
     return {m.source for m in sig.matchers} if sig else set()
 
 
-def _uncovered_sources(b: Bundle, f: Failure, cause: Cause) -> set[str] | None:
-    """The sources of the cause's evidence when none of them covers the failure, else None."""
-    sources = {s for eid in cause.evidence for s in _evidence_sources(b, eid)}
-    if not cause.evidence or any(b.covers(s, f.start or f.ts, f.ts) for s in sources):
+def _uncovered_tables(b: Case, f: Failure, cause: Cause) -> set[str] | None:
+    """The tables of the cause's evidence when none of them covers the failure, else None."""
+    found_in = {t for eid in cause.evidence for t in _evidence_tables(b, eid)}
+    if f.timeless or not cause.evidence or any(b.covers(t, f.start or f.ts, f.ts) for t in found_in):
         return None
-    return sources
+    return found_in
 
 
 # --------------------------------------------------------------------------------------------
 # Choosing the cause
 
 
-def judge(b: Bundle, f: Failure, diags: Diagnostics) -> Judgement:
+def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
     sig = f.error
     present: list[tuple[int, Cause, list[Finding]]] = []
     ruled_out: set[str] = set()
@@ -615,14 +376,16 @@ def judge(b: Bundle, f: Failure, diags: Diagnostics) -> Judgement:
             ruled_out.add(cause.id)
         if findings:
             present.append((order, cause, findings))
-        missing = _uncovered_sources(b, f, cause)
+        missing = _uncovered_tables(b, f, cause)
         if missing is None:
             unchecked.pop(cause.id, None)
         else:
             unchecked.setdefault(cause.id, set()).update(missing)
     if present:
         _, cause, findings = min(present, key=_rank)
-        return Judgement(f, cause.id, cause.confidence, findings, cause.remediation)
+        # evidence that cannot be placed in time beside the failure is circumstantial at best
+        confidence = "medium" if f.timeless and cause.confidence == "high" else cause.confidence
+        return Judgement(f, cause.id, confidence, findings, cause.remediation)
     if unchecked:
         _warn_uncovered(b, f, {s for v in unchecked.values() for s in v}, diags)
         return Judgement(f, UNDETERMINED, "low", [], sig.undetermined)
@@ -641,12 +404,12 @@ def _rank(present: tuple[int, Cause, list[Finding]]) -> tuple:
     return CONFIDENCE_RANK[cause.confidence], all(detectors.by_exclusion(fd.evidence) for fd in findings), order
 
 
-def _warn_uncovered(b: Bundle, f: Failure, sources: set[str], diags: Diagnostics) -> None:
+def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics) -> None:
     since = f.start or f.ts
-    for source in sorted({_family(s) for s in sources}):
-        what = "does not cover" if b.has_source(source) else "is missing from the bundle, so it does not cover"
+    for source in sorted({family_of(t) for t in uncovered}):
+        what = "does not cover" if b.has_table(source) else "is missing from the bundle, so it does not cover"
         diags.add("warning", "source-does-not-cover",
-                  f"{source} {what} {iso(since)} to {iso(f.ts)}, when {b.name_of(f.vm_key) or 'the appliance'} "
+                  f"{source} {what} {to_iso(since)} to {to_iso(f.ts)}, when {b.name_of(f.vm_key) or 'the appliance'} "
                   f"failed with {f.error.id}: the cause cannot be told from what this source would show",
                   source, "collect the logs of that period (older rotations) to tell the cause")
 
@@ -655,14 +418,14 @@ def _warn_uncovered(b: Bundle, f: Failure, sources: set[str], diags: Diagnostics
 # The document
 
 
-def _still_failing(b: Bundle, f: Failure) -> bool:
-    if f.error.id == STALLED or f.vm_key is None:
+def _still_failing(b: Case, f: Failure) -> bool:
+    if f.error.id == STALLED or f.vm_key is None or f.timeless:
         return True
     return not any(c["outcome"] == "succeeded" and c["end"] and c["end"] > f.until
                    for c in b.cycles_by_vm.get(f.vm_key, []))
 
 
-def _severity(b: Bundle, f: Failure) -> str:
+def _severity(b: Case, f: Failure) -> str:
     """The error's severity while it lasts; a critical one that recovered, or slowness, is a warning."""
     sig = f.error.severity
     if f.error.id != SLOW and _still_failing(b, f):
@@ -675,7 +438,7 @@ class _Blank(dict):
         return "{" + key + "}"
 
 
-def _cause_title(b: Bundle, cause: str) -> str:
+def _cause_title(b: Case, cause: str) -> str:
     sig = b.library.signatures.get(cause)
     if sig is not None and sig.title:
         return sig.title[0].lower() + sig.title[1:]
@@ -693,9 +456,9 @@ def _summary(sig: Signature, facts: dict[str, str]) -> str:
     return f"{sig.title} on {values['vm']}: {values['cause_title']}."
 
 
-def _captures(b: Bundle, occurrences: list[dict]) -> dict[str, str]:
+def _captures(b: Case, occurrences: list[dict]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for o in sorted(occurrences, key=lambda o: (o["ts"], o["member"], o["line"])):
+    for o in sorted(occurrences, key=_in_time):
         for cap in b.captures.get((o["member"], o["line"])) or []:
             if cap["value"] is not None:
                 out.setdefault(cap["name"], cap["value"])
@@ -720,7 +483,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _outages(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], dict[int, str]]:
+def _outages(b: Case, judged: list[Judgement]) -> tuple[list[dict], dict[int, str]]:
     """One outage per (cause, interval) of appliance-wide causes; which judgement it explains."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, j in enumerate(judged):
@@ -740,18 +503,18 @@ def _outages(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], dict[int, 
         cycles = sorted({c for j in members for c in j.failure.cycles})
         entries = [e for j in members for fd in j.findings if fd.interval == (start, end) for e in fd.entries]
         title = _cause_title(b, cause)
-        until = iso(end) if end else "the end of the bundle"
+        until = to_iso(end) if end else "the end of the bundle"
         what = _count(len(cycles), "failed cycle") if cycles else _count(len(members), "failure")
-        summary = (f"{title[0].upper()}{title[1:]} from {iso(start)} to {until}; "
+        summary = (f"{title[0].upper()}{title[1:]} from {to_iso(start)} to {until}; "
                    f"it explains {what} on {_count(len(vms), 'VM')}.")
-        outages.append({"id": oid, "cause": cause, "start": iso(start), "end": iso(end), "summary": summary,
+        outages.append({"id": oid, "cause": cause, "start": to_iso(start), "end": to_iso(end), "summary": summary,
                         "vms": vms, "cycles": cycles, "evidence": _limit(entries)})
         for i in groups[key]:
             explains[i] = oid
     return outages, explains
 
 
-def _verdicts(b: Bundle, judged: list[Judgement], explains: dict[int, str]) -> list[dict]:
+def _verdicts(b: Case, judged: list[Judgement], explains: dict[int, str]) -> list[dict]:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, j in enumerate(judged):
         groups[(j.failure.vm_key, j.failure.error.id, j.cause)].append(i)
@@ -761,13 +524,14 @@ def _verdicts(b: Bundle, judged: list[Judgement], explains: dict[int, str]) -> l
         sig = members[0].failure.error
         occ = [o for j in members for o in j.failure.occurrences]
         times = [t for j in members for t in ([o["ts"] for o in j.failure.occurrences]
-                                               or [j.failure.ts, j.failure.until])]
-        first, last = min(times), max(times)
+                                               or [j.failure.ts, j.failure.until]) if t is not None]
+        first, last = min(times, default=None), max(times, default=None)
         cycles = sorted({c for j in members for c in j.failure.cycles})
         codes = sorted({o["code"] for o in occ if o.get("code")})
         best = min(members, key=lambda j: CONFIDENCE_RANK[j.confidence])
         # The outage that explains the verdict's latest explained failure.
-        newest_first = sorted(idx, key=lambda i: judged[i].failure.ts, reverse=True)
+        newest_first = sorted((i for i in idx if judged[i].failure.ts is not None),
+                              key=lambda i: judged[i].failure.ts, reverse=True)
         outage = next((explains[i] for i in newest_first if i in explains), None)
         severity = min((_severity(b, j.failure) for j in members), key=SEVERITY_RANK.get)
         entries = [e for j in members for fd in j.findings for e in fd.entries]
@@ -778,18 +542,94 @@ def _verdicts(b: Bundle, judged: list[Judgement], explains: dict[int, str]) -> l
         facts = {**_captures(b, occ), "vm": vm or "the appliance", "host": b.host_of(vm_key) or "its host",
                  "cause": cause, "cause_title": _cause_title(b, cause), "error": error, "title": sig.title,
                  "error_code": code or "", "count": str(len(cycles)), "cycles": ", ".join(cycles),
-                 "first_seen": iso(first), "last_seen": iso(last)}
+                 "first_seen": to_iso(first), "last_seen": to_iso(last)}
         if vm_ids:
             facts["vm_id"] = vm_ids[0]
         out.append({
             "vm": vm, "error": error, "error_code": code,
             "cause": cause, "confidence": best.confidence, "severity": severity, "cycles": cycles,
-            "first_seen": iso(first), "last_seen": iso(last),
+            "first_seen": to_iso(first), "last_seen": to_iso(last),
             "summary": _summary(sig, facts),
             "remediation": list(best.remediation), "references": sorted(sig.references),
             "evidence": _limit(entries), "title": sig.title, "outage": outage,
         })
-    return sorted(out, key=lambda v: ((v["vm"] or "").lower(), v["vm"] or "", v["error"], v["cause"]))
+    return out
+
+
+def _verdict_order(v: dict) -> tuple:
+    return ((v["vm"] or "").lower(), v["vm"] or "", v["error"], v["error_code"] or "", v["cause"])
+
+
+# --------------------------------------------------------------------------------------------
+# Errors outside the catalogue
+
+_PORTAL_SEVERITY = {"warning": "warning", "information": "info", "informational": "info", "info": "info"}
+# A portal row with no Error ID is an error only when its severity says so (English or Korean portal).
+_ERROR_SEVERITIES = ["error", "critical", "warning", "오류", "심각", "위험", "경고"]
+# How portal and provider texts name a VM when no column does (FORMATS.md section 1).
+_VM_IN_TEXT = (r"(?i)\bvirtual machine '(?P<vm>[^'\n]+)'|\bvirtual machine \"(?P<vm2>[^\"\n]+)\""
+               r"|\bVM: '?(?P<vm3>[A-Za-z0-9][\w.-]*?)'?\.(?:\s|$)")
+
+
+def _vm_in_text(text: pl.Expr) -> pl.Expr:
+    groups = text.str.extract_groups(_VM_IN_TEXT)
+    return pl.coalesce(groups.struct.field("vm"), groups.struct.field("vm2"), groups.struct.field("vm3"))
+
+
+def _unrecognised(b: Case) -> list[dict]:
+    """Errors no signature recognises, one verdict per VM and Error ID (OUTPUT.md:
+    `unrecognised_error`, cause undetermined, the message, stated causes and recommendation as
+    given): portal error rows no error signature matched, and failed cycles whose Error ID and
+    text none knows. They are never dropped."""
+    matched = (b.matches.filter(pl.col("kind") == "error").select("member", "line").unique())
+    severity = pl.col("severity").str.to_lowercase().str.strip_chars()
+    portal = (b.portal.filter(pl.col("error_id").is_not_null()
+                              | (pl.col("error_message").is_not_null() & severity.is_in(_ERROR_SEVERITIES)))
+              .join(matched, on=["member", "line"], how="anti")
+              .select("member", "line", "ts",
+                      pl.coalesce("machine", _vm_in_text(pl.col("error_message")),
+                                  _vm_in_text(pl.col("provider_message"))).alias("vm"),
+                      pl.lit(None, pl.Utf8).alias("vm_id"),
+                      pl.col("error_id").alias("code"), pl.col("error_message").alias("message"),
+                      "possible_causes", "recommendation", "provider_code", "provider_message", "severity",
+                      pl.lit("portal_events").alias("source")))
+    known = {c for sig in b.library.errors() for c in sig.codes if len(b.library.by_code(c)) == 1}
+    failed = (b.gateway.filter((pl.col("event") == "cycle_failed")
+                               & ~pl.col("error_id").cast(pl.Utf8).is_in(list(known)).fill_null(False))
+              .select(pl.col("member").cast(pl.Utf8), "line", "ts", pl.col("vm").cast(pl.Utf8),
+                      pl.col("vm_id").cast(pl.Utf8),
+                      pl.coalesce(pl.col("error_id").cast(pl.Utf8), pl.col("error").cast(pl.Utf8)).alias("code"),
+                      pl.coalesce(pl.col("error_message").cast(pl.Utf8), pl.col("message")).alias("message"))
+              .collect().join(matched, on=["member", "line"], how="anti")
+              .with_columns(pl.lit("gateway_log").alias("source")))
+    rows = with_vm_key(pl.concat([portal, failed], how="diagonal_relaxed"), b.identities)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows.sort("ts", "member", "line", nulls_last=True).to_dicts():
+        groups[(r["vm_key"], r["code"])].append(r)
+    out = []
+    for (vm_key, code), group in groups.items():
+        first = group[0]
+        times = [r["ts"] for r in group if r["ts"] is not None]
+        message = " ".join((first["message"] or "(no message given)").split())
+        if first.get("provider_code"):
+            message += f" (provider error {first['provider_code']}: {' '.join((first['provider_message'] or '').split())})"
+        recovered = vm_key is not None and times and any(
+            c["outcome"] == "succeeded" and c["end"] and c["end"] > max(times) for c in b.cycles_by_vm.get(vm_key, []))
+        severity = "warning" if recovered else _PORTAL_SEVERITY.get((first.get("severity") or "").lower(), "critical")
+        out.append({
+            "vm": b.name_of(vm_key) if vm_key in b.names else first["vm"], "error": UNRECOGNISED,
+            "error_code": code, "cause": UNDETERMINED, "confidence": "low", "severity": severity,
+            "cycles": [], "first_seen": to_iso(min(times, default=None)), "last_seen": to_iso(max(times, default=None)),
+            "summary": message[:2000],
+            "stated_causes": [first["possible_causes"].strip()] if first.get("possible_causes") else [],
+            "remediation": [first["recommendation"].strip()] if first.get("recommendation") else [],
+            "references": [],
+            "evidence": _limit([Entry(r["ts"], r["source"], r["member"], r["line"], r["message"] or "",
+                                      UNRECOGNISED, "the error") for r in group]),
+            "title": f"Error {code} (not in the catalogue)" if code else "An error not in the catalogue",
+            "outage": None,
+        })
+    return out
 
 
 def _cycle_doc(c: dict, error: str | None) -> dict:
@@ -800,7 +640,7 @@ def _cycle_doc(c: dict, error: str | None) -> dict:
             "failed_state": c["failed_state"]}
 
 
-def _vms(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], list[str | None]]:
+def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]]:
     """The document's VMs, and each one's key; their `tasks` are left empty (see decide)."""
     by_vm: dict[str, list[Judgement]] = defaultdict(list)
     cycle_error: dict[str, str] = {}
@@ -813,10 +653,11 @@ def _vms(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], list[str | Non
     errors = b.matches.filter((pl.col("kind") == "error") & pl.col("vm_key").is_not_null())
     errors_by_vm: dict[str, list[dict]] = defaultdict(list)
     for r in (errors.sort("ts", "signature", "source", "member", "line", nulls_last=True)
-              .select("vm_key", iso_expr("ts").alias("ts"), pl.col("signature").alias("error"), "source", "text")
+              .select("vm_key", to_iso_expr("ts").alias("ts"), pl.col("signature").alias("error"), "source", "text")
               .to_dicts()):
         errors_by_vm[r.pop("vm_key")].append(r)
-    keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm))
+    portal = _portal_health(b)
+    keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm) | set(portal))
     ids = defaultdict(set)
     for r in b.identities.filter(pl.col("vm_id").is_not_null()).to_dicts():
         ids[r["vm_key"]].add(r["vm_id"])
@@ -832,18 +673,35 @@ def _vms(b: Bundle, judged: list[Judgement]) -> tuple[list[dict], list[str | Non
         after = [c for c in ordered
                  if c["outcome"] == "failed" and (last_ok is None or (c["end"] or c["start"]) > last_ok)]
         loose = [j for j in by_vm[key] if not j.failure.cycles and j.failure.occurrences
-                 and (last_ok is None or j.failure.ts > last_ok)]
+                 and (last_ok is None or (j.failure.ts is not None and j.failure.ts > last_ok))]
         consecutive = len(after) + len(loose)
-        health = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
+        derived = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
+        # OUTPUT.md: health is the portal's Normal/Warning/Critical where the bundle has it
+        health = portal.get(key) or derived
+        basis = {"health_basis": "portal" if portal.get(key) else "cycles"}
+        if portal.get(key) and cycles and derived != health:
+            basis["derived_health"] = derived  # the cycles tell another story: the report says so
         out.append({
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
-            "last_successful_cycle_end": iso(last_ok), "consecutive_failures": consecutive,
+            **basis,
+            "last_successful_cycle_end": to_iso(last_ok), "consecutive_failures": consecutive,
             "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
             "tasks": [],
             "errors": errors_by_vm.get(key, []),
         })
     order = sorted(range(len(out)), key=lambda i: ((out[i]["vm"] or "").lower(), out[i]["vm"] or ""))
     return [out[i] for i in order], [keys[i] for i in order]
+
+
+_PORTAL_HEALTH = {"normal": "healthy", "warning": "warning", "critical": "critical"}
+
+
+def _portal_health(b: Case) -> dict[str, str | None]:
+    """Each VM of the portal's replication status, with its health as the portal says it (its
+    latest row; None when the table gives none)."""
+    rows = (b.status.filter(pl.col("server").is_not_null())
+            .sort("last_sync", "line", nulls_last=False).to_dicts())
+    return {r["server"].lower(): _PORTAL_HEALTH.get((r["health"] or "").lower()) for r in rows}
 
 
 def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> str:
@@ -854,15 +712,15 @@ def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> st
     return "healthy" if has_cycles else "unknown"
 
 
-def _not_evaluated(b: Bundle) -> list[dict]:
+def _not_evaluated(b: Case) -> list[dict]:
     out = set()
     for sig in b.library.signatures.values():
         for m in sig.matchers:
-            if not b.has_source(m.source):
+            if not b.has_table(m.source):
                 out.add((sig.id, m.source))
     used = {e for s in b.library.errors() for c in s.causes for e in c.evidence if e.startswith("detect.")}
     for det in used:
-        for source in detectors.sources_of(det):
-            if not b.has_source(source):
-                out.add((det, source))
+        for table in detectors.tables_of(det):
+            if not b.has_table(table):
+                out.add((det, table))
     return [{"signature": s, "source": src} for s, src in sorted(out)]

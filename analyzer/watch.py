@@ -18,8 +18,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from analyzer.batch import ARCHIVE_SUFFIXES, is_archive, run_paths
+from analyzer.batch import is_archive, run_paths
+from analyzer.bundle import ARCHIVE_SUFFIXES
 from analyzer.pipeline import Options
+from analyzer.terminal import shown
 
 # Names that copy tools and browsers use while a file is still arriving.
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", ".filepart", "~")
@@ -113,7 +115,6 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
     out.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     seen: dict[Path, _Seen] = {}
-    from analyzer.cli import shown
 
     console.print(f"Watching {shown(folder)} → {shown(out)} (every {poll:g}s; Ctrl-C stops)",
                   highlight=False)

@@ -30,7 +30,7 @@ from analyzer.diagnostics import Diagnostics
 
 
 def unusable():
-    from analyzer.pipeline import UnusableBundle
+    from analyzer.bundle import UnusableBundle
 
     return UnusableBundle
 
@@ -821,3 +821,11 @@ def test_utf8_is_validated_window_by_window_as_a_whole_decode_would(data, window
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bundle_module, "UTF8_WINDOW", window)
         assert bundle_module._valid_utf8(data) is valid
+
+
+@pytest.mark.parametrize("name, stem", [
+    ("case.zip", "case"), ("case.TAR.GZ", "case"), ("vc-vcsa01.tgz", "vc-vcsa01"), ("a.tar", "a"),
+    ("vpxd-3.log.gz", "vpxd-3.log"), ("notes.txt", "notes.txt"), (".zip", ".zip"), ("x.tar.gz.zip", "x.tar.gz"),
+])
+def test_archive_stem_drops_one_archive_suffix(name, stem):
+    assert bundle_module.archive_stem(name) == stem

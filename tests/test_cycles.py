@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from analyzer import tables as T
+from analyzer import tables
 from analyzer.cycles import build, estimate_skew, with_vm_key
 from analyzer.diagnostics import Diagnostics
 
@@ -19,7 +19,7 @@ def at(minutes: float) -> datetime:
 
 
 def frame(name: str, rows: list[dict]) -> pl.DataFrame:
-    return T.conform(name, pl.DataFrame(rows, infer_schema_length=None)) if rows else T.empty(name)
+    return tables.conform(name, pl.DataFrame(rows, infer_schema_length=None)) if rows else tables.empty(name)
 
 
 class GatewayLog:
@@ -95,10 +95,10 @@ def identities(*vms: tuple[str, str, str]) -> pl.DataFrame:
                                 for name, moref, host in vms])
 
 
-def run(gw: GatewayLog | pl.DataFrame, **tables):
+def run(gw: GatewayLog | pl.DataFrame, **frames):
     diags = Diagnostics()
     gateway = gw.frame() if isinstance(gw, GatewayLog) else gw
-    result = build({"gateway_log": gateway, **tables}, diags)
+    result = build({"gateway_log": gateway, **frames}, diags)
     return result, diags
 
 
@@ -244,9 +244,9 @@ def test_vm_key_comes_from_the_name_or_the_moref_identity():
 
 
 def test_empty_inputs_give_empty_frames():
-    result, diags = run(T.empty("gateway_log"))
+    result, diags = run(tables.empty("gateway_log"))
     assert result.cycles.height == 0 and result.disks.height == 0
-    assert result.cycles.schema == pl.Schema(T.CYCLES)
+    assert result.cycles.schema == pl.Schema(tables.CYCLES)
     assert result.clock_skew is None and result.bundle_end is None
-    assert estimate_skew(with_vm_key(T.empty("gateway_log"), T.empty("identities")),
-                         with_vm_key(T.empty("vcenter_tasks"), T.empty("identities"), "vm_name")) == (None, 0)
+    assert estimate_skew(with_vm_key(tables.empty("gateway_log"), tables.empty("identities")),
+                         with_vm_key(tables.empty("vcenter_tasks"), tables.empty("identities"), "vm_name")) == (None, 0)

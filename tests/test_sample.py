@@ -9,11 +9,14 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from analyzer import bundle, sources
+from analyzer.diagnostics import Diagnostics
 from analyzer.sample import ERROR_IDS, list_scenarios, parse_size, write_bundles
 from analyzer.sample import catalogue as cat
 from analyzer.sample.scenarios import SCENARIOS, build
@@ -373,15 +376,6 @@ def test_size_pads_to_the_requested_volume(tmp_path):
 
 def unparsed_members(paths) -> list[str]:
     """Members that are not recognised, hold unparsed lines, or (logs) hold no record at all."""
-    bundle = pytest.importorskip("analyzer.bundle")
-    sources = pytest.importorskip("analyzer.sources")
-    pytest.importorskip("analyzer.parsers.gateway_log")
-    pytest.importorskip("analyzer.parsers.vcenter_log")
-    pytest.importorskip("analyzer.parsers.portal_events")
-    import tomllib
-
-    from analyzer.diagnostics import Diagnostics
-
     problems = []
     for path in paths:
         diags = Diagnostics()

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from analyzer import bundle, pipeline, signatures, tables
+from analyzer import bundle, ingest, pipeline, signatures, streaming, tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import gateway_log, vcenter_log
 
@@ -25,10 +25,10 @@ START = re.compile(rb"\n(?=\d)")
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
 def test_slices_cut_before_a_record_and_count_lines(monkeypatch, newline):
-    monkeypatch.setattr(pipeline, "SLICE_BYTES", 10)
+    monkeypatch.setattr(streaming, "SLICE_BYTES", 10)
     lines = [b"1 first", b"  more", b"  more", b"2 second", b"3 third", b"  tail", b"4 last"]
     text = newline.join(lines) + newline
-    pieces = list(pipeline._slices(text, START))
+    pieces = list(streaming.slices(text, START))
     assert len(pieces) > 1
     for piece, first_line in pieces:
         assert piece[:1].isdigit() and not piece.endswith(b"\r")
@@ -37,9 +37,9 @@ def test_slices_cut_before_a_record_and_count_lines(monkeypatch, newline):
 
 
 def test_small_text_and_str_are_not_sliced():
-    assert list(pipeline._slices(b"1 a\n2 b\n", START)) == [(b"1 a\n2 b\n", 1)]
-    assert list(pipeline._slices("1 a\n" * 10, START)) == [("1 a\n" * 10, 1)]
-    assert list(pipeline._slices(b"1 a\n" * 10, None)) == [(b"1 a\n" * 10, 1)]
+    assert list(streaming.slices(b"1 a\n2 b\n", START)) == [(b"1 a\n2 b\n", 1)]
+    assert list(streaming.slices("1 a\n" * 10, START)) == [("1 a\n" * 10, 1)]
+    assert list(streaming.slices(b"1 a\n" * 10, None)) == [(b"1 a\n" * 10, 1)]
 
 
 def test_slice_diagnostics_merge_into_the_whole_members():
@@ -51,7 +51,7 @@ def test_slice_diagnostics_merge_into_the_whole_members():
     second.add("info", "truncated-values", "1 record(s) cut", "m:950")
     second.add("info", "twice", "a", "m:1")
     second.add("info", "twice", "b", "m:2")
-    merged = pipeline._merge_slice_diagnostics([first, second]).items
+    merged = streaming.merge_slice_diagnostics([first, second]).items
     assert [(d.code, d.message, d.location) for d in merged] == [
         ("bad-timestamps", "7 record(s) are bad (first: 'x')", "m:10"),
         ("naive-timestamps", "Times carry no zone.", "m"),
@@ -70,18 +70,18 @@ def test_sliced_ingest_gives_the_tables_of_a_whole_parse(monkeypatch, bundle, th
         pytest.skip("sample_bundles/ not generated")
     library = signatures.load_library(())
 
-    def ingest():
+    def read():
         diags = Diagnostics()
-        found = pipeline._ingest(path, pipeline.Options(), library, diags)
+        found = ingest.ingest(path, {}, library, diags)
         return found, diags, {name: tables.load(name, parts) for name, parts in found.parts.items()}
 
-    monkeypatch.setattr(pipeline, "STREAM_OVER", None)
-    whole, whole_diags, whole_frames = ingest()
-    monkeypatch.setattr(pipeline, "SLICE_BYTES", 64 << 10)
-    monkeypatch.setattr(pipeline, "SLICE_THREADS", threads)
+    monkeypatch.setattr(streaming, "STREAM_OVER", None)
+    whole, whole_diags, whole_frames = read()
+    monkeypatch.setattr(streaming, "SLICE_BYTES", 64 << 10)
+    monkeypatch.setattr(streaming, "SLICE_THREADS", threads)
     if streamed:  # the logs are read as they are parsed
-        monkeypatch.setattr(pipeline, "STREAM_OVER", 16 << 10)
-    sliced, sliced_diags, sliced_frames = ingest()
+        monkeypatch.setattr(streaming, "STREAM_OVER", 16 << 10)
+    sliced, sliced_diags, sliced_frames = read()
     assert sum(len(parts) for parts in sliced.parts.values()) > sum(
         len(parts) for parts in whole.parts.values())  # it did slice
     assert sliced.members == whole.members and sliced.stats == whole.stats
@@ -109,13 +109,13 @@ def test_read_ahead_keeps_order_reads_one_ahead_and_passes_errors_on():
             raise pipeline.UnusableBundle("nothing readable")
 
     seen = []
-    for member in pipeline._read_ahead(members(fail=False)):
+    for member in streaming.read_ahead(members(fail=False)):
         time.sleep(0.02)  # the reader has time to run ahead, if it would
         assert len(produced) <= int(member.path) + 2  # this one and at most the next
         seen.append(member.path)
     assert seen == ["0", "1", "2", "3", "4"]
     with pytest.raises(pipeline.UnusableBundle, match="nothing readable"):
-        list(pipeline._read_ahead(members(fail=True)))
+        list(streaming.read_ahead(members(fail=True)))
 
 
 def test_read_ahead_stops_reading_when_the_caller_stops():
@@ -126,7 +126,7 @@ def test_read_ahead_stops_reading_when_the_caller_stops():
             produced.append(i)
             yield bundle.Member(str(i), b"", None)
 
-    for member in pipeline._read_ahead(members()):
+    for member in streaming.read_ahead(members()):
         if member.path == "2":
             break
     time.sleep(0.1)
@@ -138,7 +138,7 @@ def test_kept_rows_wait_compressed_until_the_ingest_ends():
     path = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
     if not path.exists():
         pytest.skip("sample_bundles/ not generated")
-    found = pipeline._ingest(path, pipeline.Options(), signatures.load_library(()), Diagnostics())
+    found = ingest.ingest(path, {}, signatures.load_library(()), Diagnostics())
     parts = found.parts["gateway_log"]
     assert parts and all(isinstance(part, bytes) for part in parts)
     frame = tables.load("gateway_log", parts)
@@ -212,11 +212,11 @@ def test_streamed_slices_are_cut_where_the_whole_text_is(records, chunk_sizes, c
             at, i = at + size, i + 1
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "SLICE_BYTES", slice_bytes)
-        patch.setattr(pipeline, "_LOOKAHEAD", lookahead)
-        whole = list(pipeline._slices(text, START))
+        patch.setattr(streaming, "SLICE_BYTES", slice_bytes)
+        patch.setattr(streaming, "_LOOKAHEAD", lookahead)
+        whole = list(streaming.slices(text, START))
         first = chunk_sizes[0]
-        streamed = list(pipeline._stream_slices(text[:first], chunks(text[first:]), START))
+        streamed = list(streaming.stream_slices(text[:first], chunks(text[first:]), START))
     assert [(piece, line) for piece, line, _ in streamed] == whole
     assert [last for _, _, last in streamed] == [False] * (len(whole) - 1) + [True]
 
@@ -224,8 +224,8 @@ def test_streamed_slices_are_cut_where_the_whole_text_is(records, chunk_sizes, c
 def test_a_record_longer_than_a_slice_is_read_in_linear_time(monkeypatch):
     """With no cut in sight, what is held grows by half each time (a few searches of the text),
     not by a chunk (thousands)."""
-    monkeypatch.setattr(pipeline, "SLICE_BYTES", 1 << 10)
-    monkeypatch.setattr(pipeline, "_LOOKAHEAD", 16)
+    monkeypatch.setattr(streaming, "SLICE_BYTES", 1 << 10)
+    monkeypatch.setattr(streaming, "_LOOKAHEAD", 16)
     searches = []
 
     class CountedStart:
@@ -236,7 +236,7 @@ def test_a_record_longer_than_a_slice_is_read_in_linear_time(monkeypatch):
     long = b"1 " + b"x" * (4 << 20) + b"\n2 short\n"
     chunks = (long[at:at + 64] for at in range(64, len(long), 64))
     pieces = [(len(piece), line, last)
-              for piece, line, last in pipeline._stream_slices(long[:64], chunks, CountedStart())]
+              for piece, line, last in streaming.stream_slices(long[:64], chunks, CountedStart())]
     assert pieces == [(len(long) - 9, 1, False), (8, 2, True)]
     assert len(searches) < 40
 
@@ -256,11 +256,11 @@ def gateway_text(lines: int, middle: bytes = b"") -> bytes:
 def ingest_zip(path: Path, stream_over: int | None, limits=None) -> tuple:
     diags = Diagnostics()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "STREAM_OVER", stream_over)
-        patch.setattr(pipeline, "SLICE_BYTES", 32 << 10)
+        patch.setattr(streaming, "STREAM_OVER", stream_over)
+        patch.setattr(streaming, "SLICE_BYTES", 32 << 10)
         if limits is not None:
             patch.setattr(bundle, "open_bundle", functools.partial(bundle.open_bundle, limits=limits))
-        found = pipeline._ingest(path, pipeline.Options(), signatures.load_library(()), diags)
+        found = ingest.ingest(path, {}, signatures.load_library(()), diags)
     frames = {name: tables.load(name, parts) for name, parts in found.parts.items()}
     return found.members, [d.as_dict() for d in diags.sorted()], frames
 
@@ -301,15 +301,3 @@ def test_a_limit_met_mid_stream_skips_the_member_as_when_held(tmp_path):
     assert members == held[0] and diags == held[1]
     for name, frame in held[2].items():
         assert_frame_equal(frames[name], frame)
-
-
-def test_only_a_streamed_member_fixes_the_mmap_threshold(tmp_path, monkeypatch):
-    fixed = []
-    monkeypatch.setattr(pipeline, "_fix_mmap_threshold", lambda: fixed.append(True))
-    path = tmp_path / "case.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("GatewayService.log", gateway_text(200))  # about 26 kB
-    ingest_zip(path, stream_over=None)
-    assert fixed == []
-    ingest_zip(path, stream_over=16 << 10)
-    assert fixed == [True]

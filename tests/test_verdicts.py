@@ -12,6 +12,7 @@ import pytest
 from analyzer import cycles as cycles_stage
 from analyzer.diagnostics import Diagnostics
 from analyzer.signatures.model import Cause, Library, Matcher, Signature
+from analyzer.sources import tables_of
 from analyzer.verdicts import decide
 from tests.test_cycles import GatewayLog, at, frame, identities, task
 
@@ -104,7 +105,7 @@ def analyze(gw: GatewayLog, *, matches: list[dict] = (), tasks: list[dict] = (),
               "activity": frame("activity", list(activity))}
     diags = Diagnostics()
     result = cycles_stage.build(tables, diags)
-    decision = decide(tables, result, library, diags, sources)
+    decision = decide(tables, result, library, diags, tables_of(sources))
     return decision, diags
 
 
@@ -675,7 +676,11 @@ def test_failed_cycle_no_signature_matched_is_named_by_its_unique_error_id():
     gw.cycle("APP01", 1, 0, 40, "failed", vm_id="vm-1", error_id="1011", error="DiskUploadTimedOut", text="?")
     gw.cycle("APP02", 1, 0, 40, "failed", vm_id="vm-2", error_id="9999", error="Mystery", text="?")
     decision, diags = analyze(sort_log(gw))
-    assert verdicts(decision) == {("APP01", "disk_upload_timed_out", "undetermined")}
+    # an Error ID no signature knows is never dropped: a verdict outside the catalogue (OUTPUT.md)
+    assert verdicts(decision) == {("APP01", "disk_upload_timed_out", "undetermined"),
+                                  ("APP02", "unrecognised_error", "undetermined")}
+    [other] = [v for v in decision.verdicts if v["error"] == "unrecognised_error"]
+    assert (other["error_code"], other["severity"], other["confidence"]) == ("9999", "critical", "low")
     assert [d.code for d in diags.items] == ["unrecognised-error"]
 
 
@@ -742,7 +747,7 @@ def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text
 def test_document_values_are_the_column_with_repeated_strings_shared():
     import polars as pl
 
-    from analyzer.verdicts import _values
+    from analyzer.evidence import _values
     repeated = pl.Series(["a", None, "b", "a", "a", "b", "a", "a", None])
     out = _values(repeated)
     assert out == repeated.to_list() and out[0] is out[3]

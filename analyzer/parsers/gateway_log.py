@@ -20,11 +20,9 @@ import re
 import polars as pl
 
 from analyzer import tables
-from analyzer.bundle import decode
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.parsers.activity import per_minute
-from analyzer.sources import Keep, ParseContext, Parsed, Source
+from analyzer.parsers.lines import Keep, ParseContext, Parsed, Source, holds_any, per_minute, split_lines
 
 MAX_VALUE_CHARS = 64 * 1024  # longest message/detail kept; a 20 MB line must not flow downstream
 SAMPLE_CHARS = 120
@@ -108,23 +106,6 @@ def keep_literals(column: str, literals: tuple[str, ...], ignore_case: bool = Fa
     return Keep(ignore_case=tuple(literals)) if ignore_case else Keep(literals=tuple(literals))
 
 
-def holds_any(keep: Keep, text: pl.Expr = pl.col("text")) -> pl.Expr:
-    """Lines holding one of `keep`'s literals, or more: ASCII literals are looked for without case
-    in one regex pass over the lowercased line (many literals: faster than Aho-Corasick), the
-    others with Aho-Corasick."""
-    found = {*keep.literals, *keep.ignore_case}
-    plain = sorted({x.lower() for x in found if x.isascii()}, key=len)
-    # a literal holding a shorter one adds nothing ("error" finds "error=DiskUploadTimedOut")
-    plain = [x for i, x in enumerate(plain) if not any(y in x for y in plain[:i])]
-    other = sorted(x for x in found if not x.isascii())
-    hit = pl.lit(False)
-    if plain:
-        hit = hit | text.str.to_lowercase().str.contains("|".join(map(re.escape, plain)))
-    if other:
-        hit = hit | text.str.contains_any(other, ascii_case_insensitive=True)
-    return hit
-
-
 def sniff(head: str, member: str) -> bool:
     """Several of the first lines are gateway envelopes (the name is not consulted).
 
@@ -179,53 +160,6 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
         last=ts.max() if ts.len() else None,
         diagnostics=diags,
     )
-
-
-def split_lines(text: str | bytes, first_line: int = 1) -> pl.DataFrame:
-    """One row per line: line (1-based), text without a trailing CR. Like `text.split("\\n")`,
-    a text ending in a newline has a last, empty line."""
-    frame = read_lines(text, first_line)
-    if not text or text.endswith(b"\n" if isinstance(text, bytes) else "\n"):
-        frame = pl.concat([frame, pl.DataFrame({"line": [first_line + frame.height], "text": [""]},
-                                               schema=frame.schema)])
-    return frame
-
-
-def read_lines(text: str | bytes, first_line: int = 1) -> pl.DataFrame:
-    """The lines of `text` (line: 1-based, text without the trailing CR), no row after a final
-    newline. Bytes must be plain UTF-8 (bundle.plain_utf8).
-
-    Polars' CSV reader cuts them (one column, no quoting, a separator that cannot occur): several
-    times faster than splitting a Python string, and it drops the CR of CRLF. Text it would read
-    differently (NULs, lone CRs, a BOM) takes the plain split.
-    """
-    if isinstance(text, bytes):
-        frame = _csv_lines(text, first_line)
-        if frame["text"].str.contains("\r", literal=True).any():  # a lone CR breaks a line
-            return read_lines(decode(text, "", Diagnostics()), first_line)
-        return frame
-    frame = None
-    lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
-    if not lone_cr and not text.startswith("\ufeff"):  # the reader would drop the BOM
-        try:
-            frame = _csv_lines(text.encode("utf-8"), first_line)
-        except (UnicodeEncodeError, pl.exceptions.PolarsError):  # surrogates, NULs
-            frame = None
-    if frame is None:
-        body = text[:-1] if text.endswith("\n") else text
-        frame = (pl.DataFrame({"text": [body]}, schema={"text": pl.Utf8})
-                 .select(pl.col("text").str.split("\n")).explode("text")
-                 .with_row_index("line", offset=first_line)
-                 .with_columns(pl.col("text").str.strip_suffix("\r")))
-        frame = frame if text else frame.clear()
-    return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
-
-
-def _csv_lines(data: bytes, first_line: int) -> pl.DataFrame:
-    frame = pl.read_csv(data, has_header=False, separator="\x00", quote_char=None,
-                        schema={"text": pl.Utf8}, empty_string_is_null=False,
-                        raise_if_empty=False, row_index_name="line", row_index_offset=first_line)
-    return frame.with_columns(pl.col("line").cast(pl.Int64)).select("line", "text")
 
 
 def _classify(lines: pl.DataFrame) -> pl.DataFrame:
@@ -412,6 +346,7 @@ def _report_times(records: pl.DataFrame, minutes: pl.DataFrame, member: str, tz:
                   "in bundle.toml.")
 
 
-SOURCE = Source(name="gateway_log", form="gateway_log", sniff=sniff, parse=parse, reads_bytes=True,
+SOURCE = Source(name="gateway_log", form="gateway_log", tables=("gateway_log", "activity"),
+                sniff=sniff, parse=parse, reads_bytes=True,
                 # a line that starts with a timestamp owns the lines below it (_classify)
                 record_start=re.compile(rb"\n(?=\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})"))

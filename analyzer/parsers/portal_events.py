@@ -43,13 +43,13 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import text_log, text_tables, timeparse
-from analyzer.parsers.gateway_log import split_lines
-from analyzer.sources import ParseContext, Parsed, Source
+from analyzer.parsers.lines import ParseContext, Parsed, Source, csv_delimiter, split_lines
 
 PLAUSIBLE_YEARS = (1970, 2099)
 MAX_RECORD_LINES = 200  # a quoted field longer than this is an unbalanced quote, not a message
 MAX_RESTARTS = 100  # re-reads after broken records; bounds the work on hostile input
 SAMPLES = 5
+_DELIMITERS = (",", "\t")  # the portal's exports: CSV, or Excel's tab-separated "Unicode text"
 
 # Header names after _key(): lowercase, without spaces/punctuation. Korean names as the Korean
 # portal labels its columns (오류 ID, 오류 메시지, ...).
@@ -99,14 +99,9 @@ def _header_line(head: str) -> str:
     return next((line for line in head.split("\n") if line.strip()), "")
 
 
-def _delimiter(header_line: str) -> str:
-    # Excel's "Unicode text" export is tab-separated.
-    return "\t" if header_line.count("\t") > header_line.count(",") else ","
-
-
 def _header_keys(head: str) -> set[str]:
     line = _header_line(head).strip("\r")
-    return {_key(f) for f in _one_line(line, _delimiter(line))}
+    return {_key(f) for f in _one_line(line, csv_delimiter(line, _DELIMITERS))}
 
 
 def _sniff_events_csv(head: str, member: str) -> bool:
@@ -132,7 +127,7 @@ def _read_csv(text: str, member: str, diags: Diagnostics) -> tuple[list[str], Ro
     lines = [line + "\n" for line in text.split("\n")]
     if lines[-1] == "\n":
         lines.pop()
-    delimiter = _delimiter(_header_line(text[:65536]))
+    delimiter = csv_delimiter(_header_line(text[:65536]), _DELIMITERS)
     records: Rows = []
     broken: list[int] = []
     pos = 0
@@ -256,10 +251,28 @@ def _parse_status_csv(text: str, member: str, ctx: ParseContext) -> Parsed:
 
 # ---------------------------------------------------------------- JSON
 
+# `"healthErrors": [` anywhere: a JSON fragment cut out of a larger answer still carries them.
+_HEALTH_ARRAY = re.compile(r'"health_?errors?"\s*:\s*\[', re.IGNORECASE)
+
+
 def _sniff_events_json(head: str, member: str) -> bool:
-    return head.lstrip("\ufeff \t\r\n")[:1] in ("[", "{") and (any(
-        word in head for word in ("eventCode", "affectedObjectFriendlyName"))
-        or re.search(r'"healthErrors?"', head, re.IGNORECASE) is not None)
+    return (head.lstrip("\ufeff \t\r\n")[:1] in ("[", "{") and any(
+        word in head for word in ("eventCode", "affectedObjectFriendlyName"))) \
+        or _HEALTH_ARRAY.search(head) is not None
+
+
+def _health_fragments(text: str) -> dict | None:
+    """The healthErrors arrays of a JSON fragment (a document cut short or pasted in part), as
+    one document; None when none can be read."""
+    decoder = json.JSONDecoder()
+    errors: list = []
+    for found in _HEALTH_ARRAY.finditer(text):
+        try:
+            array, _ = decoder.raw_decode(text, found.end() - 1)
+        except (ValueError, RecursionError):
+            continue
+        errors += array if isinstance(array, list) else []
+    return {"healthErrors": errors} if errors else None
 
 
 def _parse_events_json(text: str, member: str, ctx: ParseContext) -> Parsed:
@@ -267,6 +280,9 @@ def _parse_events_json(text: str, member: str, ctx: ParseContext) -> Parsed:
     try:
         doc = json.loads(text.lstrip("\ufeff"))
     except (ValueError, RecursionError) as exc:
+        fragment = _health_fragments(text)
+        if fragment is not None:
+            return _parse_health_json(fragment, text, member, ctx, diags)
         diags.add("error", "invalid-json", f"the events JSON cannot be read: {exc}"[:300], member,
                   "Export the events again (az site-recovery event list -o json).")
         return _events_result(_NO_ROWS, member, 0, diags)
@@ -508,6 +524,9 @@ RESOURCE_KINDS = (("cpu", "cpu"), ("ram", "ram"), ("network", "network"), ("nfc"
 # Cheap tests on the raw head before any frame is built (sniffing runs on every member): the
 # words a pasted error holds, a Format-Table rule, a Format-List property.
 _ERROR_WORDS = re.compile(r"error|오류|provider", re.IGNORECASE)
+# A row of the docs' error tables, pasted without its header: | **566**:NoDiskSnapshotsFound | … |
+_ERROR_ROW = r"^[ \t]*\|[ \t]*\*\*[^*|\n]+\*\*[ \t]*:"
+_ERROR_ROW_MARK = re.compile(_ERROR_ROW, re.MULTILINE)
 _RULE = re.compile(r"^ *-{2,}(?: +-{2,})+ *$", re.MULTILINE)
 _PROPERTY = re.compile(r"^[A-Za-z][\w.]* +: ", re.MULTILINE)
 
@@ -515,7 +534,7 @@ _PROPERTY = re.compile(r"^[A-Za-z][\w.]* +: ", re.MULTILINE)
 def _sniff_events_text(head: str, member: str) -> bool:
     """A pasted error block (an Error ID with its value, or an error message with another
     label's value), a Markdown error table, or Format-List health errors; never a log."""
-    if not _ERROR_WORDS.search(head):
+    if not (_ERROR_WORDS.search(head) or _ERROR_ROW_MARK.search(head)):
         return False
     lines = _head_lines(head)
     if lines is None:
@@ -565,6 +584,10 @@ class _Shapes:
         self.format_tables = text_tables.format_tables(lines) if _RULE.search(text) else []
         self.markdown = (text_tables.markdown_tables(lines)
                          if "|" in text and "--" in text else [])
+        if _ERROR_ROW_MARK.search(text):
+            covered = {line for table in self.markdown for line in table.lines}
+            self.markdown += text_tables.headerless_rows(lines, _ERROR_ROW, ["Error", "Cause", "Action"],
+                                                         covered)
         if _PROPERTY.search(text):
             self.props, self.list_lines = text_tables.format_lists(lines)
         else:
@@ -803,7 +826,9 @@ def _table_events(table: text_tables.Table) -> pl.DataFrame:
         event=pl.coalesce(cell.get("event", none),
                           pl.when(numeric).then(error.struct.field("name"))
                           .otherwise(error.struct.field("id"))),
-        error_message=pl.coalesce(cell.get("error_message", none), error.struct.field("name"),
+        # `<id>:<name>` gives the name; `<name>:<text>` keeps both, as written
+        error_message=pl.coalesce(cell.get("error_message", none),
+                                  pl.when(numeric).then(error.struct.field("name")),
                                   pl.when(~whole.str.contains(r"^\d+$")).then(whole)),
         possible_causes=cell.get("possible_causes", none),
         recommendation=cell.get("recommendation", none),
@@ -921,10 +946,12 @@ def _result(table: str, frame: pl.DataFrame, ts_col: str, unparsed: int,
                   diagnostics=diags)
 
 
-EVENTS_CSV = Source("portal_events", "events_csv", _sniff_events_csv, _parse_events_csv)
-EVENTS_JSON = Source("portal_events", "events_json", _sniff_events_json, _parse_events_json)
-EVENTS_TEXT = Source("portal_events", "events_text", _sniff_events_text, _parse_events_text)
-REPLICATION_STATUS = Source("replication_status", "status_csv", _sniff_status_csv,
+EVENTS_CSV = Source("portal_events", "events_csv", ("portal_events",), _sniff_events_csv, _parse_events_csv)
+EVENTS_JSON = Source("portal_events", "events_json", ("portal_events",), _sniff_events_json, _parse_events_json)
+# A paste fills every table its shapes call for; the lines around them become text_log rows.
+_PASTED = ("portal_events", "replication_status", "appliance_resources", "text_log")
+EVENTS_TEXT = Source("portal_events", "events_text", _PASTED, _sniff_events_text, _parse_events_text)
+REPLICATION_STATUS = Source("replication_status", "status_csv", ("replication_status",), _sniff_status_csv,
                             _parse_status_csv)
-STATUS_TEXT = Source("replication_status", "status_text", _sniff_status_text, _parse_status_text)
+STATUS_TEXT = Source("replication_status", "status_text", _PASTED, _sniff_status_text, _parse_status_text)
 SOURCES = [EVENTS_CSV, EVENTS_JSON, EVENTS_TEXT, REPLICATION_STATUS, STATUS_TEXT]

@@ -31,8 +31,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.parsers.gateway_log import read_lines
-from analyzer.sources import ParseContext, Parsed, Source
+from analyzer.parsers.lines import ParseContext, Parsed, Source, read_lines
 
 MAX_TEXT = 64 * 1024  # longest line / detail kept (characters); longer text is cut, with a diagnostic
 HEAD_LINES = 200  # record-like lines of the head the layout is chosen from
@@ -245,7 +244,8 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     dated = frame.filter(pl.col("ts").is_not_null() & ~pl.col("yearless"))["ts"]
     return Parsed(tables={"text_log": frame}, records=frame.height, unparsed=0,
                   first=dated.min() if dated.len() else None,
-                  last=dated.max() if dated.len() else None, diagnostics=diags)
+                  last=dated.max() if dated.len() else None, diagnostics=diags,
+                  layout=frame["layout"][0] if frame.height else None)
 
 
 def lines_of(text: str | bytes, member: str, diags: Diagnostics, first_line: int = 1) -> pl.DataFrame:
@@ -541,8 +541,8 @@ def _form_of_empty(member: str) -> str:
     return "vmware_log" if _VMWARE_LOG_NAME.match(name) else "text"
 
 
-SOURCE = Source(name="text", form="text", sniff=sniff, parse=parse, reads_bytes=True,
+SOURCE = Source(name="text", form="text", tables=("text_log",), sniff=sniff, parse=parse, reads_bytes=True,
                 # slices are cut before an unindented line: an indented one continues a record
                 record_start=re.compile(rb"\n(?=[^\s])"))
-VMWARE_SOURCE = Source(name="text", form="vmware_log", sniff=sniff_vmware, parse=parse,
+VMWARE_SOURCE = Source(name="text", form="vmware_log", tables=("text_log",), sniff=sniff_vmware, parse=parse,
                        reads_bytes=True, record_start=re.compile(rb"\n(?=\d{4}-\d{2}-\d{2}T)"))

@@ -136,6 +136,27 @@ def markdown_tables(lines: pl.DataFrame) -> list[Table]:
     return found
 
 
+def headerless_rows(lines: pl.DataFrame, first_cell: str, names: list[str],
+                    covered: set[int]) -> list[Table]:
+    """Markdown rows pasted without their header and rule: each run of `|` rows whose first cell
+    matches `first_cell` (a regex), outside the lines already `covered`, read with `names`."""
+    text = pl.col("text")
+    rows = lines.filter(text.str.contains(first_cell) & ~pl.col("line").is_in(sorted(covered)))
+    if rows.height == 0:
+        return []
+    rows = rows.with_columns(run=(pl.col("line").diff().fill_null(1) != 1).cum_sum())
+    found = []
+    for (_,), run in rows.group_by("run", maintain_order=True):
+        cells = run.select("line", cells=_cells(text))
+        table = cells.select("line", *[pl.col("cells").list.get(i, null_on_oob=True).alias(f"c{i}")
+                                       for i in range(len(names))])
+        table = table.with_columns(pl.when(pl.col(f"c{i}") != "").then(pl.col(f"c{i}")).alias(f"c{i}")
+                                   for i in range(len(names)))
+        lines_of = table["line"].to_list()
+        found.append(Table(list(names), table, lines_of[0], lines_of))
+    return found
+
+
 def _cells_of(row: str) -> list[str]:
     inner = row.strip()
     inner = inner[1:] if inner.startswith("|") else inner

@@ -9,6 +9,9 @@
 
 Each parser returns a (ts, naive) pair of expressions: `naive` says the text carried no zone, so
 the caller can say in a diagnostic which zone was assumed.
+
+The way back, for the document: `to_iso` (a datetime) and `to_iso_expr` (a column) write
+`2024-05-14T10:21:33.512Z`, with milliseconds only when there are some.
 """
 
 from __future__ import annotations
@@ -120,6 +123,13 @@ def any_form(text: pl.Expr, tz: str | None = None) -> tuple[pl.Expr, pl.Expr]:
     ts = pl.coalesce(iso_ts, us_display(text, tz), korean_display(text, tz))
     naive = pl.when(iso_ts.is_not_null()).then(iso_naive).otherwise(ts.is_not_null())
     return ts, naive
+
+
+def to_iso_expr(column: str) -> pl.Expr:
+    """`to_iso` of a UTC datetime column, in one expression (null stays null)."""
+    ts = pl.col(column)
+    return (pl.when(ts != ts.dt.truncate("1s")).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+            .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
 
 
 def to_iso(ts: datetime | None) -> str | None:

@@ -34,33 +34,8 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.parsers.activity import per_minute
-from analyzer.parsers.gateway_log import holds_any, read_lines
-from analyzer.sources import Keep, ParseContext, Parsed, Source
-
-# vSphere API method -> the display name the vSphere Client and TaskEvents use.
-METHOD_NAMES: dict[str, str] = {
-    "vim.VirtualMachine.createSnapshot": "Create virtual machine snapshot",
-    "vim.vm.Snapshot.remove": "Remove snapshot",
-    "vim.VirtualMachine.removeAllSnapshots": "Remove all snapshots",
-    "vim.VirtualMachine.consolidateDisks": "Consolidate virtual machine disk files",
-    "vim.VirtualMachine.reconfigure": "Reconfigure virtual machine",
-    "vim.VirtualMachine.relocate": "Relocate virtual machine",
-    "vim.VirtualMachine.queryChangedDiskAreas": "Query changed disk areas",
-    "vim.VirtualMachine.powerOn": "Power On virtual machine",
-    "vim.VirtualMachine.powerOff": "Power Off virtual machine",
-}
-
-# Fault texts (the start of `msg = "..."`) -> fault type, for sources that carry only the text.
-FAULT_TEXTS: dict[str, str] = {
-    "Another task is already in progress": "vim.fault.TaskInProgress",
-    "The operation is not allowed in the current state": "vim.fault.InvalidState",
-    "An invalid snapshot configuration was detected": "vim.fault.InvalidSnapshotFormat",
-    "Unable to access file": "vim.fault.FileLocked",
-    "Change tracking invalid or disk in use": "vim.fault.FileFault",
-    "Operation timed out": "vim.fault.Timedout",
-    "A general system error occurred": "vmodl.fault.SystemError",
-}
+from analyzer.parsers.lines import (METHOD_NAMES, Keep, ParseContext, Parsed, Source, holds_any, per_minute,
+                                    read_lines)
 
 # Longest message/detail kept per record (bytes); longer text is cut and a diagnostic says so.
 MAX_TEXT = 64 * 1024
@@ -533,7 +508,8 @@ def _display_key(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().str.strip_chars_end(".").str.to_lowercase()
 
 
-SOURCE = Source(name="vcenter_tasks", form="vpxd_log", sniff=sniff, parse=parse, reads_bytes=True,
+SOURCE = Source(name="vcenter_tasks", form="vpxd_log", tables=("vcenter_log", "vcenter_events", "activity"),
+                sniff=sniff, parse=parse, reads_bytes=True,
                 # the usual vpxd/ESXi stamp and a space: a record in every layout's eyes (generic)
                 record_start=re.compile(
                     rb"\n(?=\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{1,9}(?:Z|[+-]\d{2}:\d{2}) )"))

@@ -24,8 +24,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import timeparse
-from analyzer.parsers.vcenter_log import FAULT_TEXTS, METHOD_NAMES
-from analyzer.sources import ParseContext, Parsed, Source
+from analyzer.parsers.lines import FAULT_TEXTS, METHOD_NAMES, ParseContext, Parsed, Source, csv_delimiter
 
 COLUMNS = {
     "task name": "task_name",
@@ -48,16 +47,12 @@ _FAILED = ["failed", "error", "canceled", "cancelled"]
 
 def _header(head: str) -> list[str] | None:
     first = next((line for line in head.lstrip("\ufeff").splitlines() if line.strip()), "")
-    delimiter = _delimiter(first)
+    delimiter = csv_delimiter(first)
     try:
         names = next(csv.reader([first], delimiter=delimiter))
     except (csv.Error, StopIteration):
         return None
     return [name.strip().strip('"').lower() for name in names]
-
-
-def _delimiter(line: str) -> str:
-    return max((",", ";", "\t"), key=line.count)
 
 
 def sniff(head: str, member: str) -> bool:
@@ -130,7 +125,7 @@ def _rows(text: str, member: str, diags: Diagnostics) -> pl.DataFrame:
         skipped += 1
     if skipped == len(lines):
         return pl.DataFrame()
-    delimiter = _delimiter(lines[skipped])
+    delimiter = csv_delimiter(lines[skipped])
     reader = csv.reader(io.StringIO("".join(lines[skipped:])), delimiter=delimiter)
     schema = {col: pl.Utf8 for col in COLUMNS.values()}
     header: list[str | None] = []
@@ -168,4 +163,4 @@ def _fault_type(message: pl.Expr) -> pl.Expr:
     return result
 
 
-SOURCE = Source(name="vcenter_tasks", form="task_csv", sniff=sniff, parse=parse)
+SOURCE = Source(name="vcenter_tasks", form="task_csv", tables=("vcenter_tasks",), sniff=sniff, parse=parse)

@@ -9,6 +9,8 @@ timeline script draws.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from analyzer.report import view
 from analyzer.report.page import environment, script_json
@@ -17,16 +19,24 @@ __all__ = ["render"]
 
 
 def render(doc: dict) -> str:
-    # Building the page makes millions of small lists; the cyclic GC would walk the whole
-    # document again and again meanwhile (a third of the time on a fleet) and frees nothing.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         model = view.build(doc)
         data = script_json(model["timeline"], checked=model["timeline_checked"])
         model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
         template = environment().get_template("report.html.j2")
         return template.render(**model, data=data)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic GC paused while the page is built, then as it was before. Building the page
+    makes millions of small lists; the GC would walk the whole document again and again meanwhile
+    and free nothing: on the 1 GiB fleet's document, render takes 1.13-1.36 CPU s paused against
+    1.34-1.50 running (5 runs each, alternating in one process)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if enabled:
             gc.enable()

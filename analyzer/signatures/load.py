@@ -27,22 +27,14 @@ import polars as pl
 from analyzer import tables
 from analyzer.signatures.match import example_keys, full_regex, group_names
 from analyzer.signatures.model import (
-    ANY, CONFIDENCES, SCOPES, SEVERITIES, SOURCES, TEXT_COLUMNS, Cause, Example, Library, Matcher,
-    Signature,
+    ANY, CONFIDENCES, DETECTORS, SCOPES, SEVERITIES, SOURCES, TEXT_COLUMNS, Cause, Example, Library,
+    Matcher, Signature,
 )
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the library inside the package; a source checkout reads the repo's directory.
 BUILTIN_DIR = next((d for d in (_PACKAGE / "_builtin_signatures", _PACKAGE.parent / "signatures")
                     if d.is_dir()), _PACKAGE.parent / "signatures")
-
-# Built-in detectors of analyzer/detectors.py: evidence no regex can see.
-DETECTORS = (
-    "detect.appliance_silence", "detect.service_down", "detect.low_read_rate",
-    "detect.overlapping_task", "detect.snapshot_task_stuck", "detect.host_parallel_disks",
-    "detect.appliance_saturated", "detect.vddk_67", "detect.kv_guest_user", "detect.kv_other_user",
-    "detect.slow_cycle", "detect.stalled",
-)
 
 _TIMEOUT_CAUSES = ("appliance_down", "gateway_service_down", "gateway_storage_unreachable",
                    "service_bus_unreachable", "event_hub_unreachable", "key_vault_unreachable")

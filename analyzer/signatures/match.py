@@ -27,7 +27,7 @@ ROW_IDENTITY = {
     "gateway_log": {"vm": "vm", "vm_id": "vm_id", "host": "host"},
     "portal_events": {"vm": "machine"},
     "vcenter_tasks": {"vm": "vm_name", "vm_id": "vm_id"},
-    "vcenter_log": {},
+    "vcenter_log": {"host": "host"},  # an ESXi log's host (vm-support archive)
     "vcenter_events": {},
     "text_log": {"vm": "vm", "host": "host"},
 }

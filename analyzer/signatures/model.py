@@ -27,6 +27,32 @@ SEVERITIES = ("critical", "warning", "info")
 
 
 @dataclass(frozen=True)
+class Detector:
+    """A built-in detector: evidence no regex can see, which a cause names by its `detect.*` id.
+    analyzer/detectors.py carries each out, in the function named after the id."""
+
+    tables: tuple[str, ...]  # what it reads
+    by_exclusion: bool = False  # finds its cause by ruling the others out
+
+
+DETECTORS: dict[str, Detector] = {
+    "detect.appliance_silence": Detector(("gateway_log",)),
+    "detect.service_down": Detector(("gateway_log",)),
+    # Low rate with no connectivity failure: throttling, unless another cause has its own evidence.
+    "detect.low_read_rate": Detector(("gateway_log",), by_exclusion=True),
+    "detect.overlapping_task": Detector(("vcenter_tasks",)),
+    "detect.snapshot_task_stuck": Detector(("vcenter_tasks",)),
+    "detect.host_parallel_disks": Detector(("gateway_log",)),
+    "detect.appliance_saturated": Detector(("gateway_log",)),
+    "detect.vddk_67": Detector(("gateway_log",)),
+    "detect.kv_guest_user": Detector(("portal_events",)),
+    "detect.kv_other_user": Detector(("portal_events",)),
+    "detect.slow_cycle": Detector(("gateway_log",)),
+    "detect.stalled": Detector(("gateway_log",)),
+}
+
+
+@dataclass(frozen=True)
 class Matcher:
     """One way a signature shows in one source table.
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from analyzer import pipeline, signatures, tables
+from analyzer import ingest, signatures, tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import gateway_log, vcenter_log
-from analyzer.parsers.gateway_log import read_lines, split_lines
+from analyzer.parsers.lines import read_lines, split_lines
 from analyzer.sources import Keep, ParseContext
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ VPXD = {
 
 
 def _keep(table: str) -> Keep:
-    keep = pipeline._keep(signatures.load_library(()), table)
+    keep = ingest._keep(signatures.load_library(()), table)
     assert keep is not None and keep.literals and keep.ignore_case
     return keep
 
@@ -78,7 +78,7 @@ def _same_but_fewer(module, table: str, text: str, keep: Keep, **ctx) -> tuple[i
     # nothing _reduce or a signature would keep is left out
     library = signatures.load_library(())
     matched = signatures.match(library, table, every)
-    wanted = pipeline._reduce(table, every, matched["line"])
+    wanted = ingest._reduce(table, every, matched["line"])
     assert wanted.join(kept, on="line", how="anti").is_empty()
     return kept.height, every.height
 
@@ -139,13 +139,13 @@ def test_ingest_with_and_without_keep_gives_the_same_tables(monkeypatch):
         pytest.skip("sample_bundles/ not generated")
     library = signatures.load_library(())
 
-    def ingest():
-        found = pipeline._ingest(bundle, pipeline.Options(), library, Diagnostics())
+    def read():
+        found = ingest.ingest(bundle, {}, library, Diagnostics())
         return found, {name: tables.load(name, parts) for name, parts in found.parts.items()}
 
-    kept, kept_frames = ingest()
-    monkeypatch.setattr(pipeline, "_keep", lambda library, table: None)
-    full, full_frames = ingest()
+    kept, kept_frames = read()
+    monkeypatch.setattr(ingest, "_keep", lambda library, table: None)
+    full, full_frames = read()
     assert kept.members == full.members and kept.stats == full.stats
     for name, frame in full_frames.items():
         assert_frame_equal(kept_frames[name], frame, check_row_order=name != "activity")
@@ -160,7 +160,7 @@ def test_kept_task_lines_pair_into_the_tasks_of_the_full_parse(name):
         pytest.skip("sample_bundles/ not generated")
     from analyzer import bundle as bundles
     library = signatures.load_library(())
-    found = pipeline._ingest(path, pipeline.Options(), library, Diagnostics())
+    found = ingest.ingest(path, {}, library, Diagnostics())
     kept_log = tables.load("vcenter_log", found.parts["vcenter_log"])
     events = tables.load("vcenter_events", found.parts["vcenter_events"])
     assert kept_log.filter(vcenter_log.TASK_ROWS & (pl.col("level") == "info")).height == 0
@@ -171,7 +171,7 @@ def test_kept_task_lines_pair_into_the_tasks_of_the_full_parse(name):
     for member in bundles.open_bundle(path, Diagnostics()):
         text = bundles.decode(member.data, member.path, Diagnostics())
         if vcenter_log.sniff(text[:65536], member.path):
-            ctx = ParseContext(vcenter=pipeline._vcenter_of(member))
+            ctx = ParseContext(**ingest._scope_of(member))
             every.append(vcenter_log.parse(text, member.path, ctx).tables["vcenter_log"])
     full = vcenter_log.build_tasks(tables.concat("vcenter_log", every), events, Diagnostics())
     assert paired.height > 0

@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 from analyzer import bundle
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import gateway_log, vcenter_log
-from analyzer.parsers.gateway_log import read_lines, split_lines
+from analyzer.parsers.lines import read_lines, split_lines
 from analyzer.sources import ParseContext
 from tests.parsers.test_keep import GATEWAY, VPXD, _keep, _text
 

@@ -455,8 +455,8 @@ def test_real_documentation_error_tables():
         ("572", "ConsolidateDisksFailed", "ConsolidateDisksFailed"),
         ("566", "NoDiskSnapshotsFound", "NoDiskSnapshotsFound"),
         ("1023", "SnapshotDiskAttachedInPhysicalMode", "SnapshotDiskAttachedInPhysicalMode"),
-        (None, "InternalError", "Server Refused Connection"),
-        (None, "InternalError", "MemoryAllocationFailed")]
+        (None, "InternalError", "InternalError:Server Refused Connection"),
+        (None, "InternalError", "InternalError:MemoryAllocationFailed")]
     assert frame["possible_causes"][1] == (
         "The operation failed due to one of the following reasons:\n- Path of one or more "
         "included disks changed due to Storage vMotion.\n- One or more included disks is no "

@@ -200,7 +200,8 @@
     axis: byId("tl-axis"), foot: byId("tl-foot"), detail: byId("detail"),
     labelW: 200, laneH: 22, hostH: 22,
     rows: [], total: 0, a: 0, b: 1, width: 0,
-    drawn: null,          // [first row, last row] currently in the SVG
+    drawn: null,          // [first row, last row] currently in the SVG; null when none is
+    stale: true,          // the SVG no longer shows the current rows, view or selection
     all: false,           // print: draw every row
     local: false, selVm: -1, selCycle: null, dragged: false
   };
@@ -227,7 +228,7 @@
       rows.push({ vm: i, y: y, h: TL.laneH });
       y += TL.laneH;
     }
-    TL.rows = rows; TL.total = y; TL.drawn = null;
+    TL.rows = rows; TL.total = y; TL.drawn = null; TL.stale = true;
     TL.spacer.style.height = y + "px";
   }
 
@@ -318,25 +319,34 @@
     }
   }
 
-  /* Draws the rows near the visible window (all rows when printing). `force` redraws even if
-   * the drawn range still covers the view (after zoom, filter, selection). */
+  /* The rows to draw: [first, last] indexes into TL.rows, or null when no row matches the filter.
+   * Every row when printing, else a screen above and two below the visible part. Both ends stay
+   * inside the current list whatever the scroll position: it may still be the one of a longer list
+   * until the browser clamps it. */
+  function rowWindow() {
+    var n = TL.rows.length;
+    if (!n) return null;
+    if (TL.all) return [0, n - 1];
+    var top = TL.lanes.scrollTop, view = TL.lanes.clientHeight || 600;
+    var r0 = 0;
+    while (r0 < n - 1 && TL.rows[r0].y + TL.rows[r0].h < top - view) r0++;
+    var r1 = r0;
+    while (r1 < n - 1 && TL.rows[r1 + 1].y < top + 2 * view) r1++;
+    return [r0, r1];
+  }
+
+  /* Draws the rows of rowWindow(). Skipped when nothing changed and the rows drawn already cover
+   * the window; `force` redraws anyway. */
   function render(force) {
     if (!TL.ready) return;
     var width = Math.max(480, TL.lanes.clientWidth);
-    var top = TL.lanes.scrollTop, view = TL.lanes.clientHeight || 600;
-    var r0 = 0, r1 = TL.rows.length - 1;
-    if (!TL.all) {
-      // stop at the last row: a filter may leave fewer rows than the old scroll position reaches
-      while (r0 < TL.rows.length - 1 && TL.rows[r0].y + TL.rows[r0].h < top - view) r0++;
-      r1 = r0;
-      while (r1 < TL.rows.length - 1 && TL.rows[r1 + 1].y < top + 2 * view) r1++;
-    }
-    if (!force && width === TL.width && TL.drawn && TL.drawn[0] <= r0 && TL.drawn[1] >= r1 &&
-        (r0 === 0 || TL.rows[TL.drawn[0]].y <= top - view / 2) &&
-        (r1 === TL.rows.length - 1 || TL.rows[TL.drawn[1]].y >= top + 1.5 * view)) return;
+    var win = rowWindow(), drawn = TL.drawn;
+    var covered = win ? drawn !== null && drawn[0] <= win[0] && drawn[1] >= win[1] : drawn === null;
+    if (!force && !TL.stale && width === TL.width && covered) return;
     TL.width = width;
-    var y0 = TL.rows.length ? TL.rows[Math.min(r0, TL.rows.length - 1)].y : 0;
-    var y1 = TL.rows.length ? TL.rows[r1].y + TL.rows[r1].h : 0;
+    var r0 = win ? win[0] : 0, r1 = win ? win[1] : -1;
+    var y0 = win ? TL.rows[r0].y : 0;
+    var y1 = win ? TL.rows[r1].y + TL.rows[r1].h : 0;
     var H = Math.max(1, y1 - y0), W = width;
     var s = TL.svg;
     s.setAttribute("viewBox", "0 " + y0 + " " + W + " " + H);
@@ -354,7 +364,7 @@
     var bg = svg("g", {}), labels = svg("g", { "clip-path": "url(#tl-clip-label)" });
     var plot = svg("g", { "clip-path": "url(#tl-clip-plot)" }), marks = svg("g", {});
 
-    for (var r = r0; r <= r1 && r < TL.rows.length; r++) {
+    for (var r = r0; r <= r1; r++) {
       var row = TL.rows[r];
       if (row.vm === undefined) {
         bg.appendChild(svg("rect", { "class": "host-row", x: 0, y: row.y, width: W, height: row.h }));
@@ -386,7 +396,7 @@
     frag.appendChild(bg); frag.appendChild(plot); frag.appendChild(labels);
     frag.appendChild(svg("line", { "class": "label-sep", x1: TL.labelW - 1, x2: TL.labelW - 1, y1: y0, y2: y1 }));
     s.replaceChildren(frag);
-    TL.drawn = [r0, r1];
+    TL.drawn = win; TL.stale = false;
     drawAxis(tks);
     var vmRows = TL.rows.filter(function (x) { return x.vm !== undefined; }).length;
     TL.foot.textContent = vmRows + " lane" + (vmRows === 1 ? "" : "s") + " \u00B7 view " + fmtTime(TL.a) +
@@ -394,11 +404,13 @@
   }
 
   var pending = false;
+  /* One redraw at the next frame; `force` when the view or the selection changed. The flag lives in
+   * TL.stale, so a redraw made in between (a filter renders at once) clears it. */
   function schedule(force) {
-    if (force) TL.drawn = null;
+    if (force) TL.stale = true;
     if (pending) return;
     pending = true;
-    requestAnimationFrame(function () { pending = false; render(TL.drawn === null); });
+    requestAnimationFrame(function () { pending = false; render(false); });
   }
 
   function setView(a, b) {
@@ -614,7 +626,9 @@
     buildRows();
 
     TL.lanes.addEventListener("scroll", function () { schedule(false); }, { passive: true });
-    window.addEventListener("resize", function () { schedule(true); });
+    // the lanes' box, not the window: print layout and the detail panel's column change it too
+    if (window.ResizeObserver) new ResizeObserver(function () { schedule(true); }).observe(TL.lanes);
+    else window.addEventListener("resize", function () { schedule(true); });
     [TL.svg, TL.axis].forEach(function (s) {
       s.addEventListener("mousemove", onHover);
       s.addEventListener("mouseleave", function () { tip.hidden = true; });
