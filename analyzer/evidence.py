@@ -15,7 +15,7 @@ import polars as pl
 from analyzer import tables
 from analyzer.cycles import CycleResult, with_vm_key
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
-from analyzer.signatures.model import Library, Signature
+from analyzer.signatures.model import TEXT_COLUMNS, Library, Signature
 
 # the conditions judged with no error event, by their signature ids
 STALLED = "replication_stalled"
@@ -23,6 +23,7 @@ SLOW = "slow_replication"
 RULED_OUT = "ruled_out"  # a detector's answer when what it sees excludes its cause
 UNKNOWN_CYCLE_SPAN = timedelta(minutes=30)  # how long a failure with no known cycle is taken to have run
 CLUSTER_GAP = timedelta(minutes=30)  # connectivity failures this close form one outage
+FAILURE_TABLES = ("gateway_log", "portal_events")  # where replication failures are reported
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class Failure:
     error: Signature
     vm_key: str | None
     cycle: dict | None  # CYCLES row
-    ts: datetime  # when it failed (the window is anchored here)
-    until: datetime  # end of the failing span (stalled / slow conditions last)
+    ts: datetime | None  # when it failed (the window is anchored here); None: text with no time
+    until: datetime | None  # end of the failing span (stalled / slow conditions last)
     occurrences: list[dict] = field(default_factory=list)  # error match rows
     cycles: list[str] = field(default_factory=list)  # cycle ids it covers
 
@@ -75,11 +76,18 @@ class Failure:
         return (self.cycle["host"] if self.cycle else None) or b.host_of(self.vm_key)
 
     @property
-    def since(self) -> datetime:
+    def timeless(self) -> bool:
+        """Read from text that gives no time (a pasted error, documentation): no window to judge in."""
+        return self.ts is None
+
+    @property
+    def since(self) -> datetime | None:
         """Since when the failing work ran: its cycle's start, else a guess before the failure
         (a stall: since the next cycle was due)."""
         if self.start is not None:
             return self.start
+        if self.ts is None:
+            return None
         return self.ts if self.error.id == STALLED else self.ts - UNKNOWN_CYCLE_SPAN
 
 
@@ -116,6 +124,7 @@ class Case:
         # sorted where read.
         self.gateway = with_vm_key(_table(frames, "gateway_log").lazy(), self.identities)
         self.portal = _table(frames, "portal_events")
+        self.status = _table(frames, "replication_status")  # the portal's own view of each VM
         self.tasks = (corrected["vcenter_tasks"] if "vcenter_tasks" in corrected
                       else with_vm_key(_table(frames, "vcenter_tasks"), self.identities, "vm_name"))
         if "own" not in self.tasks.columns:
@@ -161,12 +170,18 @@ class Case:
         self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
 
         self.by_signature: dict[str, list[dict]] = defaultdict(list)
-        # A row with an impossible timestamp keeps a null ts; it cannot sit in a window.
-        for m in self.matches.filter((pl.col("kind") == "evidence") & pl.col("ts").is_not_null()).to_dicts():
-            self.by_signature[m["signature"]].append(m)
+        # A row with no time (an impossible timestamp, a text with none) cannot sit in a window:
+        # it counts only for a failure that has no time either.
+        self.timeless_by_signature: dict[str, list[dict]] = defaultdict(list)
+        for m in self.matches.filter(pl.col("kind") == "evidence").to_dicts():
+            (self.by_signature if m["ts"] is not None else self.timeless_by_signature)[m["signature"]].append(m)
         self.sig_ts = {k: [m["ts"] for m in v] for k, v in self.by_signature.items()}
         self._clusters: dict[str, list[tuple[datetime, datetime]]] = {}
         self.spans = self._spans()
+        # CATALOGUE "Where errors may show": with a gateway log or portal events, errors are taken
+        # from them (an error text elsewhere is a finding); with neither, from any text.
+        self.error_tables = (FAILURE_TABLES if "gateway_log" in self.spans or self.portal.height
+                             else tuple(TEXT_COLUMNS))
         coded = pl.concat([f.lazy().filter(pl.col("error_id").is_not_null())
                            .select(pl.col("member").cast(pl.Utf8), "line", pl.col("error_id").cast(pl.Utf8))
                            for f in (self.portal, self.gateway)]).collect()
@@ -223,6 +238,8 @@ class Case:
         for r in (self.matches.filter(pl.col("vm").is_not_null()).select("vm_key", "vm").unique()
                   .sort("vm_key", "vm").to_dicts()):
             names.setdefault(r["vm_key"], r["vm"])
+        for server in self.status.filter(pl.col("server").is_not_null()).sort("line")["server"].to_list():
+            names.setdefault(server.lower(), server)
         return names
 
     def name_of(self, vm_key: str | None) -> str | None:

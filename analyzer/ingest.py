@@ -16,7 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from analyzer import bundle, signatures, sources, streaming, tables
+import re
+
+from analyzer import bundle, findings, signatures, sources, streaming, tables
 from analyzer.diagnostics import Diagnostics
 from analyzer.parsers import gateway_log, vcenter_log
 
@@ -37,11 +39,15 @@ _TASK_MESSAGES = {"gateway_log": (), "vcenter_log": ("[VpxLRO]", "info.progress"
 # Which table a log parser (by source form) fills, for its Keep.
 _KEEP_FORMS = {"gateway_log": "gateway_log", "vpxd_log": "vcenter_log"}
 _SOURCE_TABLES = ("gateway_log", "portal_events", "replication_status", "vcenter_log",
-                  "vcenter_events", "vcenter_task_lines", "vcenter_tasks")
+                  "vcenter_events", "vcenter_task_lines", "vcenter_tasks", "text_log",
+                  "appliance_resources")
 _ROOT_CONFIG = "bundle.toml"
 
 # Tables matched member by member; vCenter tasks are matched once paired across rotations.
-_MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events")
+_MATCHED_PER_MEMBER = ("gateway_log", "portal_events", "vcenter_log", "vcenter_events", "text_log")
+# A vm-support archive is named after its ESXi host: esx-<host>-<yyyy-mm-dd>--<hh.mm>[-<pid>].tgz
+_VM_SUPPORT = re.compile(r"^esx-(?P<host>.+?)-\d{4}-\d{2}-\d{2}--\d{2}\.\d{2}(?:-\d+)?$", re.IGNORECASE)
+SAMPLE_CHARS = 120  # of a member's first line, in diagnostics
 
 
 def _reduce(table: str, frame: pl.DataFrame, matched_lines: pl.Series) -> pl.DataFrame:
@@ -55,6 +61,8 @@ def _reduce(table: str, frame: pl.DataFrame, matched_lines: pl.Series) -> pl.Dat
                 | pl.col("level").is_in(_KEEP_LEVELS[table])
                 | pl.col("line").is_in(matched_lines.implode()))
         return frame.filter(keep)
+    if table == "text_log":  # what signatures or the unexplained templates can use
+        return frame.filter(findings.is_problem() | pl.col("line").is_in(matched_lines.implode()))
     return frame
 
 
@@ -99,11 +107,19 @@ def _is_root_config(member_path: str) -> bool:
         member_path.rsplit("/", 1)[-1] == _ROOT_CONFIG
 
 
-def _vcenter_of(member: bundle.Member) -> str | None:
-    """Each vc-support archive is one vCenter: name it after its archive."""
+def _scope_of(member: bundle.Member) -> dict[str, str | None]:
+    """The vCenter or ESXi host a member belongs to, from the archive it came in: a vm-support
+    archive is one ESXi host (esx-<host>-<date>.tgz), any other nested archive (vc-support) one
+    vCenter, named after the archive."""
     if member.container is None:
-        return None
-    return bundle.archive_stem(member.container.rsplit("!/", 1)[-1].rsplit("/", 1)[-1])
+        return {"vcenter": None, "host": None}
+    stem = bundle.archive_stem(member.container.rsplit("!/", 1)[-1].rsplit("/", 1)[-1])
+    esx = _VM_SUPPORT.match(stem)
+    return {"vcenter": None, "host": esx["host"]} if esx else {"vcenter": stem, "host": None}
+
+
+def _first_line(head: str) -> str:
+    return next((line.strip() for line in head.split("\n", 50) if line.strip()), "")[:SAMPLE_CHARS]
 
 
 @dataclass
@@ -193,7 +209,9 @@ def _ingest_member(member: bundle.Member, info: dict, found: Ingested, zones: di
     if streamed:
         del start, text  # a copy of the member's first part
     source = sources.sniff(head, member.path, registry)
-    if source is None:
+    if source is None:  # not text: nothing to read in it (FORMATS.md: listed, never an error)
+        diags.add("info", "unrecognised-member", f"{member.path} is not text (binary); it was not read",
+                  member.path, "if it holds logs, export them as text and add them to the bundle")
         return
     if streamed and not (source.reads_bytes and source.record_start is not None):
         member, streamed = bundle.whole(member), False
@@ -204,7 +222,7 @@ def _ingest_member(member: bundle.Member, info: dict, found: Ingested, zones: di
         if text is None or (isinstance(text, bytes) and not source.reads_bytes):
             text = bundle.decode(member.data, member.path, diags)
         pieces = streaming.slices(text, source.record_start)
-    ctx = sources.ParseContext(vcenter=_vcenter_of(member), keep=keeps.get(source.form), **zones)
+    ctx = sources.ParseContext(**_scope_of(member), keep=keeps.get(source.form), **zones)
     try:
         parsed, reduced = _parse_member(source, pieces, member.path, ctx, library)
     except bundle.MemberDropped:
@@ -214,8 +232,14 @@ def _ingest_member(member: bundle.Member, info: dict, found: Ingested, zones: di
                   "please report this with the member attached")
         return
     diags.extend(parsed.diagnostics)
+    if parsed.records == 0 and not any(d.code == "no-records" for d in parsed.diagnostics.items):
+        diags.add("warning", "no-records", f"{member.path} was read as {source.form} but yields no "
+                  f"record (first line: {_first_line(head)!r})", member.path,
+                  "nothing in it can be matched; check that it is the file you meant to add")
     info.update(source=source.name, form=source.form, records=parsed.records,
                 unparsed=parsed.unparsed, first=parsed.first, last=parsed.last)
+    if parsed.layout is not None:
+        info["layout"] = parsed.layout
     _add_stats(found.stats, source.name, parsed)
     for table, frames in reduced.items():
         found.parts[table].extend(frames)
@@ -273,6 +297,7 @@ def _parse_member(source: sources.Source, pieces: Iterator[tuple], member: str,
     return sources.Parsed(tables={}, records=sum(r.records for r in results),
                           unparsed=sum(r.unparsed for r in results),
                           first=min(firsts, default=None), last=max(lasts, default=None),
+                          layout=next((r.layout for r in results if r.layout), None),
                           diagnostics=streaming.merge_slice_diagnostics([r.diagnostics for r in results])), reduced
 
 

@@ -13,7 +13,7 @@ when nothing in the bundle can be read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -53,6 +53,7 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
     library = signatures.load_library(options.signatures)
     found = ingest.ingest(path, _zones(options), library, diags, progress)
     frames = _take_frames(found)
+    _place_yearless(frames, found.stats, diags)
     task_lines = _pair_tasks(frames, diags)
     if options.dump_tables:
         frames["vcenter_task_lines"] = task_lines
@@ -136,8 +137,41 @@ def _match_tasks(frames: dict[str, pl.DataFrame], library) -> None:
     frames["matches"] = frames["matches"].sort(["ts", "member", "line", "signature"], nulls_last=True)
 
 
-# The JSON groups vCenter logs and task exports under one source key, as OUTPUT.md does.
+# The JSON groups vCenter logs and task exports under one source key, as OUTPUT.md does; the
+# replication status table and `text` (generic text, a VM's vmware.log) are listed when the bundle
+# has some, never as missing.
 _DOC_SOURCES = ("gateway_log", "portal_events", "vcenter_tasks")
+_EXTRA_DOC_SOURCES = ("replication_status", "text")
+YEARLESS_SLACK = timedelta(days=2)  # a year-less time this far past the bundle's end is last year's
+
+
+def _place_yearless(frames: dict, stats: dict[str, dict], diags: Diagnostics) -> None:
+    """Syslog-like stamps have no year (the parser puts them in 2000): give them the year that
+    puts them at or before the end of the bundle's dated records, in the text rows and in their
+    matches. With no dated record anywhere the times stay unknown (null)."""
+    text = frames["text_log"]
+    yearless = text.filter(pl.col("yearless").fill_null(False) & pl.col("ts").is_not_null())
+    if yearless.height == 0:
+        return
+    lasts = [entry["last"] for entry in stats.values() if entry.get("last") is not None]
+    ts = pl.col("ts")
+    if lasts:
+        end = max(lasts)
+        placed = ts.dt.offset_by(f"{end.year - 2000}y")
+        placed = pl.when(placed > end + YEARLESS_SLACK).then(placed.dt.offset_by("-1y")).otherwise(placed)
+    else:
+        placed = pl.lit(None, dtype=tables.TS)
+        diags.add("warning", "yearless-times", f"{yearless.height} records carry a time with no year and "
+                  "no other record gives one: their times are unknown", yearless["member"][0],
+                  "add a log with full dates (the gateway log, vpxd) to the bundle")
+    is_yearless = pl.col("yearless").fill_null(False)
+    frames["text_log"] = text.with_columns(pl.when(is_yearless).then(placed).otherwise(ts).alias("ts"))
+    fixed = yearless.select(pl.col("member").cast(pl.Utf8), "line", placed.alias("_placed"),
+                            pl.lit(True).alias("_yearless"))
+    frames["matches"] = (frames["matches"].join(fixed, on=["member", "line"], how="left")
+                         .with_columns(pl.when((pl.col("source") == "text_log") & pl.col("_yearless"))
+                                       .then(pl.col("_placed")).otherwise(ts).alias("ts"))
+                         .drop("_placed", "_yearless"))
 
 
 def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result: cycles.CycleResult,
@@ -153,7 +187,7 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
             "analyzer_version": __version__,
             "ticket": config.get("ticket"),
             "sources": {name: {**entry, "first": to_iso(entry["first"]), "last": to_iso(entry["last"])}
-                        for name, entry in sorted(stats.items()) if name in _DOC_SOURCES},
+                        for name, entry in sorted(stats.items()) if name in _DOC_SOURCES + _EXTRA_DOC_SOURCES},
             "missing_sources": sorted(set(_DOC_SOURCES) - set(stats)),
             "clock_skew": (None if cycle_result.clock_skew is None else
                            {"seconds": round(cycle_result.clock_skew, 1),
@@ -164,6 +198,8 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
         "verdicts": decision.verdicts,
         "outages": decision.outages,
         "not_evaluated": decision.not_evaluated,
+        "findings": decision.findings,
+        "unexplained": decision.unexplained,
         "diagnostics": [d.as_dict() for d in diags.sorted()],
     }
     return redact_doc(doc, options.redact)

@@ -86,6 +86,11 @@ PORTAL_EVENTS = {
     "recommendation": STR,
     "event_code": STR,
     "initiated_by": STR,
+    # a provider error nested in the message ("Provider error code: 31475 Provider error
+    # message: ..."), or a health error's inner error
+    "provider_code": STR,
+    "provider_message": STR,
+    "health": STR,  # the item's health as given (Normal | Warning | Critical), may be Normal with errors
 }
 
 # Get-AzMigrateServerMigrationStatus table.
@@ -103,12 +108,53 @@ REPLICATION_STATUS = {
     "datastore": STR,
 }
 
+# The appliance resources of Get-AzMigrateServerMigrationStatus -Expedite ("Resource utilization
+# information for migration operations"), one row per resource:
+#   Appliance CPU Sum : Primary and scale out appliances   4 Cores   -   99%   At capacity
+APPLIANCE_RESOURCES = {
+    **PROVENANCE,
+    "appliance": STR,  # from the status table printed above it, when it names one appliance
+    "server": STR,  # likewise, the server the command was run for
+    "resource": STR,  # as written: "Appliance CPU Sum : Primary and scale out appliances"
+    "kind": STR,  # cpu | ram | network | nfc_buffer | parallel_disks | snapshot_count | other
+    "capacity": STR,  # "4 Cores", "32768 MB" (as written; "-" -> null)
+    "utilization": STR,  # utilization for server migrations
+    "total_utilization": STR,
+    "status": STR,  # Underutilized | At capacity | ... as written
+}
+
+# Any text member no specific source claims (and lines around pasted portal errors), one row per
+# record: a line that starts with the member's timestamp layout, with the lines below it that do
+# not folded into `detail`.
+#   2020-07-20T12:28:41.805Z| host-27| W115: [NFC ERROR]NfcNewAuthdConnectionEx: Failed to connect ...
+#   May  7 17:07:09 esx07 Hostd: [error] ...
+# form: text | vmware_log | vddk_log | esxi_syslog | pasted
+# layout: the timestamp layout chosen for the member (text_log.LAYOUTS), or "none"
+TEXT_LOG = {
+    "member": CAT,
+    "line": INT,
+    "form": CAT,
+    "layout": CAT,
+    "ts": TS,  # UTC; null when the layout has no date or the time is impossible
+    "naive": BOOL,  # no zone in the text: read as UTC (null when ts is null)
+    "yearless": BOOL,  # syslog-like stamp without a year: year 2000 stands in (null when ts is null)
+    "level": CAT,  # critical | error | warning | info | verbose | debug, null when none
+    "component": CAT,  # logger, process, or VMware thread (vmx, vcpu-0)
+    "thread": CAT,
+    "op_id": STR,
+    "message": STR,  # the first line after the prefix
+    "detail": STR,  # continuation lines joined with "\n", null when none
+    "vm": CAT,  # a vmware.log's VM
+    "host": CAT,  # syslog host name, or the host of the vm-support archive (ParseContext.host)
+}
+
 # vCenter / ESXi log records (vpxd.log and relatives), `-->` continuations folded into `detail`.
 #   2024-05-14T10:21:33.123Z info vpxd[7FE11CC03700] [Originator@6876 sub=vpxLro opID=68209c6d] msg
 # layout: vpxd65 | vpxd55 | win5x | esxi8 | generic
 VCENTER_LOG = {
     **PROVENANCE,
     "vcenter": STR,  # which vCenter this member belongs to (vc-support archive / hostname), or null
+    "host": STR,  # the ESXi host of a hostd/vpxa log (ParseContext.host: vm-support archive), or null
     "ts": TS,
     "naive": BOOL,
     "layout": STR,
@@ -252,6 +298,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "gateway_log": GATEWAY_LOG,
     "portal_events": PORTAL_EVENTS,
     "replication_status": REPLICATION_STATUS,
+    "appliance_resources": APPLIANCE_RESOURCES,
+    "text_log": TEXT_LOG,
     "vcenter_log": VCENTER_LOG,
     "vcenter_task_lines": VCENTER_TASK_LINES,
     "vcenter_tasks": VCENTER_TASKS,

@@ -18,19 +18,19 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import detectors
-from analyzer.cycles import CycleResult
+from analyzer import detectors, findings
+from analyzer.cycles import CycleResult, with_vm_key
 from analyzer.diagnostics import Diagnostics
 from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, family_of, short_host
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures.model import Cause, Library, Signature
 
 UNDETERMINED = "undetermined"
-ERROR_SOURCES = ("gateway_log", "portal_events")
+UNRECOGNISED = "unrecognised_error"  # an error no signature of the catalogue knows (OUTPUT.md)
 CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 MAX_EVIDENCE = 20  # lines shown per verdict / outage
@@ -60,6 +60,8 @@ class Decision:
     verdicts: list[dict]  # doc["verdicts"]
     outages: list[dict]  # doc["outages"]
     not_evaluated: list[dict]
+    findings: list[dict]  # doc["findings"]: every signature that matched
+    unexplained: list[dict]  # doc["unexplained"]: problem records no signature explains, as templates
 
 
 @dataclass
@@ -89,19 +91,35 @@ def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Librar
     failures += end_of_bundle_conditions(b, failures)
     judged = [judge(b, f, diags) for f in failures]
     outages, explains = _outages(b, judged)
+    found = findings.findings(b.matches.with_columns(vm=_display_names(b)))
+    unexplained = findings.unexplained(
+        [findings.problem_records(name, frame) for name, frame in
+         (("gateway_log", b.gateway), ("vcenter_log", frames.get("vcenter_log")), ("text_log", frames.get("text_log")))
+         if frame is not None],
+        b.matches, names=[*b.names.values(), *filter(None, b.hosts.values())])
+    unrecognised = _unrecognised(b)
     if release:
         for name in RECORD_TABLES:
             frames.pop(name, None)
             cycles.corrected.pop(name, None)
         b.release_records()
-    verdicts, not_evaluated = _verdicts(b, judged, explains), _not_evaluated(b)
+    verdicts = sorted(_verdicts(b, judged, explains) + unrecognised, key=_verdict_order)
+    not_evaluated = _not_evaluated(b)
     vms, keys = _vms(b, judged)
     if release:  # a large bundle's cycles as dicts go before its tasks become dicts
         b.release_cycles()
     tasks = b.task_docs()
     for vm, key in zip(vms, keys):
         vm["tasks"] = tasks.get(key, []) if key else []
-    return Decision(vms=vms, verdicts=verdicts, outages=outages, not_evaluated=not_evaluated)
+    return Decision(vms=vms, verdicts=verdicts, outages=outages, not_evaluated=not_evaluated,
+                    findings=found, unexplained=unexplained)
+
+
+def _display_names(b: Case) -> pl.Expr:
+    """Each match's VM as the document names it (its identity's display name)."""
+    return (pl.col("vm_key").replace_strict(list(b.names), list(b.names.values()), default=None,
+                                            return_dtype=pl.Utf8)
+            .fill_null(pl.col("vm")))
 
 
 def _same_host(a: str | None, b: str | None) -> bool:
@@ -115,10 +133,10 @@ def _same_host(a: str | None, b: str | None) -> bool:
 
 
 def _occurrences(b: Case, diags: Diagnostics) -> list[dict]:
-    """Error matches on gateway/portal rows, plus failed-cycle lines no signature recognised
-    (their Error ID names the error when only one signature has it)."""
-    errors = b.matches.filter((pl.col("kind") == "error") & pl.col("source").is_in(ERROR_SOURCES)
-                              & pl.col("ts").is_not_null())
+    """Error matches on the rows failures are read from (b.error_tables), plus failed-cycle lines
+    no signature recognised (their Error ID names the error when only one signature has it).
+    An occurrence's ts is None when its text gives no time."""
+    errors = b.matches.filter((pl.col("kind") == "error") & pl.col("source").is_in(b.error_tables))
     errors = errors.filter(pl.col("signature").is_in(list(b.library.signatures)))
     occ = errors.select("signature", "source", "ts", "vm_key", "member", "line", "text").to_dicts()
     matched = {(o["member"], o["line"]) for o in occ}
@@ -140,7 +158,12 @@ def _occurrences(b: Case, diags: Diagnostics) -> list[dict]:
         o["code"] = b.row_code.get((o["member"], o["line"]))
         if o["signature"] in b.vm_less:
             o["vm_key"] = None  # raised while enabling replication, before a VM replicates
-    return sorted(occ, key=lambda o: (o["vm_key"] or "", o["signature"], o["ts"], o["member"], o["line"]))
+    return sorted(occ, key=lambda o: (o["vm_key"] or "", o["signature"], *_in_time(o)))
+
+
+def _in_time(o: dict) -> tuple:
+    """An occurrence's place in time order: timed ones first, then those the text gave no time."""
+    return (o["ts"] is None, o["ts"] or datetime.min.replace(tzinfo=timezone.utc), o["member"], o["line"])
 
 
 def _cycle_for(b: Case, vm_key: str | None, ts: datetime) -> dict | None:
@@ -162,7 +185,11 @@ def failures_from_errors(b: Case, diags: Diagnostics) -> list[Failure]:
     groups: dict[tuple, list[dict]] = {}  # (vm, error, cycle id) -> its lines
     cycle_of: dict[tuple, dict] = {}
     loose: dict[tuple, list[list[dict]]] = defaultdict(list)  # (vm, error) -> runs of lines with no cycle
+    timeless: dict[tuple, list[dict]] = defaultdict(list)  # (vm, error) -> its lines with no time
     for o in _occurrences(b, diags):
+        if o["ts"] is None:
+            timeless[(o["vm_key"], o["signature"])].append(o)
+            continue
         cycle = _cycle_for(b, o["vm_key"], o["ts"])
         if cycle is not None:
             key = (o["vm_key"], o["signature"], cycle["cycle"])
@@ -190,7 +217,10 @@ def failures_from_errors(b: Case, diags: Diagnostics) -> list[Failure]:
     for (vm_key, sig), runs in loose.items():
         for occ in runs:
             out.append(Failure(b.library.signatures[sig], vm_key, None, occ[0]["ts"], occ[-1]["ts"], occ))
-    return sorted(out, key=lambda f: (f.vm_key or "", f.error.id, f.ts))
+    out.sort(key=lambda f: (f.vm_key or "", f.error.id, f.ts))
+    # An error read from text with no time is one failure per VM and error: it cannot be placed.
+    return out + [Failure(b.library.signatures[sig], vm_key, None, None, None, occ)
+                  for (vm_key, sig), occ in sorted(timeless.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +231,7 @@ def end_of_bundle_conditions(b: Case, failures: list[Failure]) -> list[Failure]:
     stalled, slow = b.library.signatures.get(STALLED), b.library.signatures.get(SLOW)
     last_failure: dict[str, datetime] = {}
     for f in failures:
-        if f.vm_key is not None:
+        if f.vm_key is not None and f.ts is not None:
             last_failure[f.vm_key] = max(last_failure.get(f.vm_key, f.ts), f.ts)
     out = []
     for vm_key, cycles in sorted(b.cycles_by_vm.items()):
@@ -242,6 +272,8 @@ def _slow(b: Case, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Fa
 
 def _evidence(b: Case, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
     """The findings of the cause's evidence around the failure, and whether one ruled it out."""
+    if f.timeless:
+        return [found for eid in cause.evidence if (found := _timeless_evidence(b, f, cause, eid))], False
     lo, hi = f.ts - cause.before, f.until + cause.after
     findings, ruled_out = [], False
     for eid in cause.evidence:
@@ -280,6 +312,21 @@ def _signature_evidence(b: Case, f: Failure, cause: Cause, sig_id: str, lo: date
     return Finding(sig_id, entries, interval)
 
 
+def _timeless_evidence(b: Case, f: Failure, cause: Cause, sig_id: str) -> Finding | None:
+    """For a failure with no time: the evidence signature's matches in the cause's scope anywhere
+    in the bundle (no window can be drawn; detectors, which need one, are not asked)."""
+    rows = b.by_signature.get(sig_id, []) + b.timeless_by_signature.get(sig_id, [])
+    if cause.scope == "vm":
+        rows = [m for m in rows if f.vm_key is not None and m["vm_key"] == f.vm_key]
+    elif cause.scope == "host":
+        host = f.host(b)
+        rows = [m for m in rows if host is None or _on_host(b, m, host, f.vm_key)]
+    if not rows:
+        return None
+    return Finding(sig_id, tuple(Entry(m["ts"], m["source"], m["member"], m["line"], m["text"] or "", sig_id)
+                                 for m in rows))
+
+
 def _first_unrecovered(b: Case, f: Failure, times: list[datetime]) -> int:
     """Index of the first match after which no cycle recovered before the failure (matches are in
     time order, and recovery only gets less likely for later ones: a binary search)."""
@@ -309,7 +356,7 @@ def _evidence_tables(b: Case, evidence_id: str) -> set[str]:
 def _uncovered_tables(b: Case, f: Failure, cause: Cause) -> set[str] | None:
     """The tables of the cause's evidence when none of them covers the failure, else None."""
     found_in = {t for eid in cause.evidence for t in _evidence_tables(b, eid)}
-    if not cause.evidence or any(b.covers(t, f.start or f.ts, f.ts) for t in found_in):
+    if f.timeless or not cause.evidence or any(b.covers(t, f.start or f.ts, f.ts) for t in found_in):
         return None
     return found_in
 
@@ -336,7 +383,9 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
             unchecked.setdefault(cause.id, set()).update(missing)
     if present:
         _, cause, findings = min(present, key=_rank)
-        return Judgement(f, cause.id, cause.confidence, findings, cause.remediation)
+        # evidence that cannot be placed in time beside the failure is circumstantial at best
+        confidence = "medium" if f.timeless and cause.confidence == "high" else cause.confidence
+        return Judgement(f, cause.id, confidence, findings, cause.remediation)
     if unchecked:
         _warn_uncovered(b, f, {s for v in unchecked.values() for s in v}, diags)
         return Judgement(f, UNDETERMINED, "low", [], sig.undetermined)
@@ -370,7 +419,7 @@ def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics
 
 
 def _still_failing(b: Case, f: Failure) -> bool:
-    if f.error.id == STALLED or f.vm_key is None:
+    if f.error.id == STALLED or f.vm_key is None or f.timeless:
         return True
     return not any(c["outcome"] == "succeeded" and c["end"] and c["end"] > f.until
                    for c in b.cycles_by_vm.get(f.vm_key, []))
@@ -409,7 +458,7 @@ def _summary(sig: Signature, facts: dict[str, str]) -> str:
 
 def _captures(b: Case, occurrences: list[dict]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for o in sorted(occurrences, key=lambda o: (o["ts"], o["member"], o["line"])):
+    for o in sorted(occurrences, key=_in_time):
         for cap in b.captures.get((o["member"], o["line"])) or []:
             if cap["value"] is not None:
                 out.setdefault(cap["name"], cap["value"])
@@ -475,13 +524,14 @@ def _verdicts(b: Case, judged: list[Judgement], explains: dict[int, str]) -> lis
         sig = members[0].failure.error
         occ = [o for j in members for o in j.failure.occurrences]
         times = [t for j in members for t in ([o["ts"] for o in j.failure.occurrences]
-                                               or [j.failure.ts, j.failure.until])]
-        first, last = min(times), max(times)
+                                               or [j.failure.ts, j.failure.until]) if t is not None]
+        first, last = min(times, default=None), max(times, default=None)
         cycles = sorted({c for j in members for c in j.failure.cycles})
         codes = sorted({o["code"] for o in occ if o.get("code")})
         best = min(members, key=lambda j: CONFIDENCE_RANK[j.confidence])
         # The outage that explains the verdict's latest explained failure.
-        newest_first = sorted(idx, key=lambda i: judged[i].failure.ts, reverse=True)
+        newest_first = sorted((i for i in idx if judged[i].failure.ts is not None),
+                              key=lambda i: judged[i].failure.ts, reverse=True)
         outage = next((explains[i] for i in newest_first if i in explains), None)
         severity = min((_severity(b, j.failure) for j in members), key=SEVERITY_RANK.get)
         entries = [e for j in members for fd in j.findings for e in fd.entries]
@@ -503,7 +553,83 @@ def _verdicts(b: Case, judged: list[Judgement], explains: dict[int, str]) -> lis
             "remediation": list(best.remediation), "references": sorted(sig.references),
             "evidence": _limit(entries), "title": sig.title, "outage": outage,
         })
-    return sorted(out, key=lambda v: ((v["vm"] or "").lower(), v["vm"] or "", v["error"], v["cause"]))
+    return out
+
+
+def _verdict_order(v: dict) -> tuple:
+    return ((v["vm"] or "").lower(), v["vm"] or "", v["error"], v["error_code"] or "", v["cause"])
+
+
+# --------------------------------------------------------------------------------------------
+# Errors outside the catalogue
+
+_PORTAL_SEVERITY = {"warning": "warning", "information": "info", "informational": "info", "info": "info"}
+# A portal row with no Error ID is an error only when its severity says so (English or Korean portal).
+_ERROR_SEVERITIES = ["error", "critical", "warning", "오류", "심각", "위험", "경고"]
+# How portal and provider texts name a VM when no column does (FORMATS.md section 1).
+_VM_IN_TEXT = (r"(?i)\bvirtual machine '(?P<vm>[^'\n]+)'|\bvirtual machine \"(?P<vm2>[^\"\n]+)\""
+               r"|\bVM: '?(?P<vm3>[A-Za-z0-9][\w.-]*?)'?\.(?:\s|$)")
+
+
+def _vm_in_text(text: pl.Expr) -> pl.Expr:
+    groups = text.str.extract_groups(_VM_IN_TEXT)
+    return pl.coalesce(groups.struct.field("vm"), groups.struct.field("vm2"), groups.struct.field("vm3"))
+
+
+def _unrecognised(b: Case) -> list[dict]:
+    """Errors no signature recognises, one verdict per VM and Error ID (OUTPUT.md:
+    `unrecognised_error`, cause undetermined, the message, stated causes and recommendation as
+    given): portal error rows no error signature matched, and failed cycles whose Error ID and
+    text none knows. They are never dropped."""
+    matched = (b.matches.filter(pl.col("kind") == "error").select("member", "line").unique())
+    severity = pl.col("severity").str.to_lowercase().str.strip_chars()
+    portal = (b.portal.filter(pl.col("error_id").is_not_null()
+                              | (pl.col("error_message").is_not_null() & severity.is_in(_ERROR_SEVERITIES)))
+              .join(matched, on=["member", "line"], how="anti")
+              .select("member", "line", "ts",
+                      pl.coalesce("machine", _vm_in_text(pl.col("error_message")),
+                                  _vm_in_text(pl.col("provider_message"))).alias("vm"),
+                      pl.lit(None, pl.Utf8).alias("vm_id"),
+                      pl.col("error_id").alias("code"), pl.col("error_message").alias("message"),
+                      "possible_causes", "recommendation", "provider_code", "provider_message", "severity",
+                      pl.lit("portal_events").alias("source")))
+    known = {c for sig in b.library.errors() for c in sig.codes if len(b.library.by_code(c)) == 1}
+    failed = (b.gateway.filter((pl.col("event") == "cycle_failed")
+                               & ~pl.col("error_id").cast(pl.Utf8).is_in(list(known)).fill_null(False))
+              .select(pl.col("member").cast(pl.Utf8), "line", "ts", pl.col("vm").cast(pl.Utf8),
+                      pl.col("vm_id").cast(pl.Utf8),
+                      pl.coalesce(pl.col("error_id").cast(pl.Utf8), pl.col("error").cast(pl.Utf8)).alias("code"),
+                      pl.coalesce(pl.col("error_message").cast(pl.Utf8), pl.col("message")).alias("message"))
+              .collect().join(matched, on=["member", "line"], how="anti")
+              .with_columns(pl.lit("gateway_log").alias("source")))
+    rows = with_vm_key(pl.concat([portal, failed], how="diagonal_relaxed"), b.identities)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows.sort("ts", "member", "line", nulls_last=True).to_dicts():
+        groups[(r["vm_key"], r["code"])].append(r)
+    out = []
+    for (vm_key, code), group in groups.items():
+        first = group[0]
+        times = [r["ts"] for r in group if r["ts"] is not None]
+        message = " ".join((first["message"] or "(no message given)").split())
+        if first.get("provider_code"):
+            message += f" (provider error {first['provider_code']}: {' '.join((first['provider_message'] or '').split())})"
+        recovered = vm_key is not None and times and any(
+            c["outcome"] == "succeeded" and c["end"] and c["end"] > max(times) for c in b.cycles_by_vm.get(vm_key, []))
+        severity = "warning" if recovered else _PORTAL_SEVERITY.get((first.get("severity") or "").lower(), "critical")
+        out.append({
+            "vm": b.name_of(vm_key) if vm_key in b.names else first["vm"], "error": UNRECOGNISED,
+            "error_code": code, "cause": UNDETERMINED, "confidence": "low", "severity": severity,
+            "cycles": [], "first_seen": to_iso(min(times, default=None)), "last_seen": to_iso(max(times, default=None)),
+            "summary": message[:2000],
+            "stated_causes": [first["possible_causes"].strip()] if first.get("possible_causes") else [],
+            "remediation": [first["recommendation"].strip()] if first.get("recommendation") else [],
+            "references": [],
+            "evidence": _limit([Entry(r["ts"], r["source"], r["member"], r["line"], r["message"] or "",
+                                      UNRECOGNISED, "the error") for r in group]),
+            "title": f"Error {code} (not in the catalogue)" if code else "An error not in the catalogue",
+            "outage": None,
+        })
+    return out
 
 
 def _cycle_doc(c: dict, error: str | None) -> dict:
@@ -530,7 +656,8 @@ def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]
               .select("vm_key", to_iso_expr("ts").alias("ts"), pl.col("signature").alias("error"), "source", "text")
               .to_dicts()):
         errors_by_vm[r.pop("vm_key")].append(r)
-    keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm))
+    portal = _portal_health(b)
+    keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm) | set(portal))
     ids = defaultdict(set)
     for r in b.identities.filter(pl.col("vm_id").is_not_null()).to_dicts():
         ids[r["vm_key"]].add(r["vm_id"])
@@ -546,11 +673,17 @@ def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]
         after = [c for c in ordered
                  if c["outcome"] == "failed" and (last_ok is None or (c["end"] or c["start"]) > last_ok)]
         loose = [j for j in by_vm[key] if not j.failure.cycles and j.failure.occurrences
-                 and (last_ok is None or j.failure.ts > last_ok)]
+                 and (last_ok is None or (j.failure.ts is not None and j.failure.ts > last_ok))]
         consecutive = len(after) + len(loose)
-        health = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
+        derived = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
+        # OUTPUT.md: health is the portal's Normal/Warning/Critical where the bundle has it
+        health = portal.get(key) or derived
+        basis = {"health_basis": "portal" if portal.get(key) else "cycles"}
+        if portal.get(key) and cycles and derived != health:
+            basis["derived_health"] = derived  # the cycles tell another story: the report says so
         out.append({
             "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
+            **basis,
             "last_successful_cycle_end": to_iso(last_ok), "consecutive_failures": consecutive,
             "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
             "tasks": [],
@@ -558,6 +691,17 @@ def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]
         })
     order = sorted(range(len(out)), key=lambda i: ((out[i]["vm"] or "").lower(), out[i]["vm"] or ""))
     return [out[i] for i in order], [keys[i] for i in order]
+
+
+_PORTAL_HEALTH = {"normal": "healthy", "warning": "warning", "critical": "critical"}
+
+
+def _portal_health(b: Case) -> dict[str, str | None]:
+    """Each VM of the portal's replication status, with its health as the portal says it (its
+    latest row; None when the table gives none)."""
+    rows = (b.status.filter(pl.col("server").is_not_null())
+            .sort("last_sync", "line", nulls_last=False).to_dicts())
+    return {r["server"].lower(): _PORTAL_HEALTH.get((r["health"] or "").lower()) for r in rows}
 
 
 def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> str:

@@ -33,10 +33,11 @@ BLOCK = """\
 """
 
 
-def build(megabytes: int) -> str:
+def build(megabytes: float, template: str = BLOCK) -> str:
+    """`template` repeated to `megabytes`, `{i}` numbered through 500 VMs."""
     blocks, size, i = [], 0, 0
     while size < megabytes * 1_000_000:
-        block = BLOCK.replace("{i}", str(1000 + i % 500))
+        block = template.replace("{i}", str(1000 + i % 500))
         blocks.append(block)
         size += len(block)
         i += 1

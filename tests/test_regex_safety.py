@@ -89,7 +89,7 @@ SNIFF_UNITS = ["\n", " ", " \n", "\t", "a", "0", ",", '"', "'", "[", "-->", "é"
                "2024-05-14T10:21:33.512Z Info [1] ", "2024-05-14T10:21:33.512Z Info [1] X ",
                "2024-05-14T10:21:33.123Z info vpxd[7FE1] [Originator@6876 sub=",
                "[2012-04-16 21:42:11.096 02584 info '", "Time,Error ID,", "Task Name,Target,",
-               '{"value": [', '{"name": "', "x" * 200 + "\n"]
+               '{"value": [', '{"name": "', "x" * 200 + "\n", "| **", "\"healthErrors\": ["]
 
 
 def _sniff_all(head: str) -> None:

@@ -174,6 +174,19 @@ CASES = [
      EVIDENCE, "match", "raised only by a detector", "error"),
     ("evidence-without-scope", ERROR, _edit(EVIDENCE, 'scope = "vm"\n', ""),
      "scope", "evidence needs a scope", "error"),
+    ("any-with-column", ERROR, _edit(EVIDENCE, 'source = "gateway_log"\ncolumn = "message"', 'source = "any"\ncolumn = "message"'),
+     "match[1]", "takes no column, where, contains, exclude or columns", "error"),
+    ("any-example-misses-a-source", ERROR,
+     _edit(_edit(EVIDENCE, 'source = "gateway_log"\ncolumn = "message"', 'source = "any"'),
+           'source = "gateway_log"\ntext = "disk d1 went away"', 'source = "any"\ntext = "disk d1 went  away"'),
+     "examples[1]", "does not match: in gateway_log: match[1]: literal", "error"),
+    ("any-counterexample-matches", ERROR,
+     _edit(_edit(EVIDENCE, 'source = "gateway_log"\ncolumn = "message"', 'source = "any"'),
+           'source = "gateway_log"\ntext = "disk d1 came back"', 'source = "any"\ntext = "disk d9 went away"'),
+     "counterexamples[1]", "matches, but it must not", "error"),
+    ("any-matcher-without-any-example", ERROR,
+     _edit(EVIDENCE, '[[examples]]', '[[match]]\nsource = "any"\nliteral = ["vanished"]\n\n[[examples]]'),
+     "examples", "no example for the any matchers", "warning"),
     ("evidence-with-causes", ERROR, EVIDENCE + '\n[[causes]]\nid = "x"\nevidence = ["y"]\nscope = "vm"\n'
      'before = "1h"\nafter = "1h"\nremediation = ["z"]\n', "causes", "evidence signatures have no 'causes'", "error"),
 ]
@@ -191,7 +204,8 @@ def test_validator(tmp_path, case):
     if severity == "error":
         with pytest.raises(SignatureError) as raised:
             load_library([directory]) if name not in ("example-fails", "counterexample-matches",
-                                                      "wrong-capture-value") else _raise_for(problems)
+                                                      "wrong-capture-value", "any-example-misses-a-source",
+                                                      "any-counterexample-matches") else _raise_for(problems)
         assert raised.value.problems
 
 
@@ -252,3 +266,19 @@ def test_missing_directory_is_reported(tmp_path):
     with pytest.raises(SignatureError) as raised:
         load_library([tmp_path / "nope"])
     assert "not a directory" in raised.value.problems[0].message
+
+
+ANY_EVIDENCE = _edit(_edit(_edit(EVIDENCE, 'source = "gateway_log"\ncolumn = "message"', 'source = "any"'),
+                           'source = "gateway_log"\ntext = "disk d1 went away"', 'source = "any"\ntext = "disk d1 went away"'),
+                     'source = "gateway_log"\ntext = "disk d1 came back"', 'source = "any"\ntext = "disk d1 came back"')
+
+
+def test_any_block_reads_the_text_column_of_every_source(tmp_path):
+    from analyzer.signatures.model import TEXT_COLUMNS
+
+    directory = _write(tmp_path, {"ev_disk_gone.toml": ANY_EVIDENCE, "err_widget.toml": ERROR})
+    assert lint(directory) == []
+    sig = load_library([directory]).signatures["ev_disk_gone"]
+    assert {(m.source, m.column) for m in sig.matchers} == set(TEXT_COLUMNS.items())
+    assert all(m.any_source and m.block == 1 for m in sig.matchers)
+    assert [m.block for m in sig.blocks()] == [1]

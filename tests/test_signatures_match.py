@@ -144,3 +144,27 @@ def test_regex_progress_points_at_the_break():
     assert said == "regex: got as far as 'The upload of disk1 did ' and stopped before 'complete'"
     assert "only the beginning" in regex_progress(r"abc def", "xx abc")
     assert "cannot even start" in regex_progress(r"zzz", "abc")
+
+
+def test_an_any_block_matches_the_text_of_every_source():
+    from analyzer.signatures.load import _matchers
+
+    locked = _matchers({"source": "any", "literal": ["since it is locked"],
+                        "regex": r"Unable to access file (?P<file>.+?) since it is locked"}, 1)
+    library = Library({"locked": sig("locked", *locked, kind="evidence")})
+    text = "Unable to access file [ds1] APP01/APP01.vmdk since it is locked"
+    frames = {
+        "text_log": {"message": "2024-05-14T10:00:00Z| vmx| " + text, "vm": "APP01", "host": "esx07"},
+        "vcenter_log": {"message": text},
+        "portal_events": {"error_message": text, "machine": "APP01"},
+        "vcenter_tasks": {"fault_message": text, "vm_name": "APP01", "start": T0},
+    }
+    for source, row in frames.items():
+        frame = tables.conform(source, pl.DataFrame([{"member": "m", "line": 1, "ts": T0, **row}],
+                                                    infer_schema_length=None))
+        out = match(library, source, frame)
+        assert out["signature"].to_list() == ["locked"], source
+        assert captures(out) == {"file": "[ds1] APP01/APP01.vmdk"}, source
+    # a vmware.log row carries its VM and host into the match
+    frame = tables.conform("text_log", pl.DataFrame([{"member": "m", "line": 1, "ts": T0, **frames["text_log"]}]))
+    assert match(library, "text_log", frame).select("vm", "host").row(0) == ("APP01", "esx07")

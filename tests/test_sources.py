@@ -31,11 +31,14 @@ def test_every_form_is_declared_once_and_fills_known_tables():
 def test_sniff_takes_the_first_form_that_recognises_the_head():
     head = "Task Name,Target,Status\nCreate virtual machine snapshot,APP01,Completed\n"
     assert sources.sniff(head, "tasks.csv").form == "task_csv"
-    assert sources.sniff("nothing to see\n", "notes.txt") is None
+    # any other text is read as text (FORMATS.md section 6); only binary stays unrecognised
+    assert sources.sniff("nothing to see\n", "notes.txt").form == "text"
+    assert sources.sniff("\x00\x01\x02\x03PK\x05\x06\x00\x00", "blob.bin") is None
 
 
 def test_a_source_present_makes_every_table_its_forms_fill_present():
     assert sources.tables_of({"vcenter_tasks"}) == {"vcenter_tasks", "vcenter_log", "vcenter_events", "activity"}
-    assert sources.tables_of({"gateway_log", "portal_events"}) == {"gateway_log", "activity", "portal_events"}
+    assert sources.tables_of({"gateway_log", "portal_events"}) == {
+        "gateway_log", "activity", "portal_events", "replication_status", "appliance_resources", "text_log"}
     assert sources.tables_of(()) == set()
     assert set(tables.VCENTER) <= sources.tables_of({"vcenter_tasks"})

@@ -676,7 +676,11 @@ def test_failed_cycle_no_signature_matched_is_named_by_its_unique_error_id():
     gw.cycle("APP01", 1, 0, 40, "failed", vm_id="vm-1", error_id="1011", error="DiskUploadTimedOut", text="?")
     gw.cycle("APP02", 1, 0, 40, "failed", vm_id="vm-2", error_id="9999", error="Mystery", text="?")
     decision, diags = analyze(sort_log(gw))
-    assert verdicts(decision) == {("APP01", "disk_upload_timed_out", "undetermined")}
+    # an Error ID no signature knows is never dropped: a verdict outside the catalogue (OUTPUT.md)
+    assert verdicts(decision) == {("APP01", "disk_upload_timed_out", "undetermined"),
+                                  ("APP02", "unrecognised_error", "undetermined")}
+    [other] = [v for v in decision.verdicts if v["error"] == "unrecognised_error"]
+    assert (other["error_code"], other["severity"], other["confidence"]) == ("9999", "critical", "low")
     assert [d.code for d in diags.items] == ["unrecognised-error"]
 
 

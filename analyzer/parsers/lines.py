@@ -41,6 +41,7 @@ class ParseContext:
     portal_tz: str | None = None  # portal display times
     vcenter_tz: str | None = None  # Windows vpxd layout, task CSV display times
     vcenter: str | None = None  # the vCenter this member belongs to (vc-support archive name)
+    host: str | None = None  # the ESXi host this member belongs to (vm-support archive name)
     keep: Keep | None = None  # None: every record
     first_line: int = 1  # number of the text's first line in the member (a slice of a member)
 
@@ -55,6 +56,7 @@ class Parsed:
     first: datetime | None = None
     last: datetime | None = None
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    layout: str | None = None  # generic text: the timestamp layout chosen for the member
 
 
 @dataclass(frozen=True)

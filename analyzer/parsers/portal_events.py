@@ -16,10 +16,18 @@ replication status table.
     1011
     Error Message
     The upload of data ...
--> one row per block, form=text; `line` is the block's first label.
+-> one row per block, form=text (markdown for `**Error ID:** 1011` blocks and error tables,
+   powershell for Format-List health errors); `line` is the block's first label. Pasted text
+   may also hold status and resource tables (replication_status, appliance_resources); every
+   line outside all of these becomes a text_log row (form pasted). See "pasted error details"
+   for the shapes seen real and those assumed.
+
+    {"properties": {"machineName": "APP01", "health": "Normal", "healthErrors": [{"errorCode":
+     "1011", "errorId": "6:8010", "summaryMessage": "", ...}]}}
+-> healthErrors wherever they sit (REST, az, ConvertTo-Json): one row per error, form=health_json.
 
     Appliance,Server,State,Progress,TimeElapsed,TimeRemaining,UploadSpeed,Health,LastSync,Datastore
--> REPLICATION_STATUS rows.
+-> REPLICATION_STATUS rows (also from the cmdlet's Format-Table text).
 
 Times that cannot be read (or fall outside 1970..2099) leave a null ts; the row is kept.
 """
@@ -34,7 +42,7 @@ import polars as pl
 
 from analyzer import tables
 from analyzer.diagnostics import Diagnostics
-from analyzer.parsers import timeparse
+from analyzer.parsers import text_log, text_tables, timeparse
 from analyzer.parsers.lines import ParseContext, Parsed, Source, csv_delimiter, split_lines
 
 PLAUSIBLE_YEARS = (1970, 2099)
@@ -65,12 +73,19 @@ STATUS_COLUMNS = {
     "datastore": "datastore",
 }
 TEXT_LABELS = {
-    "errorid": "error_id", "오류id": "error_id",
+    "errorid": "error_id", "오류id": "error_id", "errorcode": "error_id", "오류코드": "error_id",
     "errormessage": "error_message", "오류메시지": "error_message",
-    "possiblecauses": "possible_causes", "가능한원인": "possible_causes",
-    "recommendation": "recommendation", "권장사항": "recommendation",
+    "possiblecauses": "possible_causes", "possiblecause": "possible_causes",
+    "가능한원인": "possible_causes",
+    "recommendation": "recommendation", "recommendations": "recommendation",
+    "recommendedaction": "recommendation", "recommendedactions": "recommendation",
+    "권장사항": "recommendation", "권장조치": "recommendation",
     "firstseenat": "time", "처음발견시간": "time",
-    "machine": "machine", "vm": "machine", "컴퓨터": "machine",
+    "machine": "machine", "vm": "machine", "컴퓨터": "machine", "virtualmachine": "machine",
+    "providererror": "provider", "providererrorcode": "provider_code",
+    "providererrormessage": "provider_message",
+    "providererrorpossiblecauses": "provider_causes",
+    "providererrorrecommendedaction": "provider_action",
 }
 
 
@@ -236,9 +251,28 @@ def _parse_status_csv(text: str, member: str, ctx: ParseContext) -> Parsed:
 
 # ---------------------------------------------------------------- JSON
 
+# `"healthErrors": [` anywhere: a JSON fragment cut out of a larger answer still carries them.
+_HEALTH_ARRAY = re.compile(r'"health_?errors?"\s*:\s*\[', re.IGNORECASE)
+
+
 def _sniff_events_json(head: str, member: str) -> bool:
-    return head.lstrip("\ufeff \t\r\n")[:1] in ("[", "{") and any(
-        word in head for word in ("healthErrors", "eventCode", "affectedObjectFriendlyName"))
+    return (head.lstrip("\ufeff \t\r\n")[:1] in ("[", "{") and any(
+        word in head for word in ("eventCode", "affectedObjectFriendlyName"))) \
+        or _HEALTH_ARRAY.search(head) is not None
+
+
+def _health_fragments(text: str) -> dict | None:
+    """The healthErrors arrays of a JSON fragment (a document cut short or pasted in part), as
+    one document; None when none can be read."""
+    decoder = json.JSONDecoder()
+    errors: list = []
+    for found in _HEALTH_ARRAY.finditer(text):
+        try:
+            array, _ = decoder.raw_decode(text, found.end() - 1)
+        except (ValueError, RecursionError):
+            continue
+        errors += array if isinstance(array, list) else []
+    return {"healthErrors": errors} if errors else None
 
 
 def _parse_events_json(text: str, member: str, ctx: ParseContext) -> Parsed:
@@ -246,14 +280,15 @@ def _parse_events_json(text: str, member: str, ctx: ParseContext) -> Parsed:
     try:
         doc = json.loads(text.lstrip("\ufeff"))
     except (ValueError, RecursionError) as exc:
+        fragment = _health_fragments(text)
+        if fragment is not None:
+            return _parse_health_json(fragment, text, member, ctx, diags)
         diags.add("error", "invalid-json", f"the events JSON cannot be read: {exc}"[:300], member,
                   "Export the events again (az site-recovery event list -o json).")
         return _events_result(_NO_ROWS, member, 0, diags)
     items = doc.get("value") if isinstance(doc, dict) else doc
-    if not isinstance(items, list):
-        diags.add("error", "invalid-json", "the events JSON holds neither a list nor an object "
-                  "with a 'value' list", member)
-        return _events_result(_NO_ROWS, member, 0, diags)
+    if not (isinstance(items, list) and any(_is_event(item) for item in items)):
+        return _parse_health_json(doc, text, member, ctx, diags)
     rows, skipped = [], 0
     finder = _ItemLines(text)
     for position, item in enumerate(items, start=1):
@@ -270,6 +305,100 @@ def _parse_events_json(text: str, member: str, ctx: ParseContext) -> Parsed:
     return _events_result(frame.with_columns(form=pl.lit("json")), member, skipped, diags)
 
 
+def _is_event(item) -> bool:
+    props = item.get("properties") if isinstance(item, dict) else None
+    return isinstance(props, dict) and any(
+        key in props for key in ("eventCode", "eventType", "timeOfOccurrence",
+                                 "affectedObjectFriendlyName", "description"))
+
+
+# healthErrors as REST, az and PowerShell (ConvertTo-Json) give them, wherever they sit: on a
+# replication item, under its `properties`, in a `value` list; names in any case. Real fields
+# (FORMATS.md section 6): errorCode (string), errorId ("6:8010"), errorType, errorSource,
+# summaryMessage (may be empty), errorMessage, possibleCauses, recommendedAction,
+# creationTimeUtc, customerResolvability; innerHealthErrors are the provider's errors.
+MAX_JSON_NODES = 1_000_000
+_HEALTH_FIELDS = ("time", "severity", "event", "machine", "event_type", "event_code", "error_id",
+                  "error_message", "possible_causes", "recommendation", "provider_code",
+                  "provider_message", "health")
+
+
+def _parse_health_json(doc, text: str, member: str, ctx: ParseContext,
+                       diags: Diagnostics) -> Parsed:
+    finder = _ItemLines(text)
+    rows: list[tuple] = []
+    stack: list[tuple[object, dict | None]] = [(doc, None)]
+    seen = 0
+    while stack and seen < MAX_JSON_NODES:
+        node, parent = stack.pop()
+        seen += 1
+        if isinstance(node, list):
+            stack.extend((child, parent) for child in reversed(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        key = _key_of(node, "healtherrors", "healtherror")
+        if key is not None:
+            errors = node[key] if isinstance(node[key], list) else [node[key]]
+            owners = [node] + ([parent] if parent is not None else [])
+            rows.extend(_health_row(error, owners, finder, len(rows) + 1)
+                        for error in errors if isinstance(error, dict))
+        stack.extend((child, node) for name, child in reversed(list(node.items()))
+                     if name != key and isinstance(child, (dict, list)))
+    if not rows:
+        diags.add("error", "invalid-json", "the JSON holds no events and no healthErrors", member,
+                  "Export the events again (az site-recovery event list -o json).")
+        return _events_result(_NO_ROWS, member, 0, diags)
+    frame = pl.DataFrame(rows, schema={"line": pl.Int64, **{c: pl.Utf8 for c in _HEALTH_FIELDS}},
+                         orient="row")
+    frame = _with_time(frame, "time", "ts", ctx.portal_tz, member, diags)
+    return _events_result(frame.with_columns(form=pl.lit("health_json")), member, 0, diags)
+
+
+def _key_of(obj: dict, *names: str) -> str | None:
+    """The key of `obj` that is one of `names` in any case."""
+    return next((k for k in obj if isinstance(k, str) and k.lower() in names), None)
+
+
+def _pick(objs: list[dict], *names: str):
+    """The first non-empty value of any of `names` (any case) in the first object that has one."""
+    lowered = tuple(n.lower() for n in names)
+    for obj in objs:
+        for name in lowered:
+            key = _key_of(obj, name)
+            if key is not None and obj[key] not in (None, "", [], {}):
+                return obj[key]
+    return None
+
+
+def _health_row(error: dict, owners: list[dict], finder: "_ItemLines", position: int) -> tuple:
+    code_key = _key_of(error, "errorcode")
+    code = error.get(code_key) if code_key else None
+    line = finder.line(code, position, key=code_key) if code_key and code is not None else position
+    message = _pick([error], "errorMessage")
+    inner = _pick([error], "innerHealthErrors")
+    inner = inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], dict) else {}
+    found_code = re.search(_PROVIDER_CODE, message) if isinstance(message, str) else None
+    found_message = re.search(_PROVIDER_MESSAGE, message) if isinstance(message, str) else None
+    return _strings(
+        line,
+        _pick([error], "creationTimeUtc"),
+        _pick([error], "errorLevel", "severity"),
+        _pick([error], "summaryMessage"),
+        _pick(owners, "machineName", "friendlyName", "affectedObjectFriendlyName", "displayName"),
+        _pick([error], "errorType", "errorCategory"),
+        _pick([error], "errorId"),
+        code,
+        message,
+        _pick([error], "possibleCauses", "possibleCaus"),
+        _pick([error], "recommendedAction"),
+        _pick([inner], "errorCode") or (found_code.group(1) if found_code else None),
+        _pick([inner], "errorMessage") or _pick([error], "recoveryProviderErrorMessage")
+        or (found_message.group(1) if found_message else None),
+        _pick(owners, "health", "replicationHealth"),
+    )
+
+
 _JSON_FIELDS = ("time", "severity", "event", "machine", "event_type", "event_code", "error_id",
                 "error_message", "possible_causes", "recommendation")
 
@@ -283,11 +412,16 @@ class _ItemLines:
     def __init__(self, text: str):
         self.text, self.offset, self.offset_line, self.misses = text, 0, 1, 0
 
-    def line(self, name, position: int) -> int:
-        if not isinstance(name, str) or self.misses > MAX_RESTARTS:
+    def line(self, name, position: int, key: str = "name") -> int:
+        """Line of `"<key>": <name>` (a string, or a number for other keys)."""
+        if not isinstance(name, (str, int, float)) or isinstance(name, bool) \
+                or self.misses > MAX_RESTARTS:
+            return position
+        if key == "name" and not isinstance(name, str):
             return position
         for quoted in (json.dumps(name, ensure_ascii=False), json.dumps(name)):
-            found = re.compile(r'"name"\s*:\s*' + re.escape(quoted)).search(self.text, self.offset)
+            found = re.compile(re.escape(json.dumps(key)) + r'\s*:\s*' + re.escape(quoted)
+                               ).search(self.text, self.offset)
             if found:
                 line = self.offset_line + self.text.count("\n", self.offset, found.start())
                 self.offset_line = line + self.text.count("\n", found.start(), found.end())
@@ -318,59 +452,453 @@ def _strings(line: int, *values) -> tuple:
 
 # ---------------------------------------------------------------- pasted error details
 
-# [ \t], not \s, and no two stars side by side: Python's backtracking engine took quadratic time
-# (minutes for a 64 KiB head of blank lines) with `^\s*` running across lines under MULTILINE.
-_LABEL_LINE = re.compile(r"^[ \t]*(error id|오류 id)[ \t]*(?::[ \t]*)?$", re.IGNORECASE | re.MULTILINE)
-_MESSAGE_LINE = re.compile(r"^[ \t]*(error message|오류 메시지)[ \t]*(?::[ \t]*)?$",
-                           re.IGNORECASE | re.MULTILINE)
+# What people paste into tickets, all read by one parser (shapes seen real, with their source):
+# - the error blade copied label-per-line, blank lines between or not, several blocks, inside an
+#   e-mail or ticket (MicrosoftDocs/azure-docs issues 65549, 68695); `- Label: value` bullets and
+#   a provider error nested in the message (issue 73713);
+# - Markdown: `**Error ID:** 1011`, `**Possible Causes:**` then paragraphs and bullets, headings
+#   `### Error Message: An internal error occurred. [...]`, and the error tables
+#   `| **566**:NoDiskSnapshotsFound | cause | action |` (troubleshoot-changed-block-tracking-
+#   replication.md, English and Korean editions);
+# - `Get-AzMigrateServerMigrationStatus` output: Format-Table status and resource tables and the
+#   -Health text `Error Message: ...` / `Possible Causes: ...` / `Recommended Actions: ...`
+#   (Azure/azure-powershell Get-AzMigrateServerMigrationStatus.md and its .ps1).
+# Assumed, not seen: Format-List output of health errors (`ErrorCode : 1011`, property names of
+# the Az.Migrate HealthError model) and of replication items (`MachineName`, `MigrationState`,
+# `Health`); the `Error code | Error name` table header; bullets `•` and `*`.
+# Lines outside all of these are kept as text_log rows (form "pasted"): signatures still see them.
+
+# field -> rank: a block's labels come in this order; a label ranked before the one above it, or
+# the same label again, opens a new block (as does text between two labels).
+_RANK = {"machine": 0, "error_id": 1, "error_message": 2, "provider": 3, "provider_code": 4,
+         "provider_message": 5, "provider_causes": 6, "provider_action": 7, "possible_causes": 8,
+         "recommendation": 9, "time": 10}
+# A label line: optional bullet / number / heading marks and bold, the label, and a colon with
+# the value, or nothing (the value follows on the next lines).
+_LABEL = (r"^[ \t]*(?:[-•*+][ \t]+|\d{1,2}[.)][ \t]+)?(?P<hash>#{1,6}[ \t]+)?(?P<bold>\*\*|__)?"
+          r"[ \t]*(?P<label>\p{L}[\p{L}\p{N} ._/-]*?)[ \t]*(?:\*\*|__)?[ \t]*"
+          r"(?:(?P<colon>:)[ \t]*(?:\*\*|__)?[ \t]*(?P<value>.*?)[ \t]*)?$")
+# Lines that end a block: headings, bold titles, code fences, rules, table rows.
+_BOUNDARY = (r"^\s*(?:#{1,6}\s|(?:\*\*|__)[^*_].*(?:\*\*|__):?\s*$|```|~~~|"
+             r"(?:-{3,}|\*{3,}|_{3,})\s*$|\|)")
+# A log, not a paste: most lines start with a time stamp.
+_STAMPED = r"^\[?(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:|[A-Z][a-z]{2} [ \d]\d \d{2}:|\d{1,2}/\d{1,2}/\d{4} )"
+_PROVIDER_CODE = r"(?i)provider error code:\s*(\S+)"
+_PROVIDER_MESSAGE = (r"(?is)provider error message:\s*(.*?)\s*"
+                     r"(?:provider error (?:possible causes|recommended action):|$)")
+MAX_LINE = 64 * 1024
+
+# Markdown error-table columns (after _key) -> field; "error" holds `<id>:<name>`.
+TABLE_COLUMNS = {
+    "error": "error", "오류": "error",
+    "errorcode": "error_id", "errorid": "error_id", "code": "error_id", "id": "error_id",
+    "오류코드": "error_id", "오류id": "error_id",
+    "errorname": "event", "name": "event",
+    "errormessage": "error_message", "message": "error_message", "description": "error_message",
+    "오류메시지": "error_message",
+    "cause": "possible_causes", "causes": "possible_causes", "possiblecause": "possible_causes",
+    "possiblecauses": "possible_causes", "reason": "possible_causes", "원인": "possible_causes",
+    "가능한원인": "possible_causes",
+    "action": "recommendation", "actions": "recommendation", "recommendation": "recommendation",
+    "recommendations": "recommendation", "recommendedaction": "recommendation",
+    "resolution": "recommendation", "remediation": "recommendation", "mitigation": "recommendation",
+    "작업": "recommendation", "조치": "recommendation", "해결방법": "recommendation",
+    "권장사항": "recommendation",
+}
+# Format-List properties (after _key) of health errors and replication items -> field.
+LIST_FIELDS = {
+    "errorcode": "error_code", "errorid": "error_ref", "errormessage": "error_message",
+    "possiblecauses": "possible_causes", "possiblecaus": "possible_causes",
+    "recommendedaction": "recommendation", "recommendation": "recommendation",
+    "creationtimeutc": "time", "summarymessage": "event", "errorlevel": "severity",
+    "errortype": "event_type", "machinename": "machine", "friendlyname": "machine",
+    "affectedobjectfriendlyname": "machine", "health": "health", "replicationhealth": "health",
+    "recoveryprovidererrormessage": "provider_message", "migrationstate": "migration_state",
+    "migrationstatedescription": "state_description", "replicationstatus": "replication_status",
+    "lastrecoverypointreceived": "last_sync",
+}
+RESOURCE_KINDS = (("cpu", "cpu"), ("ram", "ram"), ("network", "network"), ("nfc", "nfc_buffer"),
+                  ("parallel disk", "parallel_disks"), ("snapshot", "snapshot_count"))
+
+
+# Cheap tests on the raw head before any frame is built (sniffing runs on every member): the
+# words a pasted error holds, a Format-Table rule, a Format-List property.
+_ERROR_WORDS = re.compile(r"error|오류|provider", re.IGNORECASE)
+# A row of the docs' error tables, pasted without its header: | **566**:NoDiskSnapshotsFound | … |
+_ERROR_ROW = r"^[ \t]*\|[ \t]*\*\*[^*|\n]+\*\*[ \t]*:"
+_ERROR_ROW_MARK = re.compile(_ERROR_ROW, re.MULTILINE)
+_RULE = re.compile(r"^ *-{2,}(?: +-{2,})+ *$", re.MULTILINE)
+_PROPERTY = re.compile(r"^[A-Za-z][\w.]* +: ", re.MULTILINE)
 
 
 def _sniff_events_text(head: str, member: str) -> bool:
-    label = _LABEL_LINE.search(head)
-    if not label or not _MESSAGE_LINE.search(head):
+    """A pasted error block (an Error ID with its value, or an error message with another
+    label's value), a Markdown error table, or Format-List health errors; never a log."""
+    if not (_ERROR_WORDS.search(head) or _ERROR_ROW_MARK.search(head)):
         return False
-    following = head[label.end():].lstrip("\r\n").split("\n", 1)[0].strip()
-    return bool(following) and _key(following) not in TEXT_LABELS
+    lines = _head_lines(head)
+    if lines is None:
+        return False
+    shapes = _Shapes(lines, head)
+    if shapes.list_events().height or any(_error_table(t) for t in shapes.markdown):
+        return True
+    blocks = _label_blocks(lines, shapes.used_lines())[0]
+    if not blocks.height:
+        return False
+    others = pl.sum_horizontal(pl.col(f).is_not_null() for f in
+                               ("machine", "provider", "provider_code", "provider_message",
+                                "possible_causes", "recommendation", "time"))
+    with_id = pl.col("error_id").is_not_null() & (pl.col("labels") >= 2)
+    with_message = pl.col("error_message").is_not_null() & (others >= 1)
+    return blocks.filter(with_id | with_message).height > 0
+
+
+def _sniff_status_text(head: str, member: str) -> bool:
+    """Format-Table status or resource tables of Get-AzMigrateServerMigrationStatus, or
+    Format-List replication items; never a log."""
+    if not (_RULE.search(head) or _PROPERTY.search(head)):
+        return False
+    lines = _head_lines(head)
+    if lines is None or _sniff_events_text(head, member):  # errors with a status: events first
+        return False
+    shapes = _Shapes(lines, head)
+    return (any(_table_kind(t) for t in shapes.format_tables)
+            or shapes.list_status().height > 0)
+
+
+def _head_lines(head: str) -> pl.DataFrame | None:
+    """The head's lines, or None when it is a log (most lines stamped)."""
+    lines = split_lines(head)
+    text = pl.col("text")
+    stamped = lines.select(text.str.contains(_STAMPED).filter(text.str.strip_chars() != "")
+                           .mean()).item()
+    return None if stamped is None or stamped > 0.5 else lines
+
+
+class _Shapes:
+    """The tables and lists found in a paste (text_tables), with the lines each covers. Each
+    kind is looked for only when the raw text shows its mark."""
+
+    def __init__(self, lines: pl.DataFrame, text: str):
+        self.lines = lines
+        self.format_tables = text_tables.format_tables(lines) if _RULE.search(text) else []
+        self.markdown = (text_tables.markdown_tables(lines)
+                         if "|" in text and "--" in text else [])
+        if _ERROR_ROW_MARK.search(text):
+            covered = {line for table in self.markdown for line in table.lines}
+            self.markdown += text_tables.headerless_rows(lines, _ERROR_ROW, ["Error", "Cause", "Action"],
+                                                         covered)
+        if _PROPERTY.search(text):
+            self.props, self.list_lines = text_tables.format_lists(lines)
+        else:
+            self.props = pl.DataFrame(schema={"record": pl.UInt32, "line": pl.Int64,
+                                              "name": pl.Utf8, "value": pl.Utf8})
+            self.list_lines = pl.DataFrame(schema={"record": pl.UInt32, "line": pl.Int64})
+        self._wide: pl.DataFrame | None = None
+
+    def _records(self) -> pl.DataFrame:
+        if self._wide is None:
+            props = self.props.with_columns(
+                field=pl.col("name").str.to_lowercase().replace_strict(LIST_FIELDS, default=None))
+            props = props.filter(pl.col("field").is_not_null())
+            firsts = self.props.group_by("record").agg(pl.col("line").min())
+            if props.height:
+                wide = props.pivot(on="field", index="record", values="value",
+                                   aggregate_function="first")
+                self._wide = firsts.join(wide, on="record", how="inner").sort("line")
+            else:
+                self._wide = firsts.clear()
+        return self._wide
+
+    def list_events(self) -> pl.DataFrame:
+        wide = self._records()
+        has = [c for c in ("error_code", "error_message") if c in wide.columns]
+        if not has:
+            return wide.clear()
+        return wide.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in has))
+
+    def list_status(self) -> pl.DataFrame:
+        wide = self._records()
+        states = [c for c in ("migration_state", "state_description", "replication_status",
+                              "health") if c in wide.columns]
+        if "machine" not in wide.columns or not states:
+            return wide.clear()
+        events = self.list_events()["record"]
+        return wide.filter(pl.col("machine").is_not_null()
+                           & pl.any_horizontal(pl.col(c).is_not_null() for c in states)
+                           & ~pl.col("record").is_in(events.implode()))
+
+    def used_lines(self, tables: list[text_tables.Table] | None = None) -> pl.Series:
+        """Lines of the shapes that are read as rows (events, status, resources)."""
+        records = pl.concat([self.list_events()["record"], self.list_status()["record"]])
+        listed = self.list_lines.filter(pl.col("record").is_in(records.implode()))["line"]
+        tabled = [line for t in (tables if tables is not None else self._read_tables())
+                  for line in t.lines]
+        return pl.concat([listed, pl.Series("line", tabled, dtype=pl.Int64)]).unique()
+
+    def _read_tables(self) -> list[text_tables.Table]:
+        return ([t for t in self.format_tables if _table_kind(t)]
+                + [t for t in self.markdown if _error_table(t)])
+
+
+def _table_kind(table: text_tables.Table) -> str | None:
+    keys = {_key(name) for name in table.names}
+    if {"server", "state"} <= keys and "sharedresourcetype" not in keys:
+        return "status"
+    if {"resource", "status"} <= keys:
+        return "resources"
+    return None
+
+
+def _error_table(table: text_tables.Table) -> bool:
+    fields = {TABLE_COLUMNS.get(_key(name)) for name in table.names}
+    return bool(fields & {"error", "error_id", "error_message"}) and bool(
+        fields & {"possible_causes", "recommendation"})
 
 
 def _parse_events_text(text: str, member: str, ctx: ParseContext) -> Parsed:
+    return _parse_pasted(text, member, ctx, "portal_events")
+
+
+def _parse_status_text(text: str, member: str, ctx: ParseContext) -> Parsed:
+    return _parse_pasted(text, member, ctx, "replication_status")
+
+
+def _parse_pasted(text: str, member: str, ctx: ParseContext, main: str) -> Parsed:
+    """Pasted blocks, Markdown error tables, PowerShell tables and lists -> portal_events,
+    replication_status and appliance_resources rows; every other line -> text_log rows."""
     diags = Diagnostics()
-    lines = split_lines(text)
-    label_key = pl.col("text").str.replace_all(r"[\W_]+", "").str.to_lowercase()
-    lines = lines.with_columns(
-        label=pl.when(pl.col("text").str.len_chars() < 40)
-        .then(label_key.replace_strict(TEXT_LABELS, default=None)))
-    labels = lines.filter(pl.col("label").is_not_null()).with_columns(
-        # A block opens at Machine/VM, or at Error ID unless Machine/VM stands right before it.
-        opens=(pl.int_range(pl.len()) == 0) | (pl.col("label") == "machine") | (
-            (pl.col("label") == "error_id") & (pl.col("label").shift(1) != "machine")))
-    labels = labels.with_columns(block=pl.col("opens").cum_sum())
-    lines = lines.with_columns(owner=pl.when(pl.col("label").is_not_null()).then("line")
-                               .forward_fill())
-    values = (
-        lines.filter(pl.col("label").is_null() & pl.col("owner").is_not_null())
-        .group_by("owner").agg(value=pl.col("text").str.join("\n").str.strip_chars())
+    lines = text_log.lines_of(text.removeprefix("\ufeff"), member, diags)
+    long = lines.filter(pl.col("text").str.len_chars() > MAX_LINE)
+    if long.height:
+        diags.add("warning", "long-line", f"{long.height} lines longer than 64 KiB were cut to "
+                  f"64 KiB (first at line {long['line'][0]})", f"{member}:{long['line'][0]}")
+        lines = lines.with_columns(pl.col("text").str.slice(0, MAX_LINE))
+    shapes = _Shapes(lines, text)
+    read = shapes._read_tables()
+    blocks, block_lines = _label_blocks(lines, shapes.used_lines(read))
+    events = [_block_events(blocks),
+              *[_table_events(t) for t in read if t in shapes.markdown],
+              _list_events(shapes.list_events())]
+    events = _with_times(events, "time", "ts", ctx, member, diags).sort("line")
+    events = tables.conform("portal_events", events.with_columns(member=pl.lit(member)))
+    status_parts, resources = [], []
+    last_status: pl.DataFrame | None = None
+    for table in shapes.format_tables:
+        kind = _table_kind(table)
+        if kind == "status":
+            last_status = _status_rows(table)
+            status_parts.append(last_status)
+        elif kind == "resources":
+            resources.append(_resource_rows(table, last_status))
+    status_parts.append(_list_status(shapes.list_status()))
+    status = _with_times(status_parts, "last_sync", "last_sync", ctx, member, diags).sort("line")
+    status = tables.conform("replication_status", status.with_columns(member=pl.lit(member)))
+    resources = tables.concat("appliance_resources",
+                              [r.with_columns(member=pl.lit(member)) for r in resources])
+    used = pl.concat([shapes.used_lines(read), block_lines]).unique()
+    outside = lines.filter(~pl.col("line").is_in(used.implode()))
+    text_rows = text_log.parse_lines(outside, member, ctx, diags, form="pasted")
+    found = {"portal_events": events, "replication_status": status,
+             "appliance_resources": resources, "text_log": text_rows}
+    out = {name: frame for name, frame in found.items() if frame.height or name == main}
+    times = [events["ts"], status["last_sync"],
+             text_rows.filter(~pl.col("yearless").fill_null(False))["ts"]]
+    ts = pl.concat([t.drop_nulls() for t in times])
+    return Parsed(tables=out, records=sum(frame.height for frame in out.values()), unparsed=0,
+                  first=ts.min() if ts.len() else None, last=ts.max() if ts.len() else None,
+                  diagnostics=diags)
+
+
+def _with_times(frames: list[pl.DataFrame], text_col: str, ts_col: str, ctx: ParseContext,
+                member: str, diags: Diagnostics) -> pl.DataFrame:
+    """The frames as one (missing columns null), times read by _with_time: one diagnostic for
+    all of them."""
+    frames = [f for f in frames if f.height] or [_NO_ROWS]
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    frames = [f.with_columns(pl.lit(None, pl.Utf8).alias(c) for c in columns if c not in f.columns)
+              .select(columns) for f in frames]
+    return _with_time(pl.concat(frames, how="vertical_relaxed"), text_col, ts_col, ctx.portal_tz,
+                      member, diags)
+
+
+def _label_blocks(lines: pl.DataFrame, used: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """Blocks of label lines and their values: one row per block that has an Error ID or Error
+    Message label (line, form, md, labels and a column per field), and the lines they cover.
+
+    A value is the text after the label's colon and the lines below it, down to the next label
+    or boundary; for a value given on the label's line, down to the first blank line only."""
+    text = pl.col("text")
+    found = lines.with_columns(
+        blank=text.str.strip_chars() == "",
+        used=pl.col("line").is_in(used.implode()),
+        lab=pl.when(text.str.len_chars() < 4096).then(text).str.extract_groups(_LABEL),
     )
-    fields = labels.join(values, left_on="line", right_on="owner", how="left",
-                         maintain_order="left")
-    unparsed = lines.filter(pl.col("owner").is_null() & (pl.col("text").str.strip_chars() != ""))
-    if fields.height == 0:
-        frame = _NO_ROWS
-    else:
-        frame = (
-            fields.group_by("block")
-            .agg(pl.col("line").min(),
-                 *[pl.col("value").filter(pl.col("label") == name).first().alias(name)
-                   for name in sorted(set(TEXT_LABELS.values()))])
-            .sort("block")
-            .with_columns(pl.all().exclude("line", "block").replace("", None))
-        )
-        frame = _with_time(frame, "time", "ts", ctx.portal_tz, member, diags)
-    if unparsed.height:
-        diags.add("info", "unparsed-lines",
-                  f"{unparsed.height} line(s) outside any error-details block were ignored",
-                  f"{member}:{unparsed['line'][0]}")
-    return _events_result(frame.with_columns(form=pl.lit("text")), member, unparsed.height, diags)
+    lab = pl.col("lab").struct.field
+    found = found.with_columns(
+        field=pl.when(~pl.col("used")).then(
+            lab("label").str.to_lowercase().str.replace_all(r"[\W_]+", "")
+            .replace_strict(TEXT_LABELS, default=None)),
+        inline=lab("value").fill_null(""),
+        md=lab("hash").is_not_null() | lab("bold").is_not_null(),
+    ).drop("lab")
+    is_label = pl.col("field").is_not_null()
+    boundary = pl.col("used") | (~is_label & text.str.contains(_BOUNDARY))
+    found = found.with_columns(head=is_label | boundary)
+    found = found.with_columns(seg=pl.col("head").cum_sum())
+    # A value on the label's line ends at a blank line. One below the label may start after
+    # blank lines and hold several paragraphs, but past a blank line only list items (and
+    # indented lines) carry it on: the first other line ends it (a greeting after a block).
+    text_line = ~pl.col("head") & ~pl.col("blank")
+    listed = text.str.contains(r"^\s*(?:[-•*+]|\d{1,2}[.)])\s|^\s+\S")
+    found = found.with_columns(
+        seg_field=pl.col("field").first().over("seg"),
+        seg_inline=(pl.col("inline") != "").first().over("seg"),
+        blanks=pl.col("blank").cum_sum().over("seg"),
+        started=text_line.cum_sum().over("seg"),
+    )
+    gap = pl.col("blank") & (pl.col("started") > 0)
+    found = found.with_columns(gaps=gap.cum_sum().over("seg"))
+    found = found.with_columns(
+        ended=(text_line & ~listed & (pl.col("gaps") > 0)).cum_sum().over("seg") > 0)
+    value_line = (text_line & pl.col("seg_field").is_not_null()
+                  & pl.when(pl.col("seg_inline")).then(pl.col("blanks") == 0)
+                  .otherwise(~pl.col("ended")))
+    found = found.with_columns(value_line=value_line)
+    found = found.with_columns(
+        outside=(~is_label & ~pl.col("value_line") & ~pl.col("blank")).cum_sum())
+    values = (found.filter("value_line").group_by("seg")
+              .agg(more=text.str.strip_chars().str.join("\n")))
+    labels = found.filter(is_label).join(values, on="seg", how="left", maintain_order="left")
+    labels = labels.with_columns(rank=pl.col("field").replace_strict(_RANK, return_dtype=pl.Int64))
+    prev_field, prev_rank = pl.col("field").shift(1), pl.col("rank").shift(1)
+    opens = (prev_field.is_null() | (pl.col("field") == "machine") | (pl.col("rank") < prev_rank)
+             | (pl.col("field") == prev_field) | (pl.col("outside") != pl.col("outside").shift(1)))
+    value = pl.concat_str(pl.col("inline"), pl.col("more"), separator="\n", ignore_nulls=True)
+    labels = labels.with_columns(block=opens.cum_sum(), value=value.str.strip_chars())
+    fields = sorted(_RANK)
+    blocks = labels.group_by("block").agg(
+        pl.col("line").min(), md=pl.col("md").any(), labels=pl.len(),
+        has=pl.col("field").is_in(["error_id", "error_message"]).any(),
+        *[pl.col("value").filter(pl.col("field") == f).first().alias(f) for f in fields],
+    ).filter("has").sort("line").with_columns(
+        pl.col(fields).replace("", None))
+    covered = labels.join(blocks.select("block"), on="block", how="semi").select("seg")
+    block_lines = found.join(covered, on="seg", how="semi").filter(
+        pl.col("field").is_not_null() | pl.col("value_line"))["line"]
+    return blocks.drop("has", "block"), block_lines
+
+
+def _block_events(blocks: pl.DataFrame) -> pl.DataFrame:
+    if not blocks.height:
+        return _NO_ROWS
+    provider_text = pl.concat_str(pl.col("provider"), pl.col("error_message"), separator="\n",
+                                  ignore_nulls=True)
+    message = pl.coalesce(pl.col("provider_message"),
+                          provider_text.str.extract(_PROVIDER_MESSAGE, 1))
+    return blocks.select(
+        "line", "machine", "error_message", "possible_causes", "recommendation", "time",
+        form=pl.when("md").then(pl.lit("markdown")).otherwise(pl.lit("text")),
+        error_id=pl.col("error_id").str.split("\n").list.first().str.strip_chars(" *`'\""),
+        provider_code=pl.coalesce(pl.col("provider_code"),
+                                  provider_text.str.extract(_PROVIDER_CODE, 1)),
+        provider_message=pl.concat_str(pl.when(message != "").then(message),
+                                       pl.col("provider_causes"), pl.col("provider_action"),
+                                       separator="\n\n", ignore_nulls=True),
+    ).with_columns(pl.col("provider_message").replace("", None))
+
+
+def _table_events(table: text_tables.Table) -> pl.DataFrame:
+    """Rows of a Markdown error table; the error cell reads `<id>:<name>` (`**566**:NoDisk...`)."""
+    columns: dict[str, str] = {}
+    for i, name in enumerate(table.names):
+        columns.setdefault(TABLE_COLUMNS.get(_key(name), ""), f"c{i}")
+    cell = {f: pl.col(c) for f, c in columns.items() if f}
+    none = pl.lit(None, pl.Utf8)
+    error = cell.get("error", none).str.extract_groups(r"(?s)^(?P<id>[^:]+?)\s*:\s*(?P<name>.+)$")
+    numeric = error.struct.field("id").str.contains(r"^\d+$")
+    whole = cell.get("error", none)
+    rows = table.rows.select(
+        "line",
+        error_id=pl.coalesce(cell.get("error_id", none),
+                             pl.when(numeric).then(error.struct.field("id")),
+                             pl.when(whole.str.contains(r"^\d+$")).then(whole)),
+        event=pl.coalesce(cell.get("event", none),
+                          pl.when(numeric).then(error.struct.field("name"))
+                          .otherwise(error.struct.field("id"))),
+        # `<id>:<name>` gives the name; `<name>:<text>` keeps both, as written
+        error_message=pl.coalesce(cell.get("error_message", none),
+                                  pl.when(numeric).then(error.struct.field("name")),
+                                  pl.when(~whole.str.contains(r"^\d+$")).then(whole)),
+        possible_causes=cell.get("possible_causes", none),
+        recommendation=cell.get("recommendation", none),
+        form=pl.lit("markdown"),
+    )
+    return rows.filter(pl.col("error_id").is_not_null() | pl.col("error_message").is_not_null())
+
+
+def _list_events(records: pl.DataFrame) -> pl.DataFrame:
+    """Format-List health errors: ErrorCode is the error's id, ErrorId ("6:8010") its reference."""
+    if not records.height:
+        return _NO_ROWS
+    col = {c: pl.col(c) for c in records.columns}
+    none = pl.lit(None, pl.Utf8)
+    return records.select(
+        "line", form=pl.lit("powershell"),
+        error_id=pl.coalesce(col.get("error_code", none), col.get("error_ref", none)),
+        event_code=pl.when(col.get("error_code", none).is_not_null()).then(col.get("error_ref", none)),
+        **{f: col.get(f, none) for f in ("error_message", "possible_causes", "recommendation",
+                                          "time", "event", "severity", "event_type", "machine",
+                                          "health", "provider_message")},
+    )
+
+
+def _status_rows(table: text_tables.Table) -> pl.DataFrame:
+    columns = {}
+    for i, name in enumerate(table.names):
+        target = STATUS_COLUMNS.get(_key(name))
+        if target and target not in columns:
+            columns[target] = pl.col(f"c{i}")
+    return table.rows.select("line", *[pl.when(expr != "-").then(expr).alias(target)
+                                       for target, expr in columns.items()])
+
+
+def _list_status(records: pl.DataFrame) -> pl.DataFrame:
+    if not records.height:
+        return _NO_ROWS
+    col = {c: pl.col(c) for c in records.columns}
+    none = pl.lit(None, pl.Utf8)
+    return records.select(
+        "line", server=col["machine"], health=col.get("health", none),
+        state=pl.coalesce(col.get("state_description", none), col.get("migration_state", none),
+                          col.get("replication_status", none)),
+        last_sync=col.get("last_sync", none))
+
+
+def _resource_rows(table: text_tables.Table, status: pl.DataFrame | None) -> pl.DataFrame:
+    """The resource table; appliance and server from the status table printed above it when that
+    names one server."""
+    names = {_key(name): f"c{i}" for i, name in reversed(list(enumerate(table.names)))}
+    none = pl.lit(None, pl.Utf8)
+
+    def cell(key: str) -> pl.Expr:
+        expr = pl.col(names[key]) if key in names else none
+        return pl.when(expr != "-").then(expr)
+
+    resource = cell("resource")
+    kind = pl.lit("other")
+    for word, name in reversed(RESOURCE_KINDS):
+        kind = pl.when(resource.str.to_lowercase().str.contains(word, literal=True)) \
+            .then(pl.lit(name)).otherwise(kind)
+    one = status is not None and status.height == 1
+    return table.rows.select(
+        "line", resource=resource, kind=kind, capacity=cell("capacity"),
+        utilization=cell("utilizationforservermigrations"),
+        total_utilization=cell("totalutilization"), status=cell("status"),
+        appliance=pl.lit(status["appliance"][0] if one and "appliance" in status.columns else None,
+                         pl.Utf8),
+        server=pl.lit(status["server"][0] if one and "server" in status.columns else None, pl.Utf8),
+    )
 
 
 # ---------------------------------------------------------------- shared
@@ -420,7 +948,10 @@ def _result(table: str, frame: pl.DataFrame, ts_col: str, unparsed: int,
 
 EVENTS_CSV = Source("portal_events", "events_csv", ("portal_events",), _sniff_events_csv, _parse_events_csv)
 EVENTS_JSON = Source("portal_events", "events_json", ("portal_events",), _sniff_events_json, _parse_events_json)
-EVENTS_TEXT = Source("portal_events", "events_text", ("portal_events",), _sniff_events_text, _parse_events_text)
+# A paste fills every table its shapes call for; the lines around them become text_log rows.
+_PASTED = ("portal_events", "replication_status", "appliance_resources", "text_log")
+EVENTS_TEXT = Source("portal_events", "events_text", _PASTED, _sniff_events_text, _parse_events_text)
 REPLICATION_STATUS = Source("replication_status", "status_csv", ("replication_status",), _sniff_status_csv,
                             _parse_status_csv)
-SOURCES = [EVENTS_CSV, EVENTS_JSON, EVENTS_TEXT, REPLICATION_STATUS]
+STATUS_TEXT = Source("replication_status", "status_text", _PASTED, _sniff_status_text, _parse_status_text)
+SOURCES = [EVENTS_CSV, EVENTS_JSON, EVENTS_TEXT, REPLICATION_STATUS, STATUS_TEXT]

@@ -137,7 +137,8 @@ def parse(text: str | bytes, member: str, ctx: ParseContext) -> Parsed:
     minutes = _minutes(lines, ctx.vcenter_tz)
     kept = lines.filter(pl.col("record").is_in(_kept_records(lines, minutes, ctx.keep).implode()))
     records = _fold(_headers(kept.filter(pl.col("layout").is_not_null()), ctx.vcenter_tz), kept)
-    records = records.with_columns(member=pl.lit(member), vcenter=pl.lit(ctx.vcenter, pl.Utf8))
+    records = records.with_columns(member=pl.lit(member), vcenter=pl.lit(ctx.vcenter, pl.Utf8),
+                                   host=pl.lit(ctx.host, pl.Utf8))
     records = _cap(records, "detail", member, diags, "long-record",
                    "continuation text longer than 64 KiB was cut to 64 KiB")
 

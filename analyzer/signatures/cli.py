@@ -105,12 +105,14 @@ def show(signature_id: Annotated[str, typer.Argument(metavar="ID")], extra: Extr
         out(f"scope: {sig.scope}")
     if sig.summary:
         out(f"summary: {escape(sig.summary)}")
-    out(f"\n[bold]matchers[/] ({len(sig.matchers) or 'none: raised by a detector'})")
-    for n, m in enumerate(sig.matchers, 1):
+    blocks = sig.blocks()
+    out(f"\n[bold]matchers[/] ({len(blocks) or 'none: raised by a detector'})")
+    for m in blocks:
         conds = [f"{col} in {list(v)}" for col, v in m.where]
         conds += [f"{col} contains one of {list(v)}" for col, v in m.contains]
         conds += [f"{col} contains none of {list(v)}" for col, v in m.exclude]
-        out(f"  {n}. {m.source}.{m.column}" + (" (ignore case)" if m.ignore_case else ""))
+        where = "any source's text" if m.any_source else f"{m.source}.{m.column}"
+        out(f"  {m.block}. {where}" + (" (ignore case)" if m.ignore_case else ""))
         if m.literal:
             out(f"     literal: {escape(str(list(m.literal)))}")
         if m.regex:

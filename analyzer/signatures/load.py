@@ -27,7 +27,8 @@ import polars as pl
 from analyzer import tables
 from analyzer.signatures.match import example_keys, full_regex, group_names
 from analyzer.signatures.model import (
-    CONFIDENCES, DETECTORS, SCOPES, SEVERITIES, SOURCES, Cause, Example, Library, Matcher, Signature,
+    ANY, CONFIDENCES, DETECTORS, SCOPES, SEVERITIES, SOURCES, TEXT_COLUMNS, Cause, Example, Library,
+    Matcher, Signature,
 )
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -133,11 +134,18 @@ def json_schema() -> dict:
              **{k: {"propertyNames": {"enum": cols}} for k in ("where", "contains", "exclude",
                                                                  "columns")}}}}
         for s, cols in text_columns.items()]
+    # `any` reads each source's text column: no column of its own, no conditions on columns
+    any_source = {"if": {"properties": {"source": {"const": ANY}}, "required": ["source"]},
+                  "then": {"properties": {k: False for k in ("column", "where", "contains",
+                                                             "exclude", "columns")}},
+                  "else": {"required": ["column"]}}
     matcher = {
-        "type": "object", "additionalProperties": False, "required": ["source", "column"],
-        "allOf": per_source,
+        "type": "object", "additionalProperties": False, "required": ["source"],
+        "allOf": [*per_source, any_source],
         "properties": {
-            "source": {"enum": list(SOURCES), "description": "the table this matcher reads"},
+            "source": {"enum": [*SOURCES, ANY], "description": "the table this matcher reads; "
+                       "\"any\": the free text of every source (" + ", ".join(
+                           f"{s}.{c}" for s, c in TEXT_COLUMNS.items()) + ")"},
             "column": {"type": "string", "description": "the column literal and regex apply to"},
             "literal": {**_strings("prefilter: the column must contain one of these substrings; "
                                    "cheap, checked over the whole column"), "minItems": 1},
@@ -169,9 +177,10 @@ def json_schema() -> dict:
     }
     example = {
         "type": "object", "additionalProperties": False, "required": ["source", "text"],
-        "allOf": per_source,
+        "allOf": [*per_source, {**any_source, "else": {}}],
         "properties": {
-            "source": {"enum": list(SOURCES)},
+            "source": {"enum": [*SOURCES, ANY], "description": "\"any\": the text is tried in "
+                       "every source the signature's `source = \"any\"` matchers read"},
             "text": {"type": "string", "description": "the value of the matched column"},
             "captures": {"type": "object", "additionalProperties": {"type": "string"},
                          "description": "expected captures (a subset)"},
@@ -238,6 +247,10 @@ def _describe(value) -> str:
 
 def _schema_problem(file: str, err: jsonschema.ValidationError) -> Problem:
     key, schema, value = _key(err.absolute_path), err.schema, err.instance
+    if schema is False:  # a key that `source = "any"` leaves no room for
+        return Problem(file, key, "source = \"any\" reads the text column of every source: it takes "
+                       "no column, where, contains, exclude or columns",
+                       "drop them, or write one [[match]] block per source")
     hint = schema.get("description") if isinstance(schema, dict) else None
     if err.validator == "additionalProperties":
         known = sorted(err.schema.get("properties", {}))
@@ -332,11 +345,12 @@ def _check_examples(file: str, sig: Signature) -> list[Problem]:
         if m.regex and not regex_problem(full_regex(m.regex, m.ignore_case)):
             captures_by_source.setdefault(m.source, set()).update(group_names(m.regex, m.ignore_case))
     for key, ex in example_keys(sig):
-        if not any(m.source == ex.source for m in sig.matchers):
+        reads = [m for m in sig.matchers if m.source == ex.source or (ex.source == ANY and m.any_source)]
+        if not reads:
             out.append(Problem(file, f"{key}.source", f"no [[match]] block reads {ex.source}",
                                "use the source of one of the [[match]] blocks"))
             continue
-        known = captures_by_source.get(ex.source, set())
+        known = set().union(*(captures_by_source.get(m.source, set()) for m in reads))
         for name, _ in ex.captures:
             if name not in known:
                 out.append(Problem(file, f"{key}.captures.{name}",
@@ -346,7 +360,7 @@ def _check_examples(file: str, sig: Signature) -> list[Problem]:
     if sig.matchers and not shown:
         out.append(Problem(file, "examples", "no [[examples]]: nothing shows the matchers work",
                            "add a real line that must match", "warning"))
-    elif unshown := sorted({m.source for m in sig.matchers} - shown):
+    elif unshown := sorted({ANY if m.any_source else m.source for m in sig.matchers} - shown):
         out += [Problem(file, "examples", f"no example for the {source} matchers",
                         f"add an [[examples]] block with source = \"{source}\"", "warning")
                 for source in unshown]
@@ -427,20 +441,28 @@ def parse_signature(data: bytes, stem: str, file: str) -> tuple[Signature | None
         problems.append(Problem(file, "id", f"id '{raw['id']}' differs from the file name '{stem}'",
                                 f"rename the file to {raw['id']}.toml or set id = \"{stem}\""))
     sig = _build(raw, file)
-    for n, m in enumerate(sig.matchers, 1):
-        problems += _check_matcher(file, f"match[{n}]", m)
+    for m in sig.blocks():
+        problems += _check_matcher(file, f"match[{m.block}]", m)
     problems += _check_kind(file, raw, sig)
     problems += _check_summary(file, sig.summary)
     problems += _check_examples(file, sig)
     return sig, tuple(problems)
 
 
+def _matchers(raw: dict, block: int) -> list[Matcher]:
+    """One [[match]] block as Matchers: one, or one per source for `source = "any"`."""
+    common = dict(literal=tuple(raw.get("literal", ())), regex=raw.get("regex"),
+                  ignore_case=raw.get("ignore_case", False), where=_pairs(raw.get("where")),
+                  contains=_pairs(raw.get("contains")), exclude=_pairs(raw.get("exclude")),
+                  block=block)
+    if raw["source"] == ANY:
+        return [Matcher(source=source, column=column, any_source=True, **common)
+                for source, column in TEXT_COLUMNS.items()]
+    return [Matcher(source=raw["source"], column=raw["column"], **common)]
+
+
 def _build(raw: dict, file: str) -> Signature:
-    matchers = tuple(Matcher(
-        source=m["source"], column=m["column"], literal=tuple(m.get("literal", ())),
-        regex=m.get("regex"), ignore_case=m.get("ignore_case", False), where=_pairs(m.get("where")),
-        contains=_pairs(m.get("contains")), exclude=_pairs(m.get("exclude")),
-    ) for m in raw.get("match", ()))
+    matchers = tuple(m for n, block in enumerate(raw.get("match", ()), 1) for m in _matchers(block, n))
     causes = tuple(Cause(
         id=c["id"], evidence=tuple(c["evidence"]), scope=c["scope"], before=_duration(c["before"]),
         after=_duration(c["after"]), confidence=c.get("confidence", "high"),
@@ -569,13 +591,13 @@ def _check_shared_codes(library: Library, sigs: dict[str, Signature]) -> list[Pr
             owners.setdefault(code, []).append(sig.id)
     out = []
     for sig in sigs.values():
-        for n, m in enumerate(sig.matchers, 1):
+        for m in sig.blocks():
             shared = {v for col, vals in m.where if col == "error_id" for v in vals
                       if len(owners.get(v, [])) > 1}
             if shared and _bare_code_matcher(m):
                 code = sorted(shared)[0]
                 others = ", ".join(o for o in owners[code] if o != sig.id)
-                out.append(Problem(sig.path, f"match[{n}]", f"Error ID {code} is shared with "
+                out.append(Problem(sig.path, f"match[{m.block}]", f"Error ID {code} is shared with "
                                    f"{others}: matching the code alone would claim both",
                                    "add the literal text that tells them apart"))
     return out

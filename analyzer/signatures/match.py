@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cache, reduce
 from operator import or_
@@ -19,7 +19,7 @@ import polars as pl
 import regex
 
 from analyzer import tables
-from analyzer.signatures.model import Example, Library, Matcher, Signature
+from analyzer.signatures.model import ANY, Example, Library, Matcher, Signature
 
 CAPTURE = pl.Struct({"name": pl.Utf8, "value": pl.Utf8})
 # Where vm / vm_id / host come from when the regex captures none.
@@ -27,8 +27,9 @@ ROW_IDENTITY = {
     "gateway_log": {"vm": "vm", "vm_id": "vm_id", "host": "host"},
     "portal_events": {"vm": "machine"},
     "vcenter_tasks": {"vm": "vm_name", "vm_id": "vm_id"},
-    "vcenter_log": {},
+    "vcenter_log": {"host": "host"},  # an ESXi log's host (vm-support archive)
     "vcenter_events": {},
+    "text_log": {"vm": "vm", "host": "host"},
 }
 TS_COLUMN = {"vcenter_tasks": "start"}
 
@@ -178,20 +179,37 @@ def _example_row(sig: Signature, ex: Example, line: int) -> dict:
     return row
 
 
+def _concrete(sig: Signature, ex: Example) -> list[Example]:
+    """The example in each source it is tried in: an `any` example in every source the
+    signature's `source = "any"` blocks read."""
+    if ex.source != ANY:
+        return [ex] if any(m.source == ex.source for m in sig.matchers) else []
+    return [replace(ex, source=s) for s in sorted({m.source for m in sig.matchers if m.any_source})]
+
+
 def run_examples(library: Library, only: set[str] | None = None) -> list[ExampleResult]:
-    """Run every example and counterexample through `match`, one frame per source."""
+    """Run every example and counterexample through `match`, one frame per source. An `any`
+    example passes when it passes in every source it is tried in."""
     sigs = [s for s in library.signatures.values() if only is None or s.id in only]
-    cases = [(sig, key, ex) for sig in sigs for key, ex in example_keys(sig)
-             if any(m.source == ex.source for m in sig.matchers)]
+    cases = [(sig, key, ex, tried) for sig in sigs for key, ex in example_keys(sig)
+             for tried in _concrete(sig, ex)]
     matched: dict[int, pl.DataFrame] = {}
-    for source in sorted({ex.source for _, _, ex in cases}):
-        rows = [_example_row(sig, ex, n) for n, (sig, _, ex) in enumerate(cases)
-                if ex.source == source]
+    for source in sorted({tried.source for *_, tried in cases}):
+        rows = [_example_row(sig, tried, n) for n, (sig, _, _, tried) in enumerate(cases)
+                if tried.source == source]
         frame = pl.DataFrame(rows, infer_schema_length=None)
         found = match(Library({s.id: s for s in sigs}), source, frame)
         for (line,), group in found.group_by("line"):
             matched[line] = group
-    return [_judge(sig, key, ex, matched.get(n)) for n, (sig, key, ex) in enumerate(cases)]
+    results: dict[tuple[str, str], ExampleResult] = {}
+    for n, (sig, key, ex, tried) in enumerate(cases):
+        got = _judge(sig, key, tried, matched.get(n))
+        if ex.source == ANY:
+            got = replace(got, example=ex, detail=got.detail and f"in {tried.source}: {got.detail}")
+        kept = results.setdefault((sig.id, key), got)
+        if kept.ok and not got.ok:
+            results[(sig.id, key)] = got
+    return list(results.values())
 
 
 def _judge(sig: Signature, key: str, ex: Example, found: pl.DataFrame | None) -> ExampleResult:
@@ -212,9 +230,9 @@ def explain_miss(sig: Signature, ex: Example) -> str:
     """Why no matcher of the example's source took it, matcher by matcher."""
     row = _example_row(sig, ex, 0)
     reasons = []
-    for n, m in enumerate(sig.matchers, 1):
+    for m in sig.matchers:
         if m.source == ex.source:
-            reasons.append(f"match[{n}]: {_first_failure(m, row)}")
+            reasons.append(f"match[{m.block}]: {_first_failure(m, row)}")
     return "; ".join(reasons)
 
 

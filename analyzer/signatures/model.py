@@ -7,7 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-SOURCES = ("gateway_log", "portal_events", "vcenter_log", "vcenter_tasks", "vcenter_events")
+SOURCES = ("gateway_log", "portal_events", "vcenter_log", "vcenter_tasks", "vcenter_events", "text_log")
+# `source = "any"` in a file: the matcher reads the free text of every source, each through its
+# own text column (the loader makes one Matcher per source). Error texts reach pasted tickets,
+# other tools' logs and ESXi logs as well as the appliance's own (CATALOGUE.md, "Where errors
+# may show").
+ANY = "any"
+TEXT_COLUMNS = {
+    "gateway_log": "message",
+    "portal_events": "error_message",
+    "vcenter_log": "message",
+    "vcenter_tasks": "fault_message",
+    "vcenter_events": "message",
+    "text_log": "message",
+}
 SCOPES = ("vm", "host", "appliance")
 CONFIDENCES = ("high", "medium", "low")
 SEVERITIES = ("critical", "warning", "info")
@@ -58,6 +71,8 @@ class Matcher:
     # negative look-ahead the Rust engine lacks, e.g. Service Bus failures that are not Event Hubs.
     contains: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, substrings): one must occur
     exclude: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, substrings): none may occur
+    any_source: bool = False  # one of the matchers a `source = "any"` block became
+    block: int = 0  # position of its [[match]] block in the file, from 1
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,7 @@ class Cause:
 
 @dataclass(frozen=True)
 class Example:
-    source: str
+    source: str  # a source, or ANY: the text goes through every source a `source = "any"` block reads
     text: str  # the value of the matcher's column (for gateway_log: the message)
     captures: tuple[tuple[str, str], ...] = ()  # expected captures (subset)
     columns: tuple[tuple[str, str], ...] = ()  # other column values the `where` needs
@@ -103,6 +118,12 @@ class Signature:
 
     def cause(self, cause_id: str) -> Cause | None:
         return next((c for c in self.causes if c.id == cause_id), None)
+
+
+    def blocks(self) -> list[Matcher]:
+        """The matchers as the file has them: one per [[match]] block (the first matcher of an
+        `any` block stands for it)."""
+        return list({m.block: m for m in reversed(self.matchers)}.values())[::-1]
 
 
 @dataclass

@@ -171,7 +171,7 @@ def test_kept_task_lines_pair_into_the_tasks_of_the_full_parse(name):
     for member in bundles.open_bundle(path, Diagnostics()):
         text = bundles.decode(member.data, member.path, Diagnostics())
         if vcenter_log.sniff(text[:65536], member.path):
-            ctx = ParseContext(vcenter=ingest._vcenter_of(member))
+            ctx = ParseContext(**ingest._scope_of(member))
             every.append(vcenter_log.parse(text, member.path, ctx).tables["vcenter_log"])
     full = vcenter_log.build_tasks(tables.concat("vcenter_log", every), events, Diagnostics())
     assert paired.height > 0

@@ -516,3 +516,48 @@ def test_arbitrary_text_never_raises(parts):
     assert records.schema == pl.Schema(tables.VCENTER_LOG)
     assert parsed.records == records.height
     build_tasks(records, parsed.tables["vcenter_events"], Diagnostics())
+
+
+# ---------------------------------------------------------------- ESXi host logs (hostd, vpxa)
+
+REAL = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "real"
+
+
+def test_host_column_from_context():
+    text = line("2024-05-14T10:21:33.123Z", "x") * 2
+    _, records = run(text, "esx-esx07-2024.tgz!/var/run/log/hostd.log", host="esx07")
+    assert records["host"].unique().to_list() == ["esx07"]
+    _, records = run(text)
+    assert records["host"].null_count() == 2
+
+
+def test_real_hostd_lines_of_every_layout_parse_with_no_unparsed_line():
+    # lnav's real hostd / ESXi samples (BSD-2): legacy `[ts hex level 'sub' opID]`, 6.5+
+    # `verbose hostd[...] [Originator@6876 sub=... opID=...]`, ESXi 8 `Db(167) Hostd[...]:` and
+    # `In(166) Hostd[...]: info -[...]`; with `-->` and indented continuations between them
+    real = (REAL / "parsers-lnav-hostd.log").read_text(encoding="utf-8").splitlines()
+    text = "\n".join([real[0], "--> continued fault block", *real[1:4],
+                      "   an indented continuation", *real[4:]]) + "\n"
+    parsed, records = run(text, "esx-esx07-2024.tgz!/var/run/log/hostd.log", host="esx07")
+    assert parsed.unparsed == 0 and "unparsed-lines" not in codes(parsed)
+    assert parsed.records == records.height == 7
+    assert records["ts"].null_count() == 0
+    assert records["layout"].to_list() == ["win5x", "vpxd65", "esxi8", "esxi8", "esxi8", "esxi8",
+                                           "esxi8"]
+    assert records["process"].to_list()[2:] == ["Hostd", "vmsyslogd", "Hostd", "Hostd", "Hostd"]
+    assert records["detail"].to_list()[:4] == ["continued fault block", None, None,
+                                               "   an indented continuation"]
+    assert records["op_id"].to_list()[-1] == "539bc6dd-c7-c39c"
+    assert records["host"].unique().to_list() == ["esx07"]
+
+
+def test_esxi8_hostd_with_level_words_and_vpxa():
+    text = ("2024-05-07T17:07:09.123Z Er(163) Hostd[2098914]: [Originator@6876 sub=Vmsvc.vm:/vmfs/"
+            "volumes/ds01/APP01/APP01.vmx opID=a1-b2 user=vpxuser] Failed to lock the file\n"
+            "2024-05-07T17:07:10.000Z In(166) Vpxa[2099001]: [Originator@6876 sub=vpxLro "
+            "opID=c3] [VpxLRO] -- FINISH lro-1\n")
+    parsed, records = run(text, "hostd.log", host="esx07")
+    assert records.select("level", "process", "op_id").rows() == [
+        ("error", "Hostd", "a1-b2"), ("info", "Vpxa", "c3")]
+    assert records["sub"][0] == "Vmsvc.vm:/vmfs/volumes/ds01/APP01/APP01.vmx"
+    assert parsed.unparsed == 0
