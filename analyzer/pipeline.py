@@ -20,7 +20,7 @@ import polars as pl
 
 from analyzer import __version__, bundle, cycles, identity, ingest, signatures, sources, tables, verdicts
 from analyzer.bundle import UnusableBundle  # what analyze and inspect raise, for callers
-from analyzer.diagnostics import Diagnostics
+from analyzer.diagnostics import Diagnostics, incomplete_reasons
 from analyzer.parsers import vcenter_log
 from analyzer.parsers.timeparse import to_iso
 from analyzer.redact import redact_doc, redact_frame
@@ -144,6 +144,8 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
               decision: verdicts.Decision, diags: Diagnostics) -> dict:
     """The analysis document (OUTPUT.md), redacted unless asked not to be."""
     config, stats = found.config, found.stats
+    diagnostics = diags.sorted()
+    reasons = incomplete_reasons(diagnostics)
     doc = {
         "schema": "bundle-analyzer/analysis/v1",
         "bundle": {
@@ -159,12 +161,14 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
                            {"seconds": round(cycle_result.clock_skew, 1),
                             "basis": cycle_result.skew_basis}),
             "appliance_tz": options.appliance_tz or config.get("appliance_tz"),
+            "complete": not reasons,
+            "incomplete_reasons": reasons,
         },
         "vms": decision.vms,
         "verdicts": decision.verdicts,
         "outages": decision.outages,
         "not_evaluated": decision.not_evaluated,
-        "diagnostics": [d.as_dict() for d in diags.sorted()],
+        "diagnostics": [d.as_dict() for d in diagnostics],
     }
     return redact_doc(doc, options.redact)
 
