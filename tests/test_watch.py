@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from analyzer.errors import UserError
 from analyzer.pipeline import Options
 from analyzer.watch import ready_bundles, watch
 
@@ -141,5 +142,5 @@ def test_ctrl_c_stops_cleanly(tmp_path):
 
 
 def test_watch_refuses_a_missing_folder(tmp_path):
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(UserError, match="not a folder"):
         watch(tmp_path / "nope", tmp_path / "out", Options(), Console(file=io.StringIO()))
