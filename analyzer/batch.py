@@ -646,8 +646,8 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
             last_save = time.monotonic()
 
     workers = jobs or len(os.sched_getaffinity(0))
-    # No bar when there is nothing to analyze (a no-change re-run).
-    with _progress(console, visible=bool(planned)) as progress:
+    # No bar when there is nothing to analyze (a no-change re-run), nor into a pipe or a log.
+    with _progress(console, visible=bool(planned) and console.is_terminal) as progress:
         task = progress.add_task("bundles", total=len(planned))
         try:
             if scheduler:

@@ -46,6 +46,7 @@ console = Console(stderr=True)  # stdout stays free for `--json -`
 class _Running:
     """What the handler needs to know of the command in progress."""
 
+    args: tuple[str, ...] = ()  # the command line, for a crash report
     debug: bool = False  # --debug: print an internal error's traceback too
     out_dir: Path | None = None  # where a crash report goes (else the temp folder)
     redact: bool = True
@@ -363,6 +364,7 @@ def main(args: list[str] | None = None) -> None:
 def run(args: list[str]) -> int:
     """Run the command line and return its exit code. This is the one place where what a
     command raises becomes an exit code and a line on stderr (OUTPUT.md): no bare traceback."""
+    running.args = tuple(args)
     try:
         _mount_signatures()
         code = app(args=args, standalone_mode=False)
@@ -428,7 +430,7 @@ def _crashed(exc: BaseException) -> int:
     trace = "".join(traceback.format_exception(exc))
     what = one_line(_redact(f"{type(exc).__name__}: {exc}"), 300)
     report = (f"bundle-analyzer {__version__}: internal error: {what}\n"
-              f"command: bundle-analyzer {' '.join(sys.argv[1:])}\n"
+              f"command: bundle-analyzer {' '.join(running.args)}\n"
               f"python: {platform.python_version()} on {platform.platform()}\n"
               f"time: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}\n\n{trace}")
     name = f"bundle-analyzer-crash-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"

@@ -21,6 +21,7 @@ import polars as pl
 from analyzer import __version__, bundle, cycles, identity, ingest, signatures, sources, tables, verdicts
 from analyzer.bundle import UnusableBundle  # what analyze and inspect raise, for callers
 from analyzer.diagnostics import Diagnostics, incomplete_reasons
+from analyzer.output import write_atomic
 from analyzer.parsers import vcenter_log
 from analyzer.parsers.timeparse import to_iso
 from analyzer.redact import redact_doc, redact_frame
@@ -174,6 +175,6 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
 
 
 def _dump(frames: dict[str, pl.DataFrame], folder: Path, redact: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
-        redact_frame(frame, redact).write_parquet(folder / f"{name}.parquet")
+        write_atomic(folder / f"{name}.parquet", redact_frame(frame, redact).write_parquet,
+                     "--dump-tables")

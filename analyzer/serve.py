@@ -449,8 +449,12 @@ def run(host: str, port: int, out: Path, workers: int, max_upload: int, options:
     import uvicorn
 
     out = Path(out)
-    prepare_folder(out / UPLOADS, "-o", out)
-    sock = _bind(host, port)
+    sock = _bind(host, port)  # first: a port in use leaves no folder behind
+    try:
+        prepare_folder(out / UPLOADS, "-o", out)
+    except BaseException:
+        sock.close()
+        raise
     runner = Runner(out.resolve(), workers, options)
     allowed = [*LOOPBACK, "[::1]"] if host in LOOPBACK else None
     app = create_app(runner, max_upload, allowed)
