@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tmpfs import tmpfs
+
 ROOT = Path(__file__).resolve().parents[1]
 HEALTHY = ROOT / "sample_bundles" / "healthy.zip"
 UPLOAD_TIMEOUT = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
@@ -49,22 +51,16 @@ def tree(root: Path) -> set[Path]:
 def read_only_folder(where: Path) -> Iterator[Path]:
     """A folder nobody can write into: a read-only tmpfs when running as root (root ignores
     permission bits), else a folder without write permission."""
-    where.mkdir()
     if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(where)],
-                                 capture_output=True)
-        if mounted.returncode != 0:
-            pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-        try:
+        with tmpfs(where, "ro,size=16k"):
             yield where
-        finally:
-            subprocess.run(["umount", str(where)], check=True)
-    else:
-        where.chmod(0o555)
-        try:
-            yield where
-        finally:
-            where.chmod(0o755)
+        return
+    where.mkdir()
+    where.chmod(0o555)
+    try:
+        yield where
+    finally:
+        where.chmod(0o755)
 
 
 @dataclass

@@ -3,7 +3,6 @@ traceback. Every output is whole or absent; nothing finished is analyzed twice."
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import json
@@ -13,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from rich.console import Console
 from analyzer import batch, pipeline
 from analyzer.output import OutputError, write_atomic
 from analyzer.pipeline import Options
+from tests.tmpfs import tmpfs
 
 ROOT = Path(__file__).resolve().parents[1]
 HEALTHY = ROOT / "sample_bundles" / "healthy.zip"
@@ -223,20 +222,9 @@ def test_a_dead_process_temporary_file_is_swept_a_live_one_kept(tmp_path):
 
 # ---------------------------------------------------------------- a full disk
 
-@contextlib.contextmanager
-def small_disk(where: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs (root only): a report does not fit."""
-    where.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
+def small_disk(where: Path):
+    """A 64 KiB tmpfs: a report does not fit."""
+    return tmpfs(where, "size=64k")
 
 
 def test_analyze_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
