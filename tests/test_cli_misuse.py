@@ -157,6 +157,8 @@ CASES = [
          "error: -o /proc/nope: /proc/nope cannot be created"),
     Case("sample-out-under-proc", lambda c: ["sample", "healthy", "-o", "/proc/nope"], 2,
          "error: -o /proc/nope: /proc/nope cannot be created"),
+    Case("watch-out-under-proc", lambda c: ["watch", c["folder"], "-o", "/proc/nope"], 2,
+         "error: -o /proc/nope: /proc/nope cannot be created"),
     Case("serve-out-under-proc", lambda c: ["serve", "-o", "/proc/nope"], 2,
          "error: -o /proc/nope: /proc/nope cannot be created"),
     Case("schema-out-under-proc", lambda c: ["signatures", "schema", "-o", "/proc/nope/s.json"], 2,
