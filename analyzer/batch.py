@@ -32,8 +32,8 @@ import re
 import signal
 import time
 import traceback
-from functools import cache
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -303,8 +303,9 @@ class Store:
     keeps all but a torn last line, which is ignored); loading replays the journal on the cache.
     """
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, redact: bool = True):
         self.out = out
+        self.redact = redact  # the names and paths this store writes about failures
         self.path = out / CACHE_FILE
         self.journal = out / JOURNAL_FILE
         self.bundles: dict[str, dict] = {}  # bundle_id -> entry
@@ -371,6 +372,14 @@ class Store:
             return failure["message"], details if details and details.exists() else None
         return None
 
+    def _shown(self, text: str) -> str:
+        """A bundle's path or name as this store may write it (the file's name may hold a secret)."""
+        if not self.redact:
+            return text
+        from analyzer.redact import redact
+
+        return redact(text)
+
     def details(self, path: str) -> Path | None:
         """The file that tells why this bundle failed, if there is one."""
         name = self.failures.get(path, {}).get("details")
@@ -385,8 +394,10 @@ class Store:
             entry = {"key": key, "sha256": sha256, "message": result.error,
                      "cacheable": result.cacheable_error, "details": None}
             if result.details:
-                name = f"{ERRORS}/{result.bundle_id}.txt"
-                write_atomic(self.out / name, f"{result.path}\n{result.error}\n\n{result.details}", "-o")
+                # named as the bundle's id is, from its name as shown
+                name = f"{ERRORS}/{bundle_id(Path(self._shown(Path(result.path).name)), sha256)}.txt"
+                text = f"{self._shown(result.path)}\n{result.error}\n\n{result.details}"
+                write_atomic(self.out / name, text, "-o")
                 entry["details"] = name
             self.failures[result.path] = entry
             self._note(failure=result.path, entry=entry)
@@ -625,7 +636,7 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
     out = prepare_folder(Path(out), "-o")
     options = dataclasses.replace(options, dump_tables=None)  # one dump dir cannot serve many
     result = BatchResult(failed=list(problems or []))
-    store = Store(out)
+    store = Store(out, options.redact)
     planned = _plan([Path(p).resolve() for p in paths], store, _library_digest(options), options,
                     result)
     last_save = time.monotonic()

@@ -145,7 +145,7 @@ def test_the_journal_keeps_what_finished_and_skips_a_torn_line(tmp_path):
         journal.write(b'{"version": 1, "bundle": "c-3", "ent')  # a kill in the middle of a line
     reread = batch.Store(tmp_path)  # no save(): only the journal knows
     assert set(reread.bundles) == {"a-1"} and reread.bundles["a-1"]["key"] == "key-a"
-    assert reread.cached_failure("/in/b.zip", "key-b") == ("broken", tmp_path / "errors" / "b-2.txt")
+    assert reread.cached_failure("/in/b.zip", "key-b") == ("broken", tmp_path / "errors" / "b-sha-b.txt")
 
 
 # ---------------------------------------------------------------- the cache key
