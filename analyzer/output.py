@@ -58,8 +58,8 @@ def prepare_folder(folder: Path, what: str | None = None, named: Path | None = N
     except OSError as exc:
         raise output_error(exc, named or folder, what) from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise output_error(OSError(errno.EACCES, os.strerror(errno.EACCES), str(folder)),
-                           named or folder, what)
+        code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+        raise output_error(OSError(code, os.strerror(code), str(folder)), named or folder, what)
     return folder
 
 

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEALTHY = ROOT / "sample_bundles" / "healthy.zip"
 UPLOAD_TIMEOUT = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
 MARKUP = "[/x]"
+# as root, read_only_folder is a read-only mount; else a folder without write permission
+READ_ONLY = "is not writable (Read-only file system)" if os.geteuid() == 0 else "is not writable"
 
 
 def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -164,15 +166,14 @@ CASES = [
     Case("schema-out-under-proc", lambda c: ["signatures", "schema", "-o", "/proc/nope/s.json"], 2,
          "error: -o /proc/nope/s.json: /proc/nope cannot be created"),
     Case("json-into-read-only", lambda c: ["analyze", B, "-o", "out", "--json", f"{c['ro']}/a.json"], 2,
-         "error: --json ", ("is not writable", "choose a place you can write to"), outputs=("out",),
+         "error: --json ", (READ_ONLY, "choose a place you can write to"), outputs=("out",),
          read_only=True),
     Case("out-read-only", lambda c: ["analyze", B, "-o", c["ro"]], 2,
-         "error: -o ", ("is not writable",), read_only=True),
+         "error: -o ", (READ_ONLY,), read_only=True),
     Case("batch-out-read-only", lambda c: ["batch", B, "-o", f"{c['ro']}/fleet"], 2,
-         "error: -o ", ("is not writable (Read-only file system)" if os.geteuid() == 0
-                        else "is not writable",), read_only=True),
+         "error: -o ", (READ_ONLY,), read_only=True),
     Case("inspect-json-read-only", lambda c: ["inspect", B, "--json", f"{c['ro']}/i.json"], 2,
-         "error: --json ", ("is not writable",), read_only=True),
+         "error: --json ", (READ_ONLY,), read_only=True),
     # click's own usage errors: a short usage block whose last line says it
     Case("unknown-command", lambda c: ["frobnicate"], 2, "Error: No such command 'frobnicate'.",
          usage_block=True),
