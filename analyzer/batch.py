@@ -5,13 +5,17 @@ OUT is a fleet store that grows run after run (and is what `watch` writes into):
     OUT/<bundle_id>.html                 one report per bundle (bundle_id = safe stem + short hash)
     OUT/json/<bundle_id>.json            its analysis JSON, one line (plus "bundle_id")
     OUT/dataset/<table>/<bundle_id>.parquet   events, vcenter_tasks, cycles, verdicts (+ bundle_id)
+    OUT/errors/<bundle_id>.txt           why a bundle failed, with the traceback
     OUT/index.html, verdicts.csv, analysis.jsonl   rebuilt from all of the above after every run
     OUT/.cache.json                      bundle -> cache key, summary; failures
+    OUT/.cache.journal                   what finished since .cache.json was last written
 
 A bundle is analyzed again only when its content hash, the signature library's digest, the
-analysis options or the analyzer version change. The per-bundle job (`analyze_bundle`) is a
-top-level function returning a small picklable `BundleResult`, so it runs the same in-process,
-in a spawned process pool or on a Dask cluster; only the parent writes into OUT.
+analysis options, the analyzer's version or its code change. Every file is written whole or not
+at all (output.write_atomic); each finished bundle is noted in the journal at once, so a run
+that is killed loses no finished work. The per-bundle job (`analyze_bundle`) is a top-level
+function returning a small picklable `BundleResult`, so it runs the same in-process, in a
+spawned process pool or on a Dask cluster; only the parent writes into OUT.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterable
+import traceback
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -39,10 +44,14 @@ from rich.text import Text
 
 from analyzer import __version__, tables
 from analyzer.bundle import ARCHIVE_SUFFIXES, archive_stem, file_sha256
+from analyzer.errors import UserError
+from analyzer.output import prepare_folder, write_atomic
 from analyzer.pipeline import Options, UnusableBundle
-from analyzer.terminal import shown
+from analyzer.terminal import labelled, one_line, say
 
 CACHE_FILE = ".cache.json"
+JOURNAL_FILE = ".cache.journal"
+ERRORS = "errors"  # OUT/errors/<bundle_id>.txt: why a bundle failed
 SCHEDULER_TIMEOUT = "15s"
 MAX_LISTED_FAILURES = 50  # on the terminal; the fleet page lists them all
 CACHE_VERSION = 1
@@ -64,6 +73,7 @@ class BatchResult:
     done: int = 0  # analyzed in this run
     skipped: int = 0  # unchanged since a previous run: results reused
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line message)
+    details: dict[str, Path] = field(default_factory=dict)  # path -> its OUT/errors/ file
     bundle_ids: list[str] = field(default_factory=list)  # this run's bundles that have a report
     seconds: float = 0.0
 
@@ -80,6 +90,7 @@ class BundleResult:
     appliance: str | None = None
     error: str | None = None
     cacheable_error: bool = False  # UnusableBundle: a property of the bundle, not of this run
+    details: str | None = None  # a failure's traceback
     seconds: float = 0.0
 
 
@@ -238,22 +249,20 @@ def analyze_bundle(path: str, bundle: str, options: Options, name: str | None = 
         if exports:
             result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
     except UnusableBundle as exc:
-        result.error, result.cacheable_error = _one_line(str(exc)), True
+        result.error, result.cacheable_error = one_line(str(exc)), True
+        result.details = traceback.format_exc()
     except Exception as exc:  # one bad bundle must not stop the batch
-        result.error = _one_line(f"{type(exc).__name__}: {exc}")
+        result.error = one_line(f"{type(exc).__name__}: {exc}")
+        result.details = traceback.format_exc()
     result.seconds = time.perf_counter() - started
     if result.error:
         if options.redact:  # the message may quote member names or log text
             from analyzer.redact import redact
 
-            result.error = redact(result.error)
+            result.error, result.details = redact(result.error), redact(result.details)
         result.doc = result.html = None
         result.parquet = {}
     return result
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500] or "failed without a message"
 
 
 def _ignore_sigint() -> None:
@@ -263,35 +272,44 @@ def _ignore_sigint() -> None:
 
 # ---------------------------------------------------------------- OUT: files and cache
 
-def _write_atomic(path: Path, data: bytes | str | Iterable[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    elif isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        with tmp.open("wb") as out:
-            out.writelines(data)
-    os.replace(tmp, path)
+CODE_SUFFIXES = (".py", ".j2", ".js", ".css")
+
+
+@cache
+def code_digest() -> str:
+    """A hash of the analyzer's own code (its .py, templates, scripts and styles): a changed
+    analyzer analyzes again even when its version number stayed the same."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def options_fingerprint(options: Options) -> str:
     relevant = {"signatures": [str(p) for p in options.signatures],
                 "appliance_tz": options.appliance_tz, "portal_tz": options.portal_tz,
                 "vcenter_tz": options.vcenter_tz, "redact": options.redact,
-                "analyzer": __version__}
+                "analyzer": __version__, "code": code_digest()}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Store:
-    """The fleet kept in OUT: which bundles have results, and the outputs built from them."""
+    """The fleet kept in OUT: which bundles have results, and the outputs built from them.
 
-    def __init__(self, out: Path):
+    What a run learns is kept in .cache.json, written whole every few seconds and at the end, and
+    in between appended to .cache.journal one line per finished bundle (a process that is killed
+    keeps all but a torn last line, which is ignored); loading replays the journal on the cache.
+    """
+
+    def __init__(self, out: Path, redact: bool = True):
         self.out = out
+        self.redact = redact  # the names and paths this store writes about failures
         self.path = out / CACHE_FILE
+        self.journal = out / JOURNAL_FILE
         self.bundles: dict[str, dict] = {}  # bundle_id -> entry
-        self.failures: dict[str, dict] = {}  # source path -> {key, sha256, message, cacheable}
+        self.failures: dict[str, dict] = {}  # source path -> {key, sha256, message, cacheable, details}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") == CACHE_VERSION:
@@ -299,10 +317,44 @@ class Store:
                 self.failures = data.get("failures", {})
         except (OSError, ValueError, AttributeError):
             pass  # no cache or an unreadable one: everything is analyzed again
+        self._replay()
+
+    def _replay(self) -> None:
+        try:
+            lines = self.journal.read_bytes().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                note = json.loads(line)
+                if note.get("version") != CACHE_VERSION:
+                    continue
+                if "bundle" in note:
+                    self.bundles[note["bundle"]] = note["entry"]
+                elif "removed" in note:
+                    self.bundles.pop(note["removed"], None)
+                elif "failure" in note:
+                    self.failures[note["failure"]] = note["entry"]
+                elif "recovered" in note:
+                    self.failures.pop(note["recovered"], None)
+            except (ValueError, AttributeError, KeyError, TypeError):
+                continue  # a line torn by a kill, or not ours
+
+    def _note(self, **note) -> None:
+        """One line in the journal, written in one call, so that it survives a kill after it."""
+        line = json.dumps({"version": CACHE_VERSION, **note}, sort_keys=True, ensure_ascii=False)
+        try:
+            with open(self.journal, "ab") as out:
+                out.write(line.encode("utf-8") + b"\n")
+        except OSError as exc:
+            from analyzer.output import output_error
+
+            raise output_error(exc, self.journal, "-o") from None
 
     def save(self) -> None:
         data = {"version": CACHE_VERSION, "bundles": self.bundles, "failures": self.failures}
-        _write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False))
+        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False), "-o")
+        self.journal.unlink(missing_ok=True)  # all it held is in the cache now
 
     def _files(self, bundle: str) -> list[Path]:
         return [self.out / f"{bundle}.html", self.out / "json" / f"{bundle}.json",
@@ -312,30 +364,57 @@ class Store:
         entry = self.bundles.get(bundle)
         return bool(entry and entry["key"] == key and all(p.exists() for p in self._files(bundle)))
 
-    def cached_failure(self, path: str, key: str) -> str | None:
+    def cached_failure(self, path: str, key: str) -> tuple[str, Path | None] | None:
+        """(message, traceback file) of a failure that analyzing again would repeat."""
         failure = self.failures.get(path)
         if failure and failure["key"] == key and failure.get("cacheable"):
-            return failure["message"]
+            details = self.out / failure["details"] if failure.get("details") else None
+            return failure["message"], details if details and details.exists() else None
         return None
+
+    def _shown(self, text: str) -> str:
+        """A bundle's path or name as this store may write it (the file's name may hold a secret)."""
+        if not self.redact:
+            return text
+        from analyzer.redact import redact
+
+        return redact(text)
+
+    def details(self, path: str) -> Path | None:
+        """The file that tells why this bundle failed, if there is one."""
+        name = self.failures.get(path, {}).get("details")
+        return self.out / name if name else None
 
     def record(self, result: BundleResult, key: str, sha256: str) -> None:
         """Write one bundle's outputs; drop an older result of the same source path."""
+        earlier = self.failures.pop(result.path, None)
+        if earlier and earlier.get("details"):
+            (self.out / earlier["details"]).unlink(missing_ok=True)
         if result.error:
-            self.failures[result.path] = {"key": key, "sha256": sha256, "message": result.error,
-                                          "cacheable": result.cacheable_error}
+            entry = {"key": key, "sha256": sha256, "message": result.error,
+                     "cacheable": result.cacheable_error, "details": None}
+            if result.details:
+                # named as the bundle's id is, from its name as shown
+                name = f"{ERRORS}/{bundle_id(Path(self._shown(Path(result.path).name)), sha256)}.txt"
+                text = f"{self._shown(result.path)}\n{result.error}\n\n{result.details}"
+                write_atomic(self.out / name, text, "-o")
+                entry["details"] = name
+            self.failures[result.path] = entry
+            self._note(failure=result.path, entry=entry)
             return
-        self.failures.pop(result.path, None)
+        if earlier is not None:
+            self._note(recovered=result.path)
         for old, entry in list(self.bundles.items()):
             if entry["path"] == result.path and old != result.bundle_id:
                 self.remove(old)
         from analyzer.report import jsontext
 
         bundle = result.bundle_id
-        _write_atomic(self.out / f"{bundle}.html", result.html or "")
-        _write_atomic(self.out / "json" / f"{bundle}.json",
-                      jsontext.dumps(result.doc, newline=True))  # json.dumps' bytes, faster
+        write_atomic(self.out / f"{bundle}.html", result.html or "", "-o")
+        write_atomic(self.out / "json" / f"{bundle}.json",
+                     jsontext.dumps(result.doc, newline=True), "-o")  # json.dumps' bytes, faster
         for export, data in result.parquet.items():
-            _write_atomic(self.out / "dataset" / export / f"{bundle}.parquet", data)
+            write_atomic(self.out / "dataset" / export / f"{bundle}.parquet", data, "-o")
         doc = result.doc or {}
         health: dict[str, int] = {}
         for vm in doc.get("vms", []):
@@ -348,11 +427,13 @@ class Store:
             "vms": len(doc.get("vms", [])), "health": health,
             "verdicts": len(doc.get("verdicts", [])), "seconds": round(result.seconds, 3),
         }
+        self._note(bundle=bundle, entry=self.bundles[bundle])
 
     def remove(self, bundle: str) -> None:
         for path in self._files(bundle):
             path.unlink(missing_ok=True)
         self.bundles.pop(bundle, None)
+        self._note(removed=bundle)
 
     def verdicts(self) -> pl.DataFrame:
         files = [self.out / "dataset" / "verdicts" / f"{b}.parquet" for b in sorted(self.bundles)]
@@ -369,12 +450,13 @@ class Store:
         verdicts = self.verdicts()
         self._write_csv(verdicts)
         docs = [self.out / "json" / f"{bundle}.json" for bundle in sorted(self.bundles)]
-        _write_atomic(self.out / "analysis.jsonl",  # one document in memory at a time
-                      (doc.read_bytes().rstrip(b"\n") + b"\n" for doc in docs if doc.exists()))
-        failures = sorted((path, f["message"]) for path, f in self.failures.items())
+        write_atomic(self.out / "analysis.jsonl",  # one document in memory at a time
+                     (doc.read_bytes().rstrip(b"\n") + b"\n" for doc in docs if doc.exists()), "-o")
+        failures = sorted((path, f["message"], f.get("details")) for path, f in self.failures.items())
         if redact:  # messages are redacted when recorded; the bundle's path is shown here too
-            failures = list(zip(redact_texts([p for p, _ in failures]), (m for _, m in failures)))
-        _write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures))
+            failures = [(shown_path, message, details) for shown_path, (_, message, details)
+                        in zip(redact_texts([p for p, _, _ in failures]), failures)]
+        write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures), "-o")
 
     def _write_csv(self, verdicts: pl.DataFrame) -> None:
         iso = "%Y-%m-%dT%H:%M:%SZ"
@@ -389,9 +471,7 @@ class Store:
         frame = frame.with_columns(
             pl.when(pl.col(c).str.contains(r"^[=+\-@\t\r]")).then("'" + pl.col(c))
             .otherwise(pl.col(c)).alias(c) for c in text)
-        buffer = io.BytesIO()
-        frame.write_csv(buffer)
-        _write_atomic(self.out / "verdicts.csv", buffer.getvalue())
+        write_atomic(self.out / "verdicts.csv", frame.write_csv, "-o")
 
 
 # ---------------------------------------------------------------- running a batch
@@ -433,7 +513,7 @@ def _plan(paths: list[Path], store: Store, library: str, options: Options,
         try:
             sha = file_sha256(path)
         except Exception as exc:  # unreadable file: recorded, the batch goes on
-            result.failed.append((str(path), _one_line(f"cannot read: {exc}")))
+            result.failed.append((str(path), one_line(f"cannot read: {exc}")))
             continue
         bundle = bundle_id(path, sha)
         key = hashlib.sha256(f"{sha}|{library}|{fingerprint}".encode()).hexdigest()
@@ -442,8 +522,10 @@ def _plan(paths: list[Path], store: Store, library: str, options: Options,
         elif store.cached(bundle, key):
             result.skipped += 1
             result.bundle_ids.append(bundle)
-        elif (message := store.cached_failure(str(path), key)) is not None:
-            result.failed.append((str(path), message))
+        elif (failure := store.cached_failure(str(path), key)) is not None:
+            result.failed.append((str(path), failure[0]))
+            if failure[1] is not None:
+                result.details[str(path)] = failure[1]
         else:
             jobs.append(_Job(str(path), bundle, key, sha))
             planned.add(bundle)
@@ -487,7 +569,7 @@ def _run_local(jobs: list[_Job], workers: int, options: Options, on_result) -> N
         pending = retry
 
 
-class SchedulerUnreachable(Exception):
+class SchedulerUnreachable(UserError):
     """`--scheduler` names no Dask scheduler that answers. The message is one line."""
 
 
@@ -515,7 +597,7 @@ def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> 
                     result = future.result()
                 except Exception as exc:  # worker lost, unpicklable result, ...
                     result = BundleResult(job.path, job.bundle_id,
-                                          error=_one_line(f"{type(exc).__name__}: {exc}"))
+                                          error=one_line(f"{type(exc).__name__}: {exc}"))
                 on_result(job, result)
         except BaseException:
             client.cancel(list(futures))
@@ -528,17 +610,21 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
     from analyzer.redact import redact
 
     paths, problems = expand_inputs(inputs)
+    if not paths:
+        found = "; ".join(f"{item}: {why}" for item, why in problems[:3])
+        raise UserError(f"no bundle found ({found or 'no inputs'}) — give bundle files, folders "
+                        "or globs that match some")
     result = run_paths(paths, out, jobs, options, scheduler, console, problems)
-    console.print(f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
-                  f"failed in {result.seconds:.1f} s → {shown(Path(out) / 'index.html')}",
-                  highlight=False)
+    say(console, f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
+                 f"failed in {result.seconds:.1f} s → {Path(out) / 'index.html'}")
     for path, message in result.failed[:MAX_LISTED_FAILURES]:
         named = message if message.startswith(path) else f"{path}: {message}"
         named = redact(named) if options.redact else named
-        console.print(f"  [red]failed[/] {shown(named)}", highlight=False)
+        details = result.details.get(path)
+        labelled(console, "  failed", "red", named + (f" (details: {details})" if details else ""))
     if len(result.failed) > MAX_LISTED_FAILURES:
-        console.print(f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
-                      "index.html", highlight=False)
+        say(console, f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
+                     "index.html")
     return result
 
 
@@ -547,31 +633,32 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
               problems: list[tuple[str, str]] | None = None) -> BatchResult:
     """Analyze these bundles into `out`: skip unchanged ones, then rebuild the fleet outputs."""
     started = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_folder(Path(out), "-o")
     options = dataclasses.replace(options, dump_tables=None)  # one dump dir cannot serve many
     result = BatchResult(failed=list(problems or []))
-    store = Store(out)
+    store = Store(out, options.redact)
     planned = _plan([Path(p).resolve() for p in paths], store, _library_digest(options), options,
                     result)
     last_save = time.monotonic()
 
     def on_result(job: _Job, bundle: BundleResult) -> None:
         nonlocal last_save
-        store.record(bundle, job.key, job.sha256)
+        store.record(bundle, job.key, job.sha256)  # noted in the journal at once
         if bundle.error:
             result.failed.append((job.path, bundle.error))
+            if (details := store.details(job.path)) is not None:
+                result.details[job.path] = details
         else:
             result.done += 1
             result.bundle_ids.append(job.bundle_id)
         progress.advance(task)
-        if time.monotonic() - last_save > 2:  # keep finished work if the batch is interrupted
+        if time.monotonic() - last_save > 2:  # the journal folded into the cache now and then
             store.save()
             last_save = time.monotonic()
 
     workers = jobs or len(os.sched_getaffinity(0))
-    # No bar when there is nothing to analyze (a no-change re-run).
-    with _progress(console, visible=bool(planned)) as progress:
+    # No bar when there is nothing to analyze (a no-change re-run), nor into a pipe or a log.
+    with _progress(console, visible=bool(planned) and console.is_terminal) as progress:
         task = progress.add_task("bundles", total=len(planned))
         try:
             if scheduler:

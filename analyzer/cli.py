@@ -1,15 +1,22 @@
 """The `bundle-analyzer` command line: commands, terminal output, exit codes (OUTPUT.md).
 
-Exit codes: 0 analysis done, 1 `--fail-on` threshold reached, 2 usage error, 3 unusable bundle,
-4 invalid signatures.
+Exit codes: 0 analysis done, 1 `--fail-on` threshold reached, 2 a problem of the user's making
+(usage), 3 unusable bundle, 4 invalid signatures, 5 internal error (a bug). Commands raise; one
+handler, `run`, turns what they raise into the exit code and one line on stderr.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import platform
 import re
 import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -19,16 +26,33 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from analyzer import __version__
-from analyzer.terminal import shown
+from analyzer.errors import UserError
+from analyzer.output import output_error, prepare_file, prepare_folder, write_atomic
+from analyzer.terminal import error, labelled, one_line, print_table, say, shown
 
 EXIT_FAIL_ON = 1
 EXIT_USAGE = 2
 EXIT_UNUSABLE = 3
 EXIT_SIGNATURES = 4
+EXIT_INTERNAL = 5
+EXIT_INTERRUPTED = 130  # as a shell reports a process that Ctrl-C stopped
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Why is Azure Migrate agentless replication failing? Analyze a support bundle.")
 console = Console(stderr=True)  # stdout stays free for `--json -`
+
+
+@dataclass
+class _Running:
+    """What the handler needs to know of the command in progress."""
+
+    args: tuple[str, ...] = ()  # the command line, for a crash report
+    debug: bool = False  # --debug: print an internal error's traceback too
+    out_dir: Path | None = None  # where a crash report goes (else the temp folder)
+    redact: bool = True
+
+
+running = _Running()
 
 
 def _mount_signatures() -> None:
@@ -47,7 +71,12 @@ def _options(signatures: list[Path] | None, appliance_tz, portal_tz, vcenter_tz,
         try:
             zone_offset(value)
         except BadZone as exc:
-            _usage(f"{flag}: {exc}")
+            raise UserError(f"{flag}: {exc}") from None
+    for folder in signatures or ():
+        if not folder.is_dir():
+            raise UserError(f"--signatures {folder}: not a folder — give the folder that holds the "
+                            "*.toml signature files")
+    running.redact = redact
     return Options(signatures=tuple(signatures or ()), appliance_tz=appliance_tz, portal_tz=portal_tz,
                    vcenter_tz=vcenter_tz, redact=redact, dump_tables=dump_tables)
 
@@ -58,9 +87,15 @@ def _redacted(text: str, options) -> str:
     return redact(text) if options.redact else text
 
 
-def _usage(message: str) -> None:
-    console.print(f"[red]error:[/] {message}", markup=True, highlight=False)
-    raise typer.Exit(EXIT_USAGE)
+def _bundle(path: Path) -> Path:
+    """The bundle the user named, if it is there to be read."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder — give the path of a bundle (zip, tar, tgz, "
+                        "gz or folder)")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise UserError(f"{path}: cannot be read (permission denied) — make it readable, or copy it "
+                        "somewhere you can read it")
+    return path
 
 
 def safe_stem(bundle: Path) -> str:
@@ -78,34 +113,22 @@ def _write_json(doc: dict, target: str) -> None:
     if target == "-":
         sys.stdout.write(jsontext.dumps(doc, indent=True, newline=True).decode("utf-8"))
     else:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as out:
-            jsontext.write(doc, out, indent=True, newline=True)
+        write_atomic(Path(target), lambda out: jsontext.write(doc, out, indent=True, newline=True),
+                     "--json")
 
 
 def _run_with_progress(func, bundle: Path, options):
     """Run a pipeline entry point with a byte progress bar on a terminal."""
-    from analyzer.signatures import SignatureError
-    from analyzer.pipeline import UnusableBundle
-
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[member]}", style="dim")]
-    try:
-        with Progress(*columns, console=console, transient=True,
-                      disable=not console.is_terminal) as bar:
-            task = bar.add_task("reading", total=None, member="")
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("reading", total=None, member="")
 
-            def progress(done: int, member: str) -> None:
-                bar.update(task, completed=done, member=shown(_redacted(member, options)[-60:]))
+        def progress(done: int, member: str) -> None:
+            bar.update(task, completed=done, member=shown(_redacted(member, options)[-60:]))
 
-            return func(bundle, options, progress)
-    except UnusableBundle as exc:
-        console.print(f"[red]unusable bundle:[/] {shown(_redacted(str(exc), options))}",
-                      highlight=False, soft_wrap=True)  # one line, however long
-        raise typer.Exit(EXIT_UNUSABLE)
-    except SignatureError as exc:
-        console.print(f"[red]invalid signatures:[/]\n{shown(exc)}", highlight=False)
-        raise typer.Exit(EXIT_SIGNATURES)
+        return func(bundle, options, progress)
 
 
 @app.command()
@@ -126,17 +149,19 @@ def analyze(
     from analyzer import pipeline, report
 
     if fail_on not in (None, "critical", "warning"):
-        _usage("--fail-on takes critical or warning")
-    if not bundle.exists():
-        console.print(f"[red]unusable bundle:[/] {shown(bundle)}: no such file or directory",
-                      highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_UNUSABLE)
+        raise UserError(f"--fail-on takes critical or warning, not {fail_on!r}")
+    _bundle(bundle)
     options = _options(signatures, appliance_tz, portal_tz, vcenter_tz, not no_redact, dump_tables)
+    # the places the results go are checked before the analysis, which may take minutes
+    running.out_dir = prepare_folder(out_dir, "-o")
+    if json_out and json_out != "-":
+        prepare_file(Path(json_out), "--json")
+    if dump_tables:
+        prepare_folder(dump_tables, "--dump-tables")
     # only the document is needed from here on: the analysis' tables go before the report is built
     doc = _run_with_progress(pipeline.analyze, bundle, options).doc
-    out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / f"{safe_stem(bundle)}.html"
-    html_path.write_text(report.render(doc), encoding="utf-8")
+    write_atomic(html_path, report.render(doc), "-o")
     if json_out:
         _write_json(doc, json_out)
     _summary(doc, html_path)
@@ -146,30 +171,46 @@ def analyze(
             raise typer.Exit(EXIT_FAIL_ON)
 
 
+FAILURE_SOURCES = ("gateway_log", "portal_events")  # the sources that show cycles failing
+SUMMARY_ROWS = 15
+
+
 def _summary(doc: dict, html_path: Path) -> None:
     from collections import Counter
 
+    bundle = doc["bundle"]
     health = Counter(vm["health"] for vm in doc["vms"])
     counts = "  ".join(f"{name}: {health.get(name, 0)}" for name in ("critical", "warning", "healthy",
                                                                       "unknown"))
-    console.print(f"[bold]{shown(doc['bundle']['name'])}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False)
-    if doc.get("outages"):
-        for outage in doc["outages"]:
-            console.print(f"[magenta]outage[/] {shown(outage['summary'])}", highlight=False)
-    table = Table("severity", "VM", "error", "cause", "confidence", "cycles", box=None, pad_edge=False)
-    style = {"critical": "red", "warning": "yellow", "info": "blue"}
-    for v in doc["verdicts"][:15]:
-        table.add_row(f"[{style.get(v['severity'], '')}]{shown(v['severity'])}[/]", shown(v["vm"] or "—"),
-                      shown(v["error"]), shown(v["cause"]), shown(v["confidence"]), str(len(v["cycles"])))
+    console.print(f"[bold]{shown(bundle['name'])}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False,
+                  soft_wrap=True)
+    complete = bundle.get("complete", True)
+    if not complete:
+        say(console, "results incomplete: " + "; ".join(bundle.get("incomplete_reasons", [])), "yellow")
+    for outage in doc.get("outages") or []:
+        labelled(console, "outage", "magenta", outage["summary"])
     if doc["verdicts"]:
-        console.print(table)
-        if len(doc["verdicts"]) > 15:
-            console.print(f"… and {len(doc['verdicts']) - 15} more verdicts in the report")
+        table = Table("severity", "VM", "error", "cause", "confidence", "cycles", box=None, pad_edge=False)
+        for column in table.columns[1:4]:
+            column.overflow = "fold"  # wrapped on a narrow terminal, never cut
+        style = {"critical": "red", "warning": "yellow", "info": "blue"}
+        for v in doc["verdicts"][:SUMMARY_ROWS]:
+            table.add_row(f"[{style.get(v['severity'], '')}]{shown(v['severity'])}[/]", shown(v["vm"] or "—"),
+                          shown(v["error"]), shown(v["cause"]), shown(v["confidence"]), str(len(v["cycles"])))
+        print_table(console, table)
+        if len(doc["verdicts"]) > SUMMARY_ROWS:
+            say(console, f"… and {len(doc['verdicts']) - SUMMARY_ROWS} more verdicts in the report")
+    elif not set(FAILURE_SOURCES) & set(bundle.get("sources", {})):
+        say(console, "no gateway log or portal events: cannot judge replication health; "
+                     f"{len(doc.get('findings', []))} findings, "
+                     f"{len(doc.get('unexplained', []))} unexplained templates", "yellow")
+    elif complete:
+        say(console, "no failure found", "green")
     else:
-        console.print("[green]no failure found[/]")
+        say(console, "no verdicts, but the results are incomplete (see above)", "yellow")
     if doc["diagnostics"]:
-        console.print(f"{len(doc['diagnostics'])} diagnostics (see the report)")
-    console.print(f"report: {shown(html_path)}", highlight=False)
+        say(console, f"{len(doc['diagnostics'])} diagnostics (see the report)")
+    say(console, f"report: {html_path}")
 
 
 @app.command()
@@ -183,11 +224,10 @@ def inspect(
     """What the bundle holds: members, sources, records, unparsed lines, time spans, VMs, diagnostics."""
     from analyzer import pipeline
 
-    if not bundle.exists():
-        console.print(f"[red]unusable bundle:[/] {shown(bundle)}: no such file or directory",
-                      highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_UNUSABLE)
+    _bundle(bundle)
     options = _options(None, appliance_tz, portal_tz, vcenter_tz)
+    if json_out and json_out != "-":
+        running.out_dir = prepare_file(Path(json_out), "--json").parent
     doc = _run_with_progress(pipeline.inspect, bundle, options)
     if json_out:
         _write_json(doc, json_out)
@@ -199,11 +239,12 @@ def inspect(
         table.add_row(shown(m["member"]), shown(m["form"]), str(m["records"]), str(m["unparsed"]),
                       m["first"] or "", m["last"] or "")
     console.print(table)
-    vms = ", ".join(shown(f"{vm['vm'] or '?'} ({', '.join(vm['vm_ids']) or 'no MoRef'})") for vm in doc["vms"])
-    console.print(f"VMs: {vms or 'none found'}", highlight=False)
+    vms = ", ".join(f"{vm['vm'] or '?'} ({', '.join(vm['vm_ids']) or 'no MoRef'})" for vm in doc["vms"])
+    say(console, f"VMs: {vms or 'none found'}")
     for d in doc["diagnostics"]:
-        console.print(f"[{'red' if d['severity'] == 'error' else 'yellow'}]{d['severity']}[/] {shown(d['code'])}: "
-                      f"{shown(d['message'])} ({shown(d['location'] or '-')})", highlight=False)
+        labelled(console, d["severity"], "red" if d["severity"] == "error" else "yellow",
+                 f"{d['code']}: {d['message']} ({d['location'] or '-'})"
+                 + (f" ×{d['count']}" if d.get("count", 1) > 1 else ""))
 
 
 @app.command()
@@ -216,21 +257,13 @@ def batch(
     no_redact: bool = typer.Option(False, "--no-redact"),
 ) -> None:
     """Many bundles: one report each, a fleet index page, CSV/JSONL/Parquet exports."""
-    from analyzer.batch import SchedulerUnreachable, run_batch
-    from analyzer.signatures import SignatureError
+    from analyzer.batch import run_batch
 
     if jobs is not None and jobs < 1:
-        _usage("--jobs must be at least 1")
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
     options = _options(signatures, None, None, None, not no_redact)
-    try:
-        result = run_batch(inputs, out_dir, jobs, options, scheduler, console)
-    except SchedulerUnreachable as exc:
-        _usage(shown(exc))
-    except SignatureError as exc:
-        console.print(f"[red]invalid signatures:[/]\n{shown(exc)}", highlight=False)
-        raise typer.Exit(EXIT_SIGNATURES)
-    if result.done == 0 and result.skipped == 0 and not result.failed:
-        _usage("no bundle found in the inputs")
+    running.out_dir = out_dir
+    run_batch(inputs, out_dir, jobs, options, scheduler, console)
 
 
 @app.command()
@@ -243,7 +276,8 @@ def watch(
     from analyzer.watch import watch as run_watch
 
     if not folder.is_dir():
-        _usage(f"{folder} is not a directory")
+        raise UserError(f"{folder}: not a folder — give the drop folder to watch")
+    running.out_dir = out_dir
     run_watch(folder, out_dir, _options(signatures, None, None, None), console)
 
 
@@ -257,21 +291,21 @@ def serve(
 ) -> None:
     """A local web page to drop bundles on: progress, verdicts, reports, and a JSON API."""
     from analyzer.sample import parse_size
-    from analyzer.serve import ServeError, default_workers, run
+    from analyzer.serve import default_workers, run
 
     if jobs is not None and jobs < 1:
-        _usage("--jobs must be at least 1")
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
     if not 0 <= port <= 65535:
-        _usage("--port takes a number from 0 to 65535")
+        raise UserError(f"--port takes a number from 0 to 65535, not {port}")
     try:
         limit = parse_size(max_upload)
     except ValueError as exc:
-        _usage(f"--max-upload: {exc}")
-    try:
-        run(host, port, out_dir, jobs or default_workers(), limit, _options(None, None, None, None),
-            say=lambda text: console.print(shown(text), highlight=False, soft_wrap=True))
-    except ServeError as exc:
-        _usage(shown(exc))
+        raise UserError(f"--max-upload: {exc}") from None
+    if limit <= 0:
+        raise UserError("--max-upload must be more than 0 bytes, e.g. 500MiB")
+    running.out_dir = out_dir
+    run(host, port, out_dir, jobs or default_workers(), limit, _options(None, None, None, None),
+        say=lambda text: say(console, text))
 
 
 @app.command()
@@ -292,27 +326,130 @@ def sample(
             typer.echo(f"{name}\t{description}")
         return
     if not scenarios or out_dir is None:
-        _usage("give one or more scenarios and -o DIR (or --list)")
+        raise UserError("give one or more scenarios and -o DIR (or --list)")
     try:
-        size_bytes = generator.parse_size(size) if size else None
-        paths = generator.write_bundles(scenarios, out_dir, vms=vms, days=days, seed=seed, size=size_bytes)
+        size_bytes = generator.parse_size(size) if size is not None else None
+        generator.check(scenarios, vms, days, size_bytes)
     except ValueError as exc:
-        _usage(str(exc))
+        raise UserError(str(exc)) from None
+    running.out_dir = prepare_folder(out_dir, "-o")
+    try:
+        paths = generator.write_bundles(scenarios, out_dir, vms=vms, days=days, seed=seed, size=size_bytes)
+    except OSError as exc:
+        raise output_error(exc, out_dir, "-o") from None
     for path in paths:
-        console.print(f"wrote {path}", highlight=False)
+        say(console, f"wrote {path}")
 
 
 @app.callback(invoke_without_command=True)
-def _root(version: bool = typer.Option(False, "--version", help="print the version")) -> None:
+def _root(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", help="print the version"),
+          debug: bool = typer.Option(False, "--debug", help="on an internal error, print the traceback "
+                                                            "too (before the command: --debug analyze …)"),
+          ) -> None:
+    running.debug = debug
     if version:
         typer.echo(__version__)
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        raise UserError("name a command (bundle-analyzer --help lists them)")
 
 
-def main() -> None:
-    tune_process(sys.argv[1:])
-    _mount_signatures()
-    app()
+def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else list(args)
+    tune_process(args)
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    """Run the command line and return its exit code. This is the one place where what a
+    command raises becomes an exit code and a line on stderr (OUTPUT.md): no bare traceback."""
+    running.args = tuple(args)
+    try:
+        _mount_signatures()
+        code = app(args=args, standalone_mode=False)
+    except (Exception, KeyboardInterrupt) as exc:
+        return _exit_code(exc)
+    if code == EXIT_INTERRUPTED:  # typer's answer to Ctrl-C in a command
+        error(console, "interrupted", "stopped before the end")
+    return code if isinstance(code, int) else 0
+
+
+def _exit_code(exc: BaseException) -> int:
+    """Say what went wrong, in one line (a usage block for click's own errors); the exit code."""
+    from analyzer.bundle import UnusableBundle
+    from analyzer.signatures import SignatureError
+
+    click = _click_exceptions()
+    if isinstance(exc, click.ClickException):  # click's own: a usage block ending in one line
+        exc.show()
+        return EXIT_USAGE
+    if isinstance(exc, (KeyboardInterrupt, typer.Abort, getattr(click, "Abort", typer.Abort))):
+        error(console, "interrupted", "stopped before the end")
+        return EXIT_INTERRUPTED
+    if isinstance(exc, UserError):
+        error(console, "error", str(exc))
+        return EXIT_USAGE
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # wherever it happens, a full disk is not a bug
+        error(console, "error", str(output_error(exc, Path(exc.filename or "."))))
+        return EXIT_USAGE
+    if isinstance(exc, UnusableBundle):
+        error(console, "unusable bundle", _redact(str(exc)))
+        return EXIT_UNUSABLE
+    if isinstance(exc, SignatureError):
+        error(console, "invalid signatures", f"{len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            say(console, f"  {problem}")
+        return EXIT_SIGNATURES
+    return _crashed(exc)
+
+
+def _click_exceptions():
+    """The module of click's exceptions as typer raises them (typer 0.2x carries its own click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def _redact(text: str) -> str:
+    if not running.redact:
+        return text
+    try:
+        from analyzer.redact import redact
+
+        return redact(text)
+    except Exception:  # the report of a crash must not crash
+        return text
+
+
+def _crashed(exc: BaseException) -> int:
+    """An internal error: the traceback to a crash file, one line saying so on stderr."""
+    trace = "".join(traceback.format_exception(exc))
+    what = one_line(_redact(f"{type(exc).__name__}: {exc}"), 300)
+    report = (f"bundle-analyzer {__version__}: internal error: {what}\n"
+              f"command: bundle-analyzer {' '.join(running.args)}\n"
+              f"python: {platform.python_version()} on {platform.platform()}\n"
+              f"time: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}\n\n{trace}")
+    name = f"bundle-analyzer-crash-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    written = None
+    for folder in (running.out_dir, Path(tempfile.gettempdir())):
+        if folder is None:
+            continue
+        try:
+            write_atomic(Path(folder) / name, _redact(report))
+            written = Path(folder) / name
+            break
+        except Exception:
+            continue
+    where = f"the traceback is in {written}" if written else \
+        "the traceback could not be written anywhere; run again with --debug to see it"
+    error(console, "internal error", f"{what} — this is a bug; {where} (please report it with that file)")
+    if running.debug:
+        sys.stderr.write(trace)
+    return EXIT_INTERNAL
 
 
 # ------------------------------------------------------------------------------------ the process

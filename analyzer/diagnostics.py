@@ -1,12 +1,17 @@
 """Diagnostics: what the analyzer noticed about its input, pointed at the data.
 
-Every stage appends to one `Diagnostics` collector. Repeated codes at the same location are
-counted rather than listed, so a file with a million bad lines yields one diagnostic with samples.
+Every stage appends to one `Diagnostics` collector. Repeats are counted, never dropped: the same
+code at the same location keeps MAX_SAMPLES samples, and the last of them counts the repeats
+beyond (`count`). A diagnostic about one line (`add_line`) is grouped per code and member: one
+diagnostic with the count and the first lines, so a file with a million bad lines yields one.
+
+`incomplete_reasons` says, from the diagnostics, whether the analysis saw all of the bundle
+(OUTPUT.md: `bundle.complete`); INCOMPLETE is the one table of the codes that mean it did not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SEVERITIES = ("error", "warning", "info")
 MAX_SAMPLES = 5
@@ -19,32 +24,58 @@ class Diagnostic:
     message: str
     location: str | None = None  # "member" or "member:line" or "signatures/x.toml: key"
     hint: str | None = None
+    count: int = 1  # the occurrences this entry stands for: itself and the repeats folded in
+    lines: tuple[int, ...] = ()  # add_line: the group's first lines (location: member:first)
 
     def as_dict(self) -> dict:
         out = {"severity": self.severity, "code": self.code, "message": self.message,
                "location": self.location}
         if self.hint:
             out["hint"] = self.hint
+        if self.count > 1:
+            out["count"] = self.count
+            if self.lines:
+                out["lines"] = list(self.lines)
         return out
 
 
 @dataclass
 class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
-    _counts: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    _kept: dict[tuple, list[int]] = field(default_factory=dict)  # group -> indexes in items
 
     def add(self, severity: str, code: str, message: str, location: str | None = None,
             hint: str | None = None) -> None:
-        assert severity in SEVERITIES, severity
-        key = (code, location)
-        seen = self._counts.get(key, 0)
-        self._counts[key] = seen + 1
-        if seen < MAX_SAMPLES:
-            self.items.append(Diagnostic(severity, code, message, location, hint))
+        self.put(Diagnostic(severity, code, message, location, hint))
+
+    def add_line(self, severity: str, code: str, message: str, member: str, line: int,
+                 hint: str | None = None) -> None:
+        """A diagnostic about one line of a member: grouped with the others of its code in that
+        member (the first one's message, the count, the first MAX_SAMPLES lines)."""
+        self.put(Diagnostic(severity, code, message, f"{member}:{line}", hint, lines=(line,)))
+
+    def put(self, d: Diagnostic) -> None:
+        """Keep `d` (with the count and lines it carries), folded into its group."""
+        assert d.severity in SEVERITIES, d.severity
+        if d.lines:
+            key = ("lines", d.code, d.location[: -len(f":{d.lines[0]}")])
+        else:
+            key = (d.code, d.location)
+        kept = self._kept.setdefault(key, [])
+        same = next((i for i in kept if d.lines or _same(self.items[i], d)), None)
+        if same is None and len(kept) >= MAX_SAMPLES:
+            same = kept[-1]  # the last sample counts what is not kept
+        if same is None:
+            kept.append(len(self.items))
+            self.items.append(d)
+            return
+        into = self.items[same]
+        self.items[same] = replace(into, count=into.count + d.count,
+                                   lines=(into.lines + d.lines)[:MAX_SAMPLES])
 
     def extend(self, other: "Diagnostics") -> None:
         for d in other.items:
-            self.add(d.severity, d.code, d.message, d.location, d.hint)
+            self.put(d)
 
     def sorted(self) -> list[Diagnostic]:
         order = {s: i for i, s in enumerate(SEVERITIES)}
@@ -53,3 +84,58 @@ class Diagnostics:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _same(a: Diagnostic, b: Diagnostic) -> bool:
+    return (a.severity, a.message, a.hint) == (b.severity, b.message, b.hint)
+
+
+# ------------------------------------------------------------------ what makes results incomplete
+
+# code -> (what is counted, the reason with {} for the count of it). A code here means that some
+# of the bundle was not read, or not read as it is (a time zone assumed), or that a source does
+# not cover a failure: the results may miss or misplace something. Codes about single values or
+# lines (unparsed-lines, bad-timestamps, truncated-values, decode-errors) leave the rest whole.
+INCOMPLETE: dict[str, tuple[str | None, str]] = {
+    "parser-failed": ("member", "a parser failed on {}; what it holds is not in the results"),
+    "member-truncated": ("member", "{} cut short by damage; only the part before it was read"),
+    "member-corrupt": ("member", "{} unreadable (corrupt) and skipped"),
+    "member-unreadable": ("file", "{} could not be read and skipped"),
+    "unsupported-member": ("member", "{} in a format that cannot be read, skipped"),
+    "encrypted-member": ("member", "{} protected by a password, skipped"),
+    "unsafe-member": ("member", "{} refused as unsafe (a ../ name or a link), not read"),
+    "decompression-limit": ("member", "{} skipped or cut by a size or compression-ratio limit"),
+    "nesting-too-deep": ("nested archive", "{} nested too deep, not read"),
+    "too-many-members": (None, "the bundle has more members than the limit; the rest was not read"),
+    "archive-damaged": (None, "the archive is damaged; its members were salvaged from what remains"),
+    "archive-truncated": (None, "the archive breaks off; the members after the break are missing"),
+    "csv-abandoned": ("CSV file", "{} not read to the end (too many broken records)"),
+    "malformed-csv": ("CSV file", "{} not read to the end (the CSV stops being readable)"),
+    "invalid-json": ("events JSON file", "{} could not be read"),
+    "naive-timestamps": ("member", "time zone assumed: times without a zone in {} were read as UTC"),
+    "bad-time-zone": ("member", "time zone assumed: the zone given could not be used for {}, "
+                                "its times were read as UTC"),
+    "source-does-not-cover": ("failure", "the logs do not cover the time of {} whose cause they "
+                                         "would show"),
+    "missing-columns": ("file", "{} lacking the columns it needs, not read"),
+}
+# Codes that make results incomplete at this severity only (as a warning, the rows are kept).
+INCOMPLETE_ONLY_AS = {"missing-columns": "error"}
+
+
+def incomplete_reasons(diagnostics: list[Diagnostic]) -> list[str]:
+    """Why the results are incomplete, one short sentence per kind of cause, sorted; [] when
+    nothing says so."""
+    counts: dict[str, int] = {}
+    for d in diagnostics:
+        if d.code in INCOMPLETE and INCOMPLETE_ONLY_AS.get(d.code, d.severity) == d.severity:
+            counts[d.code] = counts.get(d.code, 0) + d.count
+    reasons = set()
+    for code, n in counts.items():
+        noun, sentence = INCOMPLETE[code]
+        reasons.add(sentence.format(_counted(n, noun)) if noun else sentence)
+    return sorted(reasons)
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"1 {noun}" if n == 1 else f"{n} {noun}s"

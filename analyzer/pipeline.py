@@ -20,7 +20,8 @@ import polars as pl
 
 from analyzer import __version__, bundle, cycles, identity, ingest, signatures, sources, tables, verdicts
 from analyzer.bundle import UnusableBundle  # what analyze and inspect raise, for callers
-from analyzer.diagnostics import Diagnostics
+from analyzer.diagnostics import Diagnostics, incomplete_reasons
+from analyzer.output import write_atomic
 from analyzer.parsers import vcenter_log
 from analyzer.parsers.timeparse import to_iso
 from analyzer.redact import redact_doc, redact_frame
@@ -178,6 +179,8 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
               decision: verdicts.Decision, diags: Diagnostics) -> dict:
     """The analysis document (OUTPUT.md), redacted unless asked not to be."""
     config, stats = found.config, found.stats
+    diagnostics = diags.sorted()
+    reasons = incomplete_reasons(diagnostics)
     doc = {
         "schema": "bundle-analyzer/analysis/v1",
         "bundle": {
@@ -193,6 +196,8 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
                            {"seconds": round(cycle_result.clock_skew, 1),
                             "basis": cycle_result.skew_basis}),
             "appliance_tz": options.appliance_tz or config.get("appliance_tz"),
+            "complete": not reasons,
+            "incomplete_reasons": reasons,
         },
         "vms": decision.vms,
         "verdicts": decision.verdicts,
@@ -200,12 +205,12 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
         "not_evaluated": decision.not_evaluated,
         "findings": decision.findings,
         "unexplained": decision.unexplained,
-        "diagnostics": [d.as_dict() for d in diags.sorted()],
+        "diagnostics": [d.as_dict() for d in diagnostics],
     }
     return redact_doc(doc, options.redact)
 
 
 def _dump(frames: dict[str, pl.DataFrame], folder: Path, redact: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
-        redact_frame(frame, redact).write_parquet(folder / f"{name}.parquet")
+        write_atomic(folder / f"{name}.parquet", redact_frame(frame, redact).write_parquet,
+                     "--dump-tables")

@@ -34,9 +34,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from analyzer.batch import ARCHIVE_SUFFIXES, _ignore_sigint, _one_line, _write_atomic, \
-    analyze_bundle, safe_stem
+from analyzer.batch import ARCHIVE_SUFFIXES, _ignore_sigint, analyze_bundle, safe_stem
+from analyzer.errors import UserError
+from analyzer.output import prepare_folder, write_atomic
 from analyzer.pipeline import Options
+from analyzer.terminal import one_line
 
 DEFAULT_MAX_UPLOAD = 2 << 30
 UPLOADS = ".uploads"
@@ -52,8 +54,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
-class ServeError(Exception):
-    """The server cannot start (port taken, folder unwritable). One line naming the fix."""
+class ServeError(UserError):
+    """The server cannot start (the port is taken). One line naming the fix."""
 
 
 # ---------------------------------------------------------------- the work of one job
@@ -81,7 +83,7 @@ def analyze_upload(upload: str, job_id: str, name: str, out: str, options: Optio
     if result.error:  # the message names our file on disk; the user knows theirs
         return {"error": result.error.replace(upload, name).replace(Path(upload).name, name)}
     report = f"{safe_stem(name)}-{job_id}.html"
-    _write_atomic(Path(out) / report, result.html or "")
+    write_atomic(Path(out) / report, result.html or "")
     return {"report": report, "summary": summarize(result.doc or {}),
             "seconds": round(result.seconds, 3)}
 
@@ -195,7 +197,7 @@ class Runner:
                                         "(out of memory?)"}
         except Exception as exc:  # the pool is shut down, or a result that cannot be pickled
             if not self.stopping:
-                outcome = {"error": _one_line(f"{type(exc).__name__}: {exc}")}
+                outcome = {"error": one_line(f"{type(exc).__name__}: {exc}")}
         finally:
             job.upload.unlink(missing_ok=True)
         with self.lock:
@@ -371,10 +373,10 @@ def create_app(runner: Runner, max_upload: int = DEFAULT_MAX_UPLOAD,
             return Response(status_code=400)
         except FormParserError as exc:
             receiver.discard()
-            return _error(400, _one_line(f"the upload is not valid multipart/form-data: {exc}"))
+            return _error(400, one_line(f"the upload is not valid multipart/form-data: {exc}"))
         except OSError as exc:
             receiver.discard()
-            return _error(507, _one_line(f"the upload could not be stored: {exc.strerror or exc}"))
+            return _error(507, one_line(f"the upload could not be stored: {exc.strerror or exc}"))
         finally:
             receiver.close()
         if receiver.too_large:
@@ -447,12 +449,12 @@ def run(host: str, port: int, out: Path, workers: int, max_upload: int, options:
     import uvicorn
 
     out = Path(out)
+    sock = _bind(host, port)  # first: a port in use leaves no folder behind
     try:
-        (out / UPLOADS).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ServeError(f"cannot write into {out}: {exc.strerror or exc} — choose another "
-                         "folder with -o") from None
-    sock = _bind(host, port)
+        prepare_folder(out / UPLOADS, "-o", out)
+    except BaseException:
+        sock.close()
+        raise
     runner = Runner(out.resolve(), workers, options)
     allowed = [*LOOPBACK, "[::1]"] if host in LOOPBACK else None
     app = create_app(runner, max_upload, allowed)

@@ -208,11 +208,11 @@ def merge_slice_diagnostics(parts: list[Diagnostics]) -> Diagnostics:
         counts = [re.match(r"\d+(?= )", d.message) for d in items]
         if any(len(found) > 1 for found in per_slice):
             for d in items:
-                merged.add(d.severity, d.code, d.message, d.location, d.hint)
+                merged.put(d)
             continue
         first = items[0]
-        message = first.message
         if len(items) > 1 and all(counts):
             message = f"{sum(int(m.group()) for m in counts)}{first.message[counts[0].end():]}"
-        merged.add(first.severity, first.code, message, first.location, first.hint)
+            first = replace(first, message=message)
+        merged.put(first)
     return merged

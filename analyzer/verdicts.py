@@ -150,10 +150,10 @@ def _occurrences(b: Case, diags: Diagnostics) -> list[dict]:
             occ.append({"signature": sigs[0].id, "source": "gateway_log", "ts": r["ts"], "vm_key": r["vm_key"],
                         "member": r["member"], "line": r["line"], "text": r["message"]})
         else:
-            diags.add("info", "unrecognised-error",
-                      f"a failed cycle of {r['vm'] or r['vm_id']} has error {r['error_id'] or r['error'] or '?'}, "
-                      "which no signature recognises", f"{r['member']}:{r['line']}",
-                      "add a signature for it (bundle-analyzer signatures)")
+            diags.add_line("info", "unrecognised-error",
+                           f"a failed cycle of {r['vm'] or r['vm_id']} has error {r['error_id'] or r['error'] or '?'}, "
+                           "which no signature recognises", r["member"], r["line"],
+                           "add a signature for it (bundle-analyzer signatures)")
     for o in occ:
         o["code"] = b.row_code.get((o["member"], o["line"]))
         if o["signature"] in b.vm_less:

@@ -20,8 +20,10 @@ from rich.console import Console
 
 from analyzer.batch import is_archive, run_paths
 from analyzer.bundle import ARCHIVE_SUFFIXES
+from analyzer.errors import UserError
+from analyzer.output import prepare_folder
 from analyzer.pipeline import Options
-from analyzer.terminal import shown
+from analyzer.terminal import labelled, say
 
 # Names that copy tools and browsers use while a file is still arriving.
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", ".filepart", "~")
@@ -48,14 +50,14 @@ def _signature(path: Path) -> tuple | None:
 
 
 def _opens(path: Path) -> bool:
-    """A zip is readable only once its central directory, written last, is there."""
+    """A zip is readable only once its central directory, written last, is there. A file that
+    cannot be opened (gone since it was listed, or unreadable) does not open either."""
     if path.is_dir():
         return True
-    with path.open("rb") as fh:
-        is_zip = fh.read(4) == b"PK\x03\x04"
-    if not is_zip:
-        return True
     try:
+        with path.open("rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                return True
         with zipfile.ZipFile(path):
             return True
     except (zipfile.BadZipFile, OSError):
@@ -65,7 +67,11 @@ def _opens(path: Path) -> bool:
 def _candidates(folder: Path, out: Path) -> list[Path]:
     """Bundles in the drop folder: archives and directories, not hidden, not partial, not OUT."""
     found = []
-    for path in sorted(folder.iterdir()):
+    try:
+        listed = sorted(folder.iterdir())
+    except OSError:  # the folder itself went away or cannot be listed: nothing this poll
+        return found
+    for path in listed:
         name = path.name.lower()
         if name.startswith(".") or name.endswith(PARTIAL_SUFFIXES):
             continue
@@ -111,28 +117,27 @@ def watch(folder: Path, out: Path, options: Options, console: Console,
     """Analyze bundles dropped into `folder` until `stop` is set or Ctrl-C."""
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
-        raise NotADirectoryError(f"{folder}: not a folder — give the drop folder to watch")
-    out.mkdir(parents=True, exist_ok=True)
+        raise UserError(f"{folder}: not a folder — give the drop folder to watch")
+    prepare_folder(out, "-o")
     stop = stop or threading.Event()
     seen: dict[Path, _Seen] = {}
 
-    console.print(f"Watching {shown(folder)} → {shown(out)} (every {poll:g}s; Ctrl-C stops)",
-                  highlight=False)
+    say(console, f"Watching {folder} → {out} (every {poll:g}s; Ctrl-C stops)")
     try:
         while not stop.is_set():
             ready = ready_bundles(folder, out, seen)
             if ready:
                 result = run_paths(ready, out, jobs, options, None, console)
                 for path in ready:
-                    failure = next((m for p, m in result.failed if p == str(path.resolve())), None)
+                    key = str(path.resolve())
+                    failure = next((m for p, m in result.failed if p == key), None)
                     if failure:
-                        console.print(f"[red]skipped[/] {shown(path.name)}: {shown(failure)}",
-                                      highlight=False)
+                        details = result.details.get(key)
+                        labelled(console, "skipped", "red", f"{path.name}: {failure}"
+                                 + (f" (details: {details})" if details else ""))
                     else:
-                        console.print(f"[green]analyzed[/] {shown(path.name)} → "
-                                      f"{shown(out / 'index.html')}",
-                                      highlight=False)
+                        labelled(console, "analyzed", "green", f"{path.name} → {out / 'index.html'}")
             stop.wait(poll)
     except KeyboardInterrupt:
         pass
-    console.print("Stopped watching.", highlight=False)
+    say(console, "Stopped watching.")

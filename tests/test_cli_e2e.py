@@ -90,9 +90,13 @@ def test_unusable_bundle_exits_3_with_one_line(tmp_path: Path):
     assert not (tmp_path / "out" / "junk.html").exists()
 
 
-def test_missing_bundle_exits_3(tmp_path: Path):
-    result = run_cli("analyze", str(tmp_path / "nope.zip"))
-    assert result.returncode == 3
+def test_missing_bundle_is_a_usage_error(tmp_path: Path):
+    result = run_cli("analyze", str(tmp_path / "nope.zip"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nope.zip'}: no such file or folder — give the path of a bundle (zip, "
+        "tar, tgz, gz or folder)"]
+    assert list(tmp_path.iterdir()) == []  # not even the report folder
 
 
 def test_usage_errors_exit_2(tmp_path: Path):

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "analyzer"
 
@@ -221,10 +223,12 @@ def test_main_tunes_the_process_before_anything_loads_polars(monkeypatch):
     order = []
     monkeypatch.setattr(cli, "tune_process", lambda args: order.append(("tune", args)))
     monkeypatch.setattr(cli, "_mount_signatures", lambda: order.append("mount"))
-    monkeypatch.setattr(cli, "app", lambda: order.append("app"))
+    monkeypatch.setattr(cli, "app", lambda **kwargs: order.append(("app", kwargs["args"])))
     monkeypatch.setattr(sys, "argv", ["bundle-analyzer", "inspect", "case.zip"])
-    cli.main()
-    assert order == [("tune", ["inspect", "case.zip"]), "mount", "app"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 0
+    assert order == [("tune", ["inspect", "case.zip"]), "mount", ("app", ["inspect", "case.zip"])]
     code = "import sys, analyzer.cli; assert 'polars' not in sys.modules"
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True)

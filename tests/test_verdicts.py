@@ -134,7 +134,8 @@ def portal_event(minute: float, machine: str | None, error_id: str | None, text:
 def document(decision) -> dict:
     return {"schema": "bundle-analyzer/analysis/v1",
             "bundle": {"name": "case.zip", "sha256": "0" * 64, "analyzed_at": "2024-05-15T00:00:00Z",
-                       "analyzer_version": "0.1.0", "sources": {}},
+                       "analyzer_version": "0.1.0", "sources": {}, "complete": True,
+                       "incomplete_reasons": []},
             "vms": decision.vms, "verdicts": decision.verdicts, "outages": decision.outages,
             "not_evaluated": decision.not_evaluated, "diagnostics": []}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from analyzer.errors import UserError
 from analyzer.pipeline import Options
 from analyzer.watch import ready_bundles, watch
 
@@ -141,5 +142,67 @@ def test_ctrl_c_stops_cleanly(tmp_path):
 
 
 def test_watch_refuses_a_missing_folder(tmp_path):
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(UserError, match="not a folder"):
         watch(tmp_path / "nope", tmp_path / "out", Options(), Console(file=io.StringIO()))
+
+
+def test_a_file_gone_between_listing_and_opening_is_skipped_not_fatal(tmp_path, monkeypatch):
+    import analyzer.watch as watching
+
+    drop, out = tmp_path / "drop", tmp_path / "out"
+    drop.mkdir()
+    bundle = drop / "case.zip"
+    bundle.write_bytes(make_bundle(tmp_path).read_bytes())
+    seen = {}
+    assert ready_bundles(drop, out, seen) == []
+    signature = watching._signature
+
+    def then_gone(path):  # the file is deleted right after it was looked at
+        found = signature(path)
+        path.unlink()
+        return found
+
+    monkeypatch.setattr(watching, "_signature", then_gone)
+    assert ready_bundles(drop, out, seen) == []
+    monkeypatch.setattr(watching, "_signature", signature)
+    assert ready_bundles(drop, out, seen) == [] and seen == {}  # forgotten once gone
+
+
+def test_a_file_that_cannot_be_read_is_handed_over_once_it_stays_so(tmp_path, monkeypatch):
+    drop, out = tmp_path / "drop", tmp_path / "out"
+    drop.mkdir()
+    bundle = drop / "locked.zip"
+    bundle.write_bytes(make_bundle(tmp_path).read_bytes())
+    opened = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "locked.zip":
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)  # root reads anything: refused here instead
+    seen = {}
+    polls = [ready_bundles(drop, out, seen, give_up_polls=3) for _ in range(5)]
+    assert polls == [[], [], [], [bundle], []]  # waited, then handed over to be reported once
+
+
+def test_watch_survives_a_bundle_that_vanishes_while_it_runs(tmp_path):
+    drop, out = tmp_path / "drop", tmp_path / "out"
+    drop.mkdir()
+    stream = io.StringIO()
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(drop, out, Options(), Console(file=stream, width=200)),
+                              kwargs={"stop": stop, "poll": 0.05}, daemon=True)
+    thread.start()
+    data = make_bundle(tmp_path).read_bytes()
+    for n in range(20):  # dropped and taken back before it settles, again and again
+        flicker = drop / f"flicker-{n}.zip"
+        flicker.write_bytes(data)
+        time.sleep(0.03)
+        flicker.unlink()
+    (drop / "stays.zip").write_bytes(data)
+    wait_for(lambda: "stays.zip" in stream.getvalue(), "the bundle that stayed")
+    stop.set()
+    thread.join(DEADLINE)
+    assert not thread.is_alive()
+    assert "analyzed stays.zip" in stream.getvalue() and "Traceback" not in stream.getvalue()

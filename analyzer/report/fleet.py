@@ -33,7 +33,7 @@ def _grouped(verdicts: pl.DataFrame, keys: list[str], *extra: pl.Expr) -> list[d
 
 
 def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
-               failures: list[tuple[str, str]]) -> dict:
+               failures: list[tuple]) -> dict:
     """The numbers and groups the page shows (plain values, for the template and for tests)."""
     names = pl.DataFrame({"bundle_id": list(bundles),
                           "_name": [e["name"] for e in bundles.values()]},
@@ -60,7 +60,9 @@ def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
         "hosts": _grouped(v, ["host"], issues_of),
         "appliances": _grouped(v, ["appliance"], issues_of),
         "bundles": [{"id": b, **entry} for b, entry in sorted(bundles.items())],
-        "failures": failures,
+        # (path, message) or (path, message, the errors/ file that tells more)
+        "failures": [{"path": f[0], "message": f[1], "details": f[2] if len(f) > 2 else None}
+                     for f in failures],
         "totals": {"bundles": len(bundles), "failed": len(failures),
                    "vms": sum(e.get("vms", 0) for e in bundles.values()),
                    "verdicts": v.height, "severity": severity_counts,
@@ -69,6 +71,6 @@ def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
 
 
 def render_fleet(bundles: dict[str, dict], verdicts: pl.DataFrame,
-                 failures: list[tuple[str, str]]) -> str:
+                 failures: list[tuple]) -> str:
     view = fleet_view(bundles, verdicts, failures)
     return environment().get_template("fleet.html.j2").render(version=__version__, **view)

@@ -151,9 +151,14 @@ def _header(doc: dict) -> dict:
     diagnostics = sorted(
         ({"severity": text(d.get("severity")) or "info", "code": text(d.get("code")),
           "message": text(d.get("message")), "location": text(d.get("location")),
-          "hint": text(d.get("hint"))} for d in _dicts(doc.get("diagnostics"))),
+          "hint": text(d.get("hint")),
+          # the repeats this entry stands for beyond itself, and the lines they are on
+          "more": max(int(_number(d.get("count")) or 1) - 1, 0),
+          "lines": ", ".join(text(n) for n in _strings(d.get("lines")))}
+         for d in _dicts(doc.get("diagnostics"))),
         key=lambda d: (_ranked(d["severity"], ("error", "warning", "info")), d["code"],
                        d["location"]))
+    complete = bundle.get("complete") is not False
     return {
         "name": text(bundle.get("name")) or "(unnamed bundle)",
         "sha256": text(bundle.get("sha256")) or "—",
@@ -166,6 +171,8 @@ def _header(doc: dict) -> dict:
         "missing": [r for r in rows if not r["present"]],
         "diagnostics": diagnostics,
         "diagnostic_counts": Counter(d["severity"] for d in diagnostics).most_common(),
+        "complete": complete,
+        "incomplete_reasons": [] if complete else _strings(bundle.get("incomplete_reasons")),
     }
 
 

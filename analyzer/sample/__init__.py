@@ -19,7 +19,7 @@ from analyzer.sample.assemble import write_bundle
 from analyzer.sample.catalogue import ERROR_IDS
 from analyzer.sample.scenarios import SCENARIOS, build
 
-__all__ = ["ERROR_IDS", "list_scenarios", "parse_size", "write_bundles"]
+__all__ = ["ERROR_IDS", "check", "list_scenarios", "parse_size", "write_bundles"]
 
 _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1 << 10, "M": 1000**2, "MB": 1000**2, "MIB": 1 << 20,
           "G": 1000**3, "GB": 1000**3, "GIB": 1 << 30, "T": 1000**4, "TB": 1000**4, "TIB": 1 << 40}
@@ -40,15 +40,22 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
-def write_bundles(names: list[str], out_dir: Path, vms: int = 6, days: int = 2, seed: int = 1,
-                  size: int | None = None) -> list[Path]:
-    """One bundle per scenario: out_dir/<name>.zip, plus out_dir/<name>.expected.json beside it."""
+def check(names: list[str], vms: int, days: int, size: int | None = None) -> None:
+    """ValueError (one line, naming the fix) unless write_bundles can make these bundles."""
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario {', '.join(map(repr, unknown))}: "
                          f"`bundle-analyzer sample --list` shows the {len(SCENARIOS)} names")
     if vms < 1 or days <= 0:
         raise ValueError("--vms must be at least 1 and --days greater than 0")
+    if size is not None and size <= 0:
+        raise ValueError("--size must be more than 0 bytes, e.g. 512MiB")
+
+
+def write_bundles(names: list[str], out_dir: Path, vms: int = 6, days: int = 2, seed: int = 1,
+                  size: int | None = None) -> list[Path]:
+    """One bundle per scenario: out_dir/<name>.zip, plus out_dir/<name>.expected.json beside it."""
+    check(names, vms, days, size)
     out_dir = Path(out_dir)
     paths = []
     for name in names:

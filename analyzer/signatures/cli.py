@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from analyzer.output import write_atomic
 from analyzer.signatures.load import BUILTIN_DIR, SignatureError, collect, json_schema, lint, \
     load_library
 from analyzer.signatures.match import run_examples
@@ -184,6 +185,6 @@ def schema(output: Annotated[Optional[Path], typer.Option(
     """The JSON Schema of a signature file, for editors (signatures/schema.json is this)."""
     text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
     if output:
-        output.write_text(text, encoding="utf-8")
+        write_atomic(output, text, "-o")
     else:
         typer.echo(text, nl=False)
