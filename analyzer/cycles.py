@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from analyzer import tables
+from analyzer import identity, tables
 from analyzer.diagnostics import Diagnostics
 
 CYCLE_TYPES = {
@@ -63,17 +63,6 @@ def _table(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
 # (a superset of the rows each of them selects).
 _MARKS = (pl.col("event").is_in(["snapshot_creating", "snapshot_removing", *LIFECYCLE_EVENTS])
           | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
-
-
-def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "vm",
-                id_col: str = "vm_id") -> pl.DataFrame:
-    """Add `vm_key`: the lowercased name, else the identity of the MoRef, else the MoRef itself."""
-    ids = identities.filter(pl.col("vm_id").is_not_null()).sort("vm_key").unique("vm_id", keep="first")
-    moref = pl.col(id_col).cast(pl.Utf8)
-    # One expression, not a join: the frame's columns are neither copied nor rechunked.
-    by_moref = moref.replace_strict(ids["vm_id"], ids["vm_key"], default=None, return_dtype=pl.Utf8)
-    name = pl.col(name_col).cast(pl.Utf8).str.to_lowercase()  # the gateway's names are categorical
-    return frame.with_columns(pl.coalesce(name, by_moref, moref).alias("vm_key"))
 
 
 def _shift(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], seconds: float,
@@ -177,6 +166,21 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
     return tasks.with_columns(work["vm_key"], work["own"])
 
 
+def _without_unsettled(gw: pl.LazyFrame, unsettled: dict[str, list[str]], diags: Diagnostics) -> pl.LazyFrame:
+    """Cycle lines of a name two vCenters' VMs share that nothing placed (both VMs ran a cycle of
+    that id at the time) are no VM's: left out of the cycles, and said so."""
+    bare = pl.col("vm_key").is_in(list(unsettled))
+    left = gw.filter(bare).group_by("vm_key").agg(pl.len(), pl.col("cycle_id").unique().sort().head(5)).collect()
+    for row in left.sort("vm_key").to_dicts():
+        diags.add("warning", "vm-lines-unplaced",
+                  f"{row['len']} gateway cycle lines name {row['vm_key']} and a cycle id that VMs of "
+                  f"{' and '.join(k.split('/')[0] for k in unsettled[row['vm_key']])} both ran at the time "
+                  f"(cycles {', '.join(map(str, row['cycle_id']))}); they were left out of both VMs' cycles",
+                  "gateway_log", "the gateway's cycle lines name the VM only; its vcenter= token on every line "
+                  "would tell them apart")
+    return gw.filter(~bare)
+
+
 def _ends(gw: pl.LazyFrame) -> pl.DataFrame:
     ends = gw.filter(pl.col("event").is_in(["cycle_completed", "cycle_failed"])).sort("ts", "line")
     return ends.group_by("vm_key", "cycle_id").agg(
@@ -233,7 +237,7 @@ def _disks(gw: pl.LazyFrame) -> pl.DataFrame:
 def _portal_failures(portal: pl.DataFrame, identities: pl.DataFrame) -> pl.DataFrame:
     failed = portal.filter(pl.col("error_id").is_not_null()
                            | pl.col("severity").str.to_lowercase().is_in(["error", "critical"]))
-    return (with_vm_key(failed.with_columns(pl.lit(None, tables.STR).alias("vm_id")), identities, "machine")
+    return (identity.resolve(failed, identities, "machine", None)
             .filter(pl.col("vm_key").is_not_null() & pl.col("ts").is_not_null())
             .select("vm_key", pl.col("ts").alias("p_ts"), pl.col("error_id").alias("p_code"),
                     pl.col("error_message").alias("p_text"), pl.col("member").alias("p_member"),
@@ -251,9 +255,9 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     identities = _table(frames, "identities")
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
-    scanned = with_vm_key(_table(frames, "gateway_log").lazy(), identities)
+    scanned = identity.resolve(_table(frames, "gateway_log").lazy(), identities, cycle_col="cycle_id")
     marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "ts").collect()
-    tasks = with_vm_key(_table(frames, "vcenter_tasks"), identities, "vm_name")
+    tasks = identity.resolve(_table(frames, "vcenter_tasks"), identities, "vm_name")
     matches = _table(frames, "matches")
     activity = _table(frames, "activity")
     events = _table(frames, "vcenter_events")
@@ -278,6 +282,9 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
 
     gw = scanned.filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
                         & pl.col("vm_key").is_not_null())
+    unsettled = identity.unsettled(identities)
+    if unsettled:
+        gw = _without_unsettled(gw, unsettled, diags)
     gw = tables.as_text(gw)
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(frames, "portal_events"), identities),

@@ -118,6 +118,8 @@ INCOMPLETE: dict[str, tuple[str | None, str]] = {
     "source-does-not-cover": ("failure", "the logs do not cover the time of {} whose cause they "
                                          "would show"),
     "missing-columns": ("file", "{} lacking the columns it needs, not read"),
+    "vm-lines-unplaced": ("VM name", "gateway cycle lines of {} that VMs of two vCenters share could not be "
+                                     "told apart and were left out"),
 }
 # Codes that make results incomplete at this severity only (as a warning, the rows are kept).
 INCOMPLETE_ONLY_AS = {"missing-columns": "error"}

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import detectors, findings
-from analyzer.cycles import CycleResult, with_vm_key
+from analyzer import detectors, findings, identity
+from analyzer.cycles import CycleResult
 from analyzer.diagnostics import Diagnostics
 from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, family_of, short_host
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
@@ -602,7 +602,7 @@ def _unrecognised(b: Case) -> list[dict]:
                       pl.coalesce(pl.col("error_message").cast(pl.Utf8), pl.col("message")).alias("message"))
               .collect().join(matched, on=["member", "line"], how="anti")
               .with_columns(pl.lit("gateway_log").alias("source")))
-    rows = with_vm_key(pl.concat([portal, failed], how="diagonal_relaxed"), b.identities)
+    rows = identity.resolve(pl.concat([portal, failed], how="diagonal_relaxed"), b.identities)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows.sort("ts", "member", "line", nulls_last=True).to_dicts():
         groups[(r["vm_key"], r["code"])].append(r)

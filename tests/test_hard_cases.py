@@ -1,0 +1,213 @@
+"""The hard cases of issue 18, through the whole pipeline on small hand-written bundles: vCenters
+that share MoRefs and names, zones from a late bundle.toml, quoted VM names, snapshot removals that
+time out, saturation, the portal's own health, Key Vault severity, real vpxd shapes.
+
+Each test here failed on the analyzer before its fix (the commit that added it says so).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from analyzer import pipeline
+
+T0 = datetime(2024, 5, 14, 6, 0, tzinfo=timezone.utc)
+ENGINE = "Gateway.Service.StateMachine.SnapshotReplication.SnapshotReplicationEngine"
+APPLIANCE = "CONTOSO\\svc-azmigrate"
+BACKUP = "CONTOSO\\svc-veeam"
+ANOTHER_TASK = "An internal error occurred. [Another task is already in progress.]"
+
+
+def at(minute: float) -> datetime:
+    return T0 + timedelta(minutes=minute)
+
+
+def stamp(minute: float) -> str:
+    return at(minute).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Gateway:
+    """Gateway service log lines (FORMATS.md section 1), in any order; sorted when written."""
+
+    def __init__(self, vcenters: tuple[str, ...] = ("vcsa01.contoso.local",)):
+        self.lines: list[tuple[float, str]] = []
+        self.add(0, f"Service asrgwy starting. version=25.24.02.07", component="Gateway.Service.Host.GatewayServiceHost")
+        for vc in vcenters:
+            self.add(0.1, f"Connected to vCenter. vcenter={vc} user={APPLIANCE} apiVersion=8.0.2.0",
+                     component="Gateway.Service.VMware.VCenterSession")
+        self.add(0.2, "Service asrgwy started.", component="Gateway.Service.Host.GatewayServiceHost")
+
+    def add(self, minute: float, message: str, level: str = "Info", component: str = ENGINE) -> None:
+        self.lines.append((minute, f"{stamp(minute)} {level} [14] {component} - {message}"))
+
+    def heartbeats(self, until: float, queued=lambda minute: 0, active=lambda minute: 1) -> None:
+        m = 2.5
+        while m < until:
+            self.add(m, f"Heartbeat. activeCycles={active(m)} queuedCycles={queued(m)}",
+                     component="Gateway.Service.Health.HeartbeatPublisher")
+            m += 5
+
+    def cycle(self, vm: str, moref: str, cycle_id: int, start: float, minutes: float = 6.0, *,
+              vcenter: str | None = None, host: str = "esx01.contoso.local", fail: str | None = None,
+              error_id: str = "", release: bool = True, rate: float = 40.0, disks: int = 1) -> None:
+        """One cycle: start, states, snapshot lines, one progress line per disk, completed (or failed in
+        CreatingSnapshot with the text `fail`)."""
+        where = f" vcenter={vcenter}" if vcenter else ""
+        self.add(start, f"Replication cycle started. vm={vm} vmId={moref} host={host} cycleId={cycle_id} "
+                        f"type=DeltaReplication disks={disks}{where}")
+        self.add(start + 0.05, f"State changed. vm={vm} cycleId={cycle_id} from=Queued to=CreatingSnapshot")
+        self.add(start + 0.06, f"Creating snapshot. vm={vm} vmId={moref} name=\"AzureMigrate-{vm}-{cycle_id}\"",
+                 component="Gateway.Service.VMware.SnapshotManager")
+        if fail:
+            self.add(start + 0.5, f"GatewayErrorHandling.GatewayServiceException: The operation failed with the "
+                                  f"error '{fail}' vm={vm} vmId={moref} cycleId={cycle_id}", level="Error")
+            self.add(start + 0.6, f"State changed. vm={vm} cycleId={cycle_id} from=CreatingSnapshot to=Failed")
+            code = f"errorId={error_id} " if error_id else ""
+            self.add(start + 0.61, f"Replication cycle failed. vm={vm} cycleId={cycle_id} {code}error=InternalError "
+                                   f"message=\"An internal error occurred. [{fail}]\"", level="Error")
+            return
+        up, done = start + 1, start + minutes - 1.5
+        self.add(start + 0.5, f"State changed. vm={vm} cycleId={cycle_id} from=CreatingSnapshot to=UploadingDisks")
+        total = int(rate * 1e6 * (done - up) * 60)
+        for d in range(disks):
+            self.add(done - 0.1, f"Disk upload progress. vm={vm} cycleId={cycle_id} disk=\"[ds01] {vm}/{vm}_{d}.vmdk\" "
+                                 f"diskId=6000C29a-{d:04x} uploadedBytes={total} totalBytes={total} "
+                                 f"rateMBps={rate / disks:.1f}", component="Gateway.Service.DataPlane.DiskUploader")
+        self.add(done, f"State changed. vm={vm} cycleId={cycle_id} from=UploadingDisks to=ReleasingSnapshot")
+        if release:
+            self.add(done + 0.01, f"Removing snapshot. vm={vm} name=\"AzureMigrate-{vm}-{cycle_id}\"",
+                     component="Gateway.Service.VMware.SnapshotManager")
+        self.add(done + 0.5, f"State changed. vm={vm} cycleId={cycle_id} from=ReleasingSnapshot to=ConsolidatingDisks")
+        self.add(start + minutes - 0.1, f"State changed. vm={vm} cycleId={cycle_id} from=ConsolidatingDisks to=Completed")
+        self.add(start + minutes, f"Replication cycle completed. vm={vm} cycleId={cycle_id} "
+                                  f"durationSec={int(minutes * 60)} uploadedBytes={total * disks}")
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in sorted(self.lines, key=lambda x: x[0])) + "\n"
+
+
+class Vpxd:
+    """vpxd.log lines (FORMATS.md section 3a, 6.5+ layout)."""
+
+    def __init__(self):
+        self.lines: list[tuple[float, str]] = []
+        self.n = 88000
+
+    def add(self, minute: float, message: str, sub: str = "vpxLro", op: str = "op1", level: str = "info") -> None:
+        self.lines.append((minute, f"{stamp(minute)} {level} vpxd[7FE11CC03700] "
+                                   f"[Originator@6876 sub={sub} opID={op}] {message}"))
+
+    def task(self, entity: str, method: str, start: float, end: float | None, user: str = APPLIANCE,
+             fault: tuple[str, str] | None = None, display: str = "Create virtual machine snapshot",
+             progress: tuple = ()) -> str:
+        self.n += 1
+        task, op = f"task-{self.n}", f"op{self.n}"
+        self.add(start, f"[VpxLRO] -- BEGIN {task} -- {entity} -- {method} -- 52b1c2d3-ab12(52a9)", op=op)
+        self.add(start + 0.001, f"Event [{self.n}] [1-1] [{stamp(start)}] [vim.event.TaskEvent] [info] [{user}] "
+                                f"[DC01] [{self.n}] [Task: {display}]", sub="vpxdEvent", op=op)
+        for minute, text in progress:
+            self.add(minute, f"RecordOp ASSIGN: info.progress, {task}{text}", sub="PropertyProvider", op=op,
+                     level="verbose")
+        if end is not None and fault is None:
+            self.add(end, f"[VpxLRO] -- FINISH {task}", op=op)
+        elif end is not None:
+            ftype, msg = fault
+            self.add(end, f"[VpxLRO] -- ERROR {task} -- {entity} -- {method}: {ftype}:\n--> Result:\n--> ({ftype}) {{\n"
+                          f"-->    faultCause = (vmodl.MethodFault) null,\n-->    msg = \"{msg}\"\n--> }}\n--> Args:", op=op)
+        return task
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in sorted(self.lines, key=lambda x: x[0])) + "\n"
+
+
+def tgz(members: dict[str, str]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def zip_bundle(path: Path, members: dict[str, str | bytes]) -> Path:
+    """A zip with the members in the order given."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def portal_csv(*rows: tuple[float, str, str, str]) -> str:
+    """Portal events CSV: (minute, machine, error id, message)."""
+    head = "Time,Severity,Event,Machine,Event type,Error ID,Error message,Possible causes,Recommendation,Event code,Initiated by\n"
+    return head + "".join(f"{stamp(m)},Critical,Replication cycle failed,{vm},Replication,{code},\"{msg}\",,,InternalError,\n"
+                          for m, vm, code, msg in rows)
+
+
+def triples(doc: dict) -> set[tuple]:
+    return {(v["vm"], v["error"], v["cause"]) for v in doc["verdicts"]}
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Identity across vCenters
+
+
+VC1, VC2 = "vcsa01.contoso.local", "vcsa02.contoso.local"
+
+
+def two_vcenter_members() -> tuple[str, str, str, str]:
+    """vcsa01: APP01 = vm-100, SQL01 = vm-200. vcsa02: ADM01 = vm-100 (the same MoRef), APP01 = vm-300 (the
+    same name). APP01 of vcsa01 fails 'another task in progress' while a backup snapshot runs on it; in
+    vcsa02 the VM holding its MoRef was relocated and had a task time out just before."""
+    gw = Gateway((VC1, VC2))
+    for n, start in enumerate((60, 120, 180, 240, 300)):
+        if start != 240:
+            gw.cycle("APP01", "vm-100", 17 + n, start, vcenter=VC1)
+        gw.cycle("SQL01", "vm-200", 40 + n, start + 10, vcenter=VC1)
+        gw.cycle("ADM01", "vm-100", 7 + n, start + 20, vcenter=VC2)
+        gw.cycle("APP01", "vm-300", 17 + n, start + 30, vcenter=VC2)  # the same cycle ids, other times
+    gw.cycle("APP01", "vm-100", 20, 240, vcenter=VC1, fail=ANOTHER_TASK)
+    gw.heartbeats(340)
+    vc1, vc2 = Vpxd(), Vpxd()
+    vc1.task("vm-100", "vim.VirtualMachine.createSnapshot", 238, 252, user=BACKUP)
+    vc1.task("vm-100", "vim.VirtualMachine.createSnapshot", 240.1, 240.4,
+             fault=("vim.fault.TaskInProgress", "Another task is already in progress."))
+    vc2.task("vm-100", "vim.VirtualMachine.relocate", 200, 215, user="CONTOSO\\j.kim", display="Relocate virtual machine")
+    vc2.task("vm-100", "vim.VirtualMachine.removeAllSnapshots", 205, 230, user="VSPHERE.LOCAL\\Administrator",
+             fault=("vim.fault.Timedout", "Operation timed out."), display="Remove all snapshots")
+    vc1.add(59, "[vim.VirtualMachine:vm-100,APP01] registered", sub="vmName")
+    vc2.add(59, "[vim.VirtualMachine:vm-300,APP01] registered", sub="vmName")
+    return gw.text(), vc1.text(), vc2.text(), portal_csv((240.8, "APP01", "", ANOTHER_TASK))
+
+
+@pytest.mark.parametrize("first", ["vcsa01", "vcsa02"])
+def test_two_vcenters_sharing_morefs_and_a_name_keep_their_vms_and_tasks_apart(tmp_path, first):
+    gw, vc1, vc2, events = two_vcenter_members()
+    archives = {"vcsa01": ("vc-vcsa01-2024-05-14--12.00-1001.tgz", vc1), "vcsa02": ("vc-vcsa02-2024-05-14--12.00-1002.tgz", vc2)}
+    order = [first] + [k for k in archives if k != first]
+    members = {"appliance/GatewayService.log": gw}
+    members |= {archives[k][0]: tgz({"var/log/vmware/vpxd/vpxd-1.log": archives[k][1]}) for k in order}
+    members["portal/events.csv"] = events
+    doc = pipeline.analyze(zip_bundle(tmp_path / "two-vcenters.zip", members)).doc
+
+    assert triples(doc) == {("APP01 (vcsa01)", "internal_another_task_in_progress", "conflicting_vcenter_task")}
+    [verdict] = doc["verdicts"]
+    assert any(BACKUP in e["text"] for e in verdict["evidence"])  # the real conflicting task
+    assert not any("relocate" in e["text"] or "removeAllSnapshots" in e["text"] for e in verdict["evidence"])
+    vms = {vm["vm"]: vm for vm in doc["vms"]}
+    assert set(vms) == {"ADM01", "APP01 (vcsa01)", "APP01 (vcsa02)", "SQL01"}
+    assert vms["APP01 (vcsa01)"]["vm_ids"] == ["vm-100"] and vms["APP01 (vcsa02)"]["vm_ids"] == ["vm-300"]
+    cycle_ids = [c["id"] for vm in doc["vms"] for c in vm["cycles"]]
+    assert len(cycle_ids) == len(set(cycle_ids)) and "APP01 (vcsa02)#17" in cycle_ids
+    relocates = [t for t in vms["ADM01"]["tasks"] if t["method"] == "vim.VirtualMachine.relocate"]
+    assert relocates and not any(t["method"] == "vim.VirtualMachine.relocate" for t in vms["APP01 (vcsa01)"]["tasks"])
+    assert vms["APP01 (vcsa02)"]["health"] == "healthy" and len(vms["APP01 (vcsa02)"]["cycles"]) == 5
