@@ -117,3 +117,15 @@ def test_published_schema_is_current():
 def test_digest_is_stable_and_content_based():
     assert load_library().digest == LIBRARY.digest
     assert len(LIBRARY.digest) == 64
+
+
+def test_every_signature_has_its_korean_texts():
+    """A Korean report (--lang ko) needs no English fallback for the built-in library."""
+    for sig in LIBRARY.signatures.values():
+        assert sig.title_ko, sig.id
+        assert bool(sig.summary_ko) == bool(sig.summary), sig.id
+    for sig in LIBRARY.errors():
+        for cause in sig.causes:
+            assert cause.title_ko, (sig.id, cause.id)
+            assert len(cause.remediation_ko) == len(cause.remediation), (sig.id, cause.id)
+        assert len(sig.undetermined_ko) == len(sig.undetermined), sig.id

@@ -10,6 +10,7 @@ EVIDENCE = '''
 id = "ev_disk_gone"
 kind = "evidence"
 title = "A disk went away"
+title_ko = "디스크가 사라짐"
 severity = "warning"
 scope = "vm"
 
@@ -33,9 +34,11 @@ ERROR = '''
 id = "err_widget"
 kind = "error"
 title = "Widget failed"
+title_ko = "위젯 실패"
 severity = "critical"
 codes = ["9001"]
 summary = "Widget of {vm} failed."
+summary_ko = "{vm}의 위젯이 실패했습니다."
 
 [[match]]
 source = "portal_events"
@@ -51,6 +54,8 @@ where = { level = ["Error"] }
 
 [[causes]]
 id = "gateway_service_down"
+title_ko = "위젯 서비스가 멈춤"
+remediation_ko = ["`Start-Service asrgwy`로 서비스를 시작하세요."]
 evidence = ["detect.service_down", "ev_disk_gone"]
 scope = "appliance"
 before = "2h"
@@ -59,6 +64,7 @@ remediation = ["Start-Service asrgwy"]
 
 [undetermined]
 remediation = ["check everything"]
+remediation_ko = ["모든 것을 확인하세요."]
 
 [[examples]]
 source = "gateway_log"
@@ -132,7 +138,8 @@ CASES = [
      "causes[1].before", "has the wrong form", "error"),
     ("empty-remediation", _edit(ERROR, 'remediation = ["Start-Service asrgwy"]', "remediation = []"),
      EVIDENCE, "causes[1].remediation", "must not be empty", "error"),
-    ("missing-undetermined", _edit(ERROR, '[undetermined]\nremediation = ["check everything"]\n', ""),
+    ("missing-undetermined", _edit(ERROR, '[undetermined]\nremediation = ["check everything"]\n'
+                                   'remediation_ko = ["모든 것을 확인하세요."]\n', ""),
      EVIDENCE, "undetermined.remediation", "missing remediation for `undetermined`", "error"),
     ("error-without-causes", ERROR[:ERROR.index("[[causes]]")] + ERROR[ERROR.index("[undetermined]"):],
      EVIDENCE, "causes", "an error needs at least one [[causes]] block", "error"),

@@ -125,6 +125,8 @@ def json_schema() -> dict:
                 "description": 'a window like "30s", "15m", "6h" or "2d"'}
     steps = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
              "description": "remediation steps, one per string, specific: service, command, port, KB"}
+    steps_ko = {**steps, "description": "Korean (--lang ko): one string per step of remediation, "
+                "same count and order"}
     text_columns = {s: [c for c, t in tables.SCHEMAS[s].items() if c not in tables.PROVENANCE]
                     for s in SOURCES}
     per_source = [
@@ -173,6 +175,9 @@ def json_schema() -> dict:
             "fallback": {"type": "boolean",
                          "description": "chosen (confidence low) when no cause has evidence"},
             "remediation": steps,
+            "title_ko": {"type": "string", "minLength": 1, "description": "Korean (--lang ko): "
+                         "the cause as a short noun phrase, the report's cause label"},
+            "remediation_ko": steps_ko,
         },
     }
     example = {
@@ -200,12 +205,15 @@ def json_schema() -> dict:
             "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$",
                    "description": "lower_snake_case, equal to the file name without .toml"},
             "title": {"type": "string", "minLength": 1, "description": "one line for people"},
+            "title_ko": {"type": "string", "minLength": 1, "description": "Korean (--lang ko) title"},
             "kind": {"enum": ["error", "evidence"]},
             "severity": {"enum": list(SEVERITIES)},
             "codes": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]+$"},
                       "description": 'portal Error IDs as strings: codes = ["1011"]'},
             "summary": {"type": "string", "description": "one sentence; may use "
                         + ", ".join("{%s}" % f for f in SUMMARY_FIELDS)},
+            "summary_ko": {"type": "string", "minLength": 1, "description": "Korean (--lang ko) "
+                           "summary, with the same placeholders as summary"},
             "scope": {"enum": list(SCOPES), "description": "evidence: what it can explain"},
             "references": {"type": "array", "items": {"type": "string", "pattern": "^https://"},
                            "description": "https links"},
@@ -214,7 +222,7 @@ def json_schema() -> dict:
             "causes": {"type": "array", "items": cause, "description": "errors: [[causes]]"},
             "undetermined": {"type": "object", "additionalProperties": False,
                              "required": ["remediation"],
-                             "properties": {"remediation": steps},
+                             "properties": {"remediation": steps, "remediation_ko": steps_ko},
                              "description": "errors: the full diagnostic checklist"},
             "params": {"type": "object", "additionalProperties": {"type": "number"},
                        "description": "numeric thresholds read by built-in detectors"},
@@ -367,14 +375,91 @@ def _check_examples(file: str, sig: Signature) -> list[Problem]:
     return out
 
 
-def _check_summary(file: str, summary: str) -> list[Problem]:
+def _placeholders(text: str) -> set[str]:
+    """The {names} of a summary template; ValueError when a brace is malformed."""
+    return {f for _, f, _, _ in string.Formatter().parse(text) if f}
+
+
+def _check_summary(file: str, summary: str, key: str = "summary") -> list[Problem]:
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(summary) if f}
+        names = _placeholders(summary)
     except ValueError as exc:
-        return [Problem(file, "summary", f"bad placeholder: {exc}", "write {vm}; a literal brace is {{")]
+        return [Problem(file, key, f"bad placeholder: {exc}", "write {vm}; a literal brace is {{")]
     unknown = sorted(names - set(SUMMARY_FIELDS))
-    return [Problem(file, "summary", f"unknown placeholder {{{unknown[0]}}}",
+    return [Problem(file, key, f"unknown placeholder {{{unknown[0]}}}",
                     "placeholders: " + ", ".join("{%s}" % f for f in SUMMARY_FIELDS))] if unknown else []
+
+
+_HANGUL = re.compile("[\uac00-\ud7a3]")
+# A particle whose form follows the last sound of the word before it (은/는, 이/가, 을/를, 과/와,
+# 으로/로) cannot follow a placeholder: the value (a VM or host name) is not known in advance.
+_SOUND_PARTICLE = re.compile(r"\}(은|는|이|가|을|를|과|와|으로|로)(?![\w(])")
+
+
+def _korean_texts(sig: Signature) -> list[tuple[str, str]]:
+    """(key, text) of every Korean text of the signature, keyed as in the file."""
+    out = [("title_ko", sig.title_ko), ("summary_ko", sig.summary_ko)]
+    for n, cause in enumerate(sig.causes, 1):
+        out.append((f"causes[{n}].title_ko", cause.title_ko))
+        out += [(f"causes[{n}].remediation_ko[{i}]", t) for i, t in enumerate(cause.remediation_ko, 1)]
+    out += [(f"undetermined.remediation_ko[{i}]", t) for i, t in enumerate(sig.undetermined_ko, 1)]
+    return [(k, t) for k, t in out if t]
+
+
+def _missing_korean(sig: Signature) -> list[str]:
+    """The keys whose Korean text a signature lacks (a Korean report shows those in English)."""
+    missing = [k for k, english, korean in (("title_ko", sig.title, sig.title_ko),
+                                            ("summary_ko", sig.summary, sig.summary_ko)) if english and not korean]
+    for n, cause in enumerate(sig.causes, 1):
+        missing += [f"causes[{n}].{k}" for k, have in (("title_ko", cause.title_ko),
+                                                       ("remediation_ko", cause.remediation_ko)) if not have]
+    if sig.undetermined and not sig.undetermined_ko:
+        missing.append("undetermined.remediation_ko")
+    return missing
+
+
+def _check_korean(file: str, sig: Signature) -> list[Problem]:
+    """Korean texts (title_ko, summary_ko, remediation_ko) mirror the English ones they stand for."""
+    out = []
+    if sig.summary_ko:
+        out += _check_summary(file, sig.summary_ko, "summary_ko")
+        try:
+            english, korean = _placeholders(sig.summary), _placeholders(sig.summary_ko)
+        except ValueError:
+            english = korean = set()  # reported by _check_summary
+        if english != korean and not out:
+            out.append(Problem(file, "summary_ko", "placeholders differ from summary's: "
+                               f"summary has {_braced(english)}, summary_ko has {_braced(korean)}",
+                               "use the same placeholders, each where the Korean sentence needs it"))
+    steps = [(f"causes[{n}]", c.remediation, c.remediation_ko) for n, c in enumerate(sig.causes, 1)]
+    steps.append(("undetermined", sig.undetermined, sig.undetermined_ko))
+    for key, english, korean in steps:
+        if korean and len(korean) != len(english):
+            out.append(Problem(file, f"{key}.remediation_ko", f"{len(korean)} Korean step(s) for "
+                               f"{len(english)} English step(s)",
+                               "one Korean string per remediation step, in the same order"))
+    for key, text in _korean_texts(sig):
+        if not _HANGUL.search(text):
+            out.append(Problem(file, key, "has no Korean (Hangul) letters", "write it in Korean; "
+                               "keep commands, ids and product names as they are", "warning"))
+        elif particle := _SOUND_PARTICLE.search(text):
+            out.append(Problem(file, key, f"the particle '{particle.group(1)}' after a placeholder "
+                               "depends on the value's last sound", "rephrase (e.g. '{vm}의', "
+                               "'{vm}에서') or write both forms: '을(를)', '이(가)'", "warning"))
+    missing = _missing_korean(sig)
+    if missing and not _korean_texts(sig):
+        out.append(Problem(file, None, "no Korean texts: a Korean report (--lang ko) shows this "
+                           "signature in English", "add " + ", ".join(dict.fromkeys(
+                               re.sub(r"\[\d+\]", "[]", k) for k in missing))
+                           + " (signatures/README.md, \"Korean texts\")", "warning"))
+    else:
+        out += [Problem(file, key, "missing: a Korean report (--lang ko) shows the English here",
+                        "add the Korean text beside the English one", "warning") for key in missing]
+    return out
+
+
+def _braced(names: set[str]) -> str:
+    return ", ".join("{%s}" % n for n in sorted(names)) or "none"
 
 
 def _check_kind(file: str, raw: dict, sig: Signature) -> list[Problem]:
@@ -445,6 +530,7 @@ def parse_signature(data: bytes, stem: str, file: str) -> tuple[Signature | None
         problems += _check_matcher(file, f"match[{m.block}]", m)
     problems += _check_kind(file, raw, sig)
     problems += _check_summary(file, sig.summary)
+    problems += _check_korean(file, sig)
     problems += _check_examples(file, sig)
     return sig, tuple(problems)
 
@@ -467,6 +553,7 @@ def _build(raw: dict, file: str) -> Signature:
         id=c["id"], evidence=tuple(c["evidence"]), scope=c["scope"], before=_duration(c["before"]),
         after=_duration(c["after"]), confidence=c.get("confidence", "high"),
         remediation=tuple(c["remediation"]), fallback=c.get("fallback", False),
+        title_ko=c.get("title_ko", ""), remediation_ko=tuple(c.get("remediation_ko", ())),
     ) for c in raw.get("causes", ()))
     examples = tuple(Example(
         source=e["source"], text=e["text"], captures=tuple(e.get("captures", {}).items()),
@@ -480,7 +567,9 @@ def _build(raw: dict, file: str) -> Signature:
         undetermined=tuple(raw.get("undetermined", {}).get("remediation", ())),
         references=tuple(raw.get("references", ())),
         params=tuple((k, float(v)) for k, v in raw.get("params", {}).items()),
-        examples=examples, path=file,
+        examples=examples, path=file, title_ko=raw.get("title_ko", ""),
+        summary_ko=raw.get("summary_ko", ""),
+        undetermined_ko=tuple(raw.get("undetermined", {}).get("remediation_ko", ())),
     )
 
 
@@ -625,6 +714,27 @@ def collect(dirs: Sequence[Path]) -> tuple[Library, list[Problem]]:
     library.signatures = dict(sorted(library.signatures.items()))
     library.digest = digest(contents)
     return library, problems
+
+
+_CAUSE_TITLES_KO = Path(__file__).with_name("causes.ko.toml")
+
+
+@cache
+def _cause_titles_file() -> dict[str, str]:
+    return tomllib.loads(_CAUSE_TITLES_KO.read_text(encoding="utf-8"))["causes"]
+
+
+def cause_titles_ko(library: Library) -> dict[str, str]:
+    """Korean cause labels by cause id, for reports in Korean (outages, indexes: where only the
+    id is at hand; a verdict's own label is its cause block's title_ko). Each id's label is the
+    title_ko of its [[causes]] blocks, the first in signature id order; causes.ko.toml beside this
+    module labels the ids no block carries (`undetermined`). An id in neither has no Korean label."""
+    blocks: dict[str, str] = {}
+    for sig in library.errors():
+        for cause in sig.causes:
+            if cause.title_ko:
+                blocks.setdefault(cause.id, cause.title_ko)
+    return {**_cause_titles_file(), **blocks}
 
 
 def load_library(extra_dirs: Sequence[Path] = (), builtin: bool = True) -> Library:

@@ -85,6 +85,8 @@ class Cause:
     confidence: str  # confidence when the evidence is present (high | medium)
     remediation: tuple[str, ...]
     fallback: bool = False  # chosen with confidence low when no cause has evidence
+    title_ko: str = ""  # Korean: the cause as a short noun phrase, the report's cause label
+    remediation_ko: tuple[str, ...] = ()  # Korean: one string per step of `remediation`, same order
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,10 @@ class Signature:
     params: tuple[tuple[str, float], ...] = ()  # thresholds for built-in detectors
     examples: tuple[Example, ...] = ()
     path: str = ""  # the file it came from
+    # Korean texts for `--lang ko` (empty when the file has none: reports then show the English)
+    title_ko: str = ""
+    summary_ko: str = ""  # same placeholders as `summary`
+    undetermined_ko: tuple[str, ...] = ()  # one string per step of `undetermined`
 
     def param(self, name: str, default: float) -> float:
         return dict(self.params).get(name, default)
