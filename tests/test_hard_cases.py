@@ -56,22 +56,18 @@ class Gateway:
 
     def cycle(self, vm: str, moref: str, cycle_id: int, start: float, minutes: float = 6.0, *,
               vcenter: str | None = None, host: str = "esx01.contoso.local", fail: str | None = None,
-              error_id: str = "", release: bool = True, rate: float = 40.0, disks: int = 1) -> None:
+              fail_in: str = "CreatingSnapshot", error_id: str = "", release: bool = True, rate: float = 40.0,
+              disks: int = 1) -> None:
         """One cycle: start, states, snapshot lines, one progress line per disk, completed (or failed in
-        CreatingSnapshot with the text `fail`)."""
+        CreatingSnapshot or ConsolidatingDisks with the text `fail`)."""
         where = f" vcenter={vcenter}" if vcenter else ""
         self.add(start, f"Replication cycle started. vm={vm} vmId={moref} host={host} cycleId={cycle_id} "
                         f"type=DeltaReplication disks={disks}{where}")
         self.add(start + 0.05, f"State changed. vm={vm} cycleId={cycle_id} from=Queued to=CreatingSnapshot")
         self.add(start + 0.06, f"Creating snapshot. vm={vm} vmId={moref} name=\"AzureMigrate-{vm}-{cycle_id}\"",
                  component="Gateway.Service.VMware.SnapshotManager")
-        if fail:
-            self.add(start + 0.5, f"GatewayErrorHandling.GatewayServiceException: The operation failed with the "
-                                  f"error '{fail}' vm={vm} vmId={moref} cycleId={cycle_id}", level="Error")
-            self.add(start + 0.6, f"State changed. vm={vm} cycleId={cycle_id} from=CreatingSnapshot to=Failed")
-            code = f"errorId={error_id} " if error_id else ""
-            self.add(start + 0.61, f"Replication cycle failed. vm={vm} cycleId={cycle_id} {code}error=InternalError "
-                                   f"message=\"An internal error occurred. [{fail}]\"", level="Error")
+        if fail and fail_in == "CreatingSnapshot":
+            self._fail(vm, moref, cycle_id, start + 0.5, fail, fail_in, error_id)
             return
         up, done = start + 1, start + minutes - 1.5
         self.add(start + 0.5, f"State changed. vm={vm} cycleId={cycle_id} from=CreatingSnapshot to=UploadingDisks")
@@ -85,9 +81,20 @@ class Gateway:
             self.add(done + 0.01, f"Removing snapshot. vm={vm} name=\"AzureMigrate-{vm}-{cycle_id}\"",
                      component="Gateway.Service.VMware.SnapshotManager")
         self.add(done + 0.5, f"State changed. vm={vm} cycleId={cycle_id} from=ReleasingSnapshot to=ConsolidatingDisks")
+        if fail:
+            self._fail(vm, moref, cycle_id, start + minutes - 0.2, fail, fail_in, error_id)
+            return
         self.add(start + minutes - 0.1, f"State changed. vm={vm} cycleId={cycle_id} from=ConsolidatingDisks to=Completed")
         self.add(start + minutes, f"Replication cycle completed. vm={vm} cycleId={cycle_id} "
                                   f"durationSec={int(minutes * 60)} uploadedBytes={total * disks}")
+
+    def _fail(self, vm: str, moref: str, cycle_id: int, when: float, text: str, state: str, error_id: str) -> None:
+        self.add(when, f"GatewayErrorHandling.GatewayServiceException: The operation failed with the error "
+                       f"'{text}' vm={vm} vmId={moref} cycleId={cycle_id}", level="Error")
+        self.add(when + 0.1, f"State changed. vm={vm} cycleId={cycle_id} from={state} to=Failed")
+        code = f"errorId={error_id} " if error_id else ""
+        self.add(when + 0.11, f"Replication cycle failed. vm={vm} cycleId={cycle_id} {code}error=InternalError "
+                              f"message=\"An internal error occurred. [{text}]\"", level="Error")
 
     def text(self) -> str:
         return "\n".join(line for _, line in sorted(self.lines, key=lambda x: x[0])) + "\n"
@@ -211,3 +218,32 @@ def test_two_vcenters_sharing_morefs_and_a_name_keep_their_vms_and_tasks_apart(t
     relocates = [t for t in vms["ADM01"]["tasks"] if t["method"] == "vim.VirtualMachine.relocate"]
     assert relocates and not any(t["method"] == "vim.VirtualMachine.relocate" for t in vms["APP01 (vcsa01)"]["tasks"])
     assert vms["APP01 (vcsa02)"]["health"] == "healthy" and len(vms["APP01 (vcsa02)"]["cycles"]) == 5
+
+
+# --------------------------------------------------------------------------------------------
+# 3. VM names in quotes, placeholders
+
+
+def test_an_error_naming_its_vm_in_quotes_joins_that_vms_evidence(tmp_path):
+    locked = "Unable to access file [ds01] ERP08/ERP08-000001.vmdk since it is locked"
+    failing = f"Failed to consolidate the disks on VM 'ERP08': {locked}"
+    gw = Gateway()
+    for n, start in enumerate((60, 120, 180, 240)):
+        gw.cycle("ERP08", "vm-8", 30 + n, start)
+        gw.cycle("SQL02", "vm-2", 50 + n, start + 20)
+    gw.cycle("ERP08", "vm-8", 34, 300, fail=failing, fail_in="ConsolidatingDisks")
+    gw.cycle("SQL02", "vm-2", 54, 320)
+    gw.heartbeats(330)
+    vc = Vpxd()
+    vc.task("vm-8", "vim.VirtualMachine.consolidateDisks", 305.2, 305.5, fault=("vim.fault.FileLocked", locked),
+            display="Consolidate virtual machine disk files")
+    docs = ("Troubleshooting: An internal error occurred. [Failed to consolidate the disks on VM <VM name>: "
+            "Unable to access file VMName.vmdk since it is locked]\n")
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text(),
+               "portal/events.csv": portal_csv((305.9, "ERP08", "", f"An internal error occurred. [{failing}]")),
+               "ticket/kb-notes.txt": docs}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "quoted.zip", members)).doc
+
+    assert triples(doc) == {("ERP08", "internal_consolidate_disks_failed", "disk_locked")}
+    named = {vm["vm"] for vm in doc["vms"]} | {vm for f in doc["findings"] for vm in f["vms"]}
+    assert named == {"ERP08", "SQL02"}  # neither 'ERP08' nor a placeholder is a VM

@@ -156,6 +156,7 @@ class ExampleResult:
     example: Example
     ok: bool
     detail: str = ""  # why it failed: which condition, how far the regex got
+    vm: str | None = None  # the `vm` the regex captured, as captured (lint checks it names a VM)
 
     def __str__(self) -> str:
         state = "ok" if self.ok else "FAIL"
@@ -227,7 +228,7 @@ def _judge(sig: Signature, key: str, ex: Example, found: pl.DataFrame | None) ->
     got = {c["name"]: c["value"] for c in own["captures"][0]}
     wrong = [f"{name}: expected {want!r}, got {got.get(name)!r}"
              for name, want in ex.captures if got.get(name) != want]
-    return ExampleResult(sig.id, sig.path, key, ex, not wrong, "; ".join(wrong))
+    return ExampleResult(sig.id, sig.path, key, ex, not wrong, "; ".join(wrong), got.get("vm"))
 
 
 def explain_miss(sig: Signature, ex: Example) -> str:
