@@ -62,7 +62,8 @@ def _table(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
 # The gateway rows the clock skew, the snapshot tasks and the service restarts are read from
 # (a superset of the rows each of them selects).
 _MARKS = (pl.col("event").is_in(["snapshot_creating", "snapshot_removing", *LIFECYCLE_EVENTS])
-          | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
+          | ((pl.col("event") == "state_changed")
+             & pl.col("state_to").is_in(["CreatingSnapshot", "ReleasingSnapshot", "Completed", "Failed"])))
 
 
 def _shift(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], seconds: float,
@@ -131,23 +132,64 @@ def appliance_user(gateway: pl.DataFrame | pl.LazyFrame) -> str | None:
     return users["u"][-1] if users.height else None
 
 
+def _release_windows(marks: pl.DataFrame) -> pl.DataFrame:
+    """When each VM's own snapshot was being removed, from its gateway lines: its cycles' span from
+    ReleasingSnapshot to the end (Completed or Failed), the moments a cycle failed (the service
+    then removes the snapshot it took), and its `Removing snapshot` lines."""
+    states = marks.filter((pl.col("event") == "state_changed") & pl.col("vm_key").is_not_null()
+                          & pl.col("cycle_id").is_not_null())
+    cycles = (states.group_by("vm_key", "cycle_id")
+              .agg(w_from=pl.col("ts").filter(pl.col("state_to") == "ReleasingSnapshot").min(),
+                   w_until=pl.col("ts").filter(pl.col("state_to").is_in(["Completed", "Failed"])).max())
+              .drop_nulls("w_from").with_columns(pl.col("w_until").fill_null(pl.col("w_from"))))
+    moments = pl.concat([
+        states.filter(pl.col("state_to") == "Failed").select("vm_key", "ts"),
+        marks.filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null()).select("vm_key", "ts"),
+    ]).select("vm_key", w_from="ts", w_until="ts")
+    return pl.concat([cycles.select("vm_key", "w_from", "w_until"), moments]).drop_nulls("w_from")
+
+
+def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
+    """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`): the one VM
+    whose own snapshot was being removed when it started (`_release_windows`, OWN_TASK_TOLERANCE
+    either side). Two VMs removing theirs then: no VM, however near either one's line. A snapshot
+    MoRef then ties the other tasks on it (a removal retried, a timed-out one)."""
+    loose = work.filter(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS)
+                        & pl.col("start").is_not_null())
+    if not loose.height or not windows.height:
+        return work["vm_key"]
+    spans = windows.select("vm_key", _a=pl.col("w_from") - OWN_TASK_TOLERANCE, _z=pl.col("w_until") + OWN_TASK_TOLERANCE)
+    starts, ends = spans["_a"].sort(), spans["_z"].sort()
+    t = loose["start"]
+    open_now = starts.search_sorted(t, side="right") - ends.search_sorted(t, side="left")
+    latest = (loose.select("_i", "start").with_columns(_open=open_now).sort("start")
+              .join_asof(spans.sort("_a"), left_on="start", right_on="_a", strategy="backward")
+              .filter((pl.col("_open") == 1) & (pl.col("start") <= pl.col("_z")))
+              .select("_i", _tied="vm_key"))
+    tied = work.join(latest, on="_i", how="left", maintain_order="left").with_columns(
+        _key=pl.coalesce("vm_key", "_tied"))
+    # every task on one snapshot MoRef is that snapshot's VM's
+    snapshot = pl.col("entity").cast(pl.Utf8)
+    same = (tied.filter(snapshot.str.starts_with("snapshot-") & pl.col("_key").is_not_null())
+            .group_by("_vc", "entity").agg(_by_moref=pl.col("_key").first(), _n=pl.col("_key").n_unique())
+            .filter(pl.col("_n") == 1).drop("_n"))
+    tied = tied.join(same, on=["_vc", "entity"], how="left", maintain_order="left")
+    by_moref = pl.when(snapshot.str.starts_with("snapshot-")).then("_by_moref")
+    return tied.select(pl.coalesce("_key", by_moref).alias("vm_key")).to_series()
+
+
 def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> pl.DataFrame:
-    """Tie remove-snapshot tasks (entity snapshot-N) to their VM through the gateway's `Removing
-    snapshot` lines, and mark the appliance's own snapshot tasks (`own`)."""
-    removing = (gateway.select("event", "vm_key", "ts")
-                .filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null())
-                .select(pl.col("ts").alias("_gts"), pl.col("vm_key").alias("_gkey")).sort("_gts"))
+    """Tie snapshot tasks that name no VM to their VM through its own cycles (_tie_removals), and
+    mark the appliance's own snapshot tasks (`own`): its vCenter user's, or (user unknown) a
+    snapshot task of the VM at its own snapshot line or release."""
     # Worked out on the columns they need, in task order (`_i`), then set on the tasks: sorting
     # the tasks themselves would copy every column twice.
-    work = tasks.select("vm_key", "method", "start", "initiator").with_row_index("_i")
-    unkeyed = work["vm_key"].is_null() & work["method"].is_in(SNAPSHOT_METHODS)
-    if removing.height and unkeyed.any():
-        work = (work.sort("start")
-                .join_asof(removing, left_on="start", right_on="_gts", strategy="nearest",
-                           tolerance=OWN_TASK_TOLERANCE)
-                .with_columns(pl.when(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS))
-                              .then(pl.col("_gkey")).otherwise(pl.col("vm_key")).alias("vm_key"))
-                .sort("_i").drop("_gts", "_gkey"))
+    work = tasks.select("vm_key", "method", "start", "initiator", "entity",
+                        _vc=pl.col("vcenter").cast(pl.Utf8).fill_null("")).with_row_index("_i")
+    windows = _release_windows(gateway)
+    keyed = _tie_removals(work, windows)
+    released = work["vm_key"].is_null() & keyed.is_not_null()
+    work = work.with_columns(vm_key=keyed, _released=released)
     snapshot_lines = (gateway.select("event", "vm_key", "ts")
                       .filter(pl.col("event").is_in(["snapshot_creating", "snapshot_removing"])
                               & pl.col("vm_key").is_not_null())
@@ -160,7 +202,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
         work = work.with_columns(pl.lit(None, tables.TS).alias("_sts"))
     initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
     by_user = initiator == user.lower() if user else pl.lit(False)
-    paired = pl.col("method").is_in(SNAPSHOT_METHODS) & pl.col("_sts").is_not_null()
+    paired = pl.col("method").is_in(SNAPSHOT_METHODS) & (pl.col("_sts").is_not_null() | pl.col("_released"))
     other_user = initiator.is_not_null() & pl.lit(user is not None) & ~by_user
     work = work.with_columns((by_user | (paired & ~other_user)).fill_null(False).alias("own")).sort("_i")
     return tasks.with_columns(work["vm_key"], work["own"])
@@ -256,7 +298,7 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
     scanned = identity.resolve(_table(frames, "gateway_log").lazy(), identities, cycle_col="cycle_id")
-    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "ts").collect()
+    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "cycle_id", "ts").collect()
     tasks = identity.resolve(_table(frames, "vcenter_tasks"), identities, "vm_name")
     matches = _table(frames, "matches")
     activity = _table(frames, "activity")

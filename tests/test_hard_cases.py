@@ -247,3 +247,36 @@ def test_an_error_naming_its_vm_in_quotes_joins_that_vms_evidence(tmp_path):
     assert triples(doc) == {("ERP08", "internal_consolidate_disks_failed", "disk_locked")}
     named = {vm["vm"] for vm in doc["vms"]} | {vm for f in doc["findings"] for vm in f["vms"]}
     assert named == {"ERP08", "SQL02"}  # neither 'ERP08' nor a placeholder is a VM
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Snapshot removals tied through the VM's own cycle
+
+
+def test_a_removal_that_timed_out_is_tied_through_its_vms_own_cycle(tmp_path):
+    gw = Gateway()
+    for n, start in enumerate((60, 120, 180)):
+        gw.cycle("APP01", "vm-1", 17 + n, start)
+        gw.cycle("WEB03", "vm-3", 70 + n, start)  # releasing its snapshot at the same moments as APP01
+        gw.cycle("SQL02", "vm-2", 40 + n, start + 30)
+    gw.cycle("APP01", "vm-1", 20, 240, release=False)  # the gateway shows only ReleasingSnapshot
+    gw.cycle("SQL02", "vm-2", 43, 236)  # its own 'Removing snapshot' line comes 4 minutes before
+    gw.cycle("APP01", "vm-1", 21, 300, fail=ANOTHER_TASK)
+    gw.cycle("SQL02", "vm-2", 44, 300)
+    gw.cycle("WEB03", "vm-3", 73, 290)
+    gw.heartbeats(320)
+    vc = Vpxd()
+    timed_out = vc.task("snapshot-77", "vim.vm.Snapshot.remove", 244.7, 280, display="Remove snapshot",
+                        fault=("vim.fault.Timedout", "Operation timed out."))
+    retried = vc.task("snapshot-77", "vim.vm.Snapshot.remove", 300.05, 300.3, display="Remove snapshot")
+    vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 300.1, 300.4,
+            fault=("vim.fault.TaskInProgress", "Another task is already in progress."))
+    both = vc.task("snapshot-90", "vim.vm.Snapshot.remove", 184.6, 184.9, display="Remove snapshot")
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text(),
+               "portal/events.csv": portal_csv((300.8, "APP01", "", ANOTHER_TASK))}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "removal.zip", members)).doc
+
+    assert triples(doc) == {("APP01", "internal_another_task_in_progress", "vcenter_task_timeout")}
+    tasks = {vm["vm"]: {t["task_id"] for t in vm["tasks"]} for vm in doc["vms"]}
+    assert {timed_out, retried} <= tasks["APP01"]  # the retry follows its snapshot's MoRef
+    assert both not in tasks["APP01"] | tasks["WEB03"]  # APP01 and WEB03 released theirs then: neither's
