@@ -44,6 +44,7 @@ DEFAULTS = {
     "min_interval_h": 1.0,  # delta schedule: min(max(min, duration x fraction), max)
     "max_interval_h": 12.0,
     "interval_duration_fraction": 0.5,
+    "min_queued_heartbeats": 2.0,  # heartbeats in a row showing queued cycles (saturation)
 }
 
 
@@ -259,18 +260,28 @@ def service_down(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | N
 
 
 def appliance_saturated(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
-    beats = [r for r in b.signals.heartbeats if r["active_cycles"] is not None]
-    if not beats:
-        return None
-    limit = dict(f.error.params).get("max_active_cycles")
-    if limit is None:
-        limit = max(r["active_cycles"] for r in beats)
-    hot = [r for r in beats if lo <= r["ts"] <= hi and (r["queued_cycles"] or 0) > 0 and r["active_cycles"] >= limit]
+    """CATALOGUE "Appliance saturation": the appliance queues cycles only while it runs at its
+    concurrency limit, whatever that limit is (appliance size, scale-out, disks rather than
+    cycles), so heartbeats with cycles queued over the window are the evidence. A cycle waits a
+    second or two for its slot at any load: queueing counts when consecutive heartbeats show it."""
+    beats = [r for r in b.signals.heartbeats if lo <= r["ts"] <= hi and r["queued_cycles"] is not None]
+    needed = max(1, int(param(b.library, f.error, "min_queued_heartbeats")))
+    runs, run = [], []
+    for r in beats:
+        if r["queued_cycles"] > 0:
+            run.append(r)
+        elif run:
+            runs.append(run)
+            run = []
+    runs += [run] if run else []
+    hot = [r for run in runs if len(run) >= needed for r in run]
     if not hot:
         return None
     worst = max(hot, key=lambda r: (r["queued_cycles"], -r["ts"].timestamp()))
-    note = f"{len(hot)} heartbeats with cycles queued at {limit:g} active cycles"
-    return Finding("detect.appliance_saturated", (_gateway_entry(worst, "detect.appliance_saturated", note),))
+    note = (f"{len(hot)} heartbeats from {to_iso(hot[0]['ts'])} to {to_iso(hot[-1]['ts'])} show cycles queued "
+            f"(up to {worst['queued_cycles']}, with {worst['active_cycles']} active): the appliance ran at its limit")
+    return Finding("detect.appliance_saturated", (_gateway_entry(worst, "detect.appliance_saturated", note),),
+                   at=tuple(r["ts"] for r in hot))
 
 
 def vddk_67(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
@@ -280,7 +291,7 @@ def vddk_67(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | 
     before = [r for r in lines if r["ts"] <= hi]
     row = before[-1] if before else lines[0]
     if (row["version"] or "").startswith("6.7"):
-        return Finding("detect.vddk_67", (_gateway_entry(row, "detect.vddk_67", "VDDK 6.7 in use"),))
+        return Finding("detect.vddk_67", (_gateway_entry(row, "detect.vddk_67", "VDDK 6.7 in use"),), basis="standing")
     return RULED_OUT if row["version"] else None
 
 
@@ -459,7 +470,7 @@ def host_parallel_disks(b: Case, f: Failure, lo: datetime, hi: datetime) -> Find
     entry = (Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']} on {f.host(b)}",
                    "detect.host_parallel_disks", note) if c else
              Entry(at, "gateway_log", None, None, note, "detect.host_parallel_disks"))
-    return Finding("detect.host_parallel_disks", (entry,))
+    return Finding("detect.host_parallel_disks", (entry,), at=(at,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,14 +496,16 @@ def kv_guest_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
     domains = Counter(d for d in (_domain(r["initiated_by"]) for r in b.signals.portal_users
                                   if "#ext#" not in r["initiated_by"].lower()) if d).most_common()
     tenant = domains[0][0] if len(domains) > 1 and domains[0][1] > domains[1][1] else None
-    hits = []
+    hits, guest = [], False
     for r in _initiators(b, f):
         user = r["initiated_by"]
         if "#ext#" in user.lower():
+            guest = True
             hits.append(_portal_entry(r, "detect.kv_guest_user", "a guest (#EXT#) principal of the tenant"))
         elif tenant and _domain(user) and _domain(user) != tenant:
             hits.append(_portal_entry(r, "detect.kv_guest_user", f"a principal outside the tenant's domain {tenant}"))
-    return Finding("detect.kv_guest_user", tuple(hits)) if hits else None
+    # #EXT# says so in the name itself; another domain than most initiators' is a guess at the tenant
+    return Finding("detect.kv_guest_user", tuple(hits), basis="observed" if guest else "guess") if hits else None
 
 
 def kv_other_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
@@ -505,8 +518,10 @@ def kv_other_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
             for r in _initiators(b, f) if r["initiated_by"].lower() != first["initiated_by"].lower()]
     if not hits:
         return None
+    # the earliest initiator in the export is taken for the vault's creator: a guess by the window the export covers
     return Finding("detect.kv_other_user",
-                   (*hits, _portal_entry(first, "detect.kv_other_user", "the user who first set up replication")))
+                   (*hits, _portal_entry(first, "detect.kv_other_user", "the user who first set up replication")),
+                   basis="guess")
 
 
 # --------------------------------------------------------------------------------------------

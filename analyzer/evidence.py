@@ -55,6 +55,11 @@ class Finding:
     evidence: str
     entries: tuple[Entry, ...]
     interval: tuple[datetime, datetime | None] | None = None  # appliance-wide condition
+    # How it was found, for verdicts.confidence_of: `observed` at the times of its lines (or `at`),
+    # `standing` (a state that holds until changed, e.g. the VDDK version in use), `guess` (an
+    # inference such as the earliest initiator taken as the Key Vault's creator).
+    basis: str = "observed"
+    at: tuple[datetime, ...] = ()  # when what it shows held, where its lines' times do not say
 
 
 @dataclass

@@ -382,9 +382,11 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
         else:
             unchecked.setdefault(cause.id, set()).update(missing)
     if present:
-        _, cause, findings = min(present, key=_rank)
-        # evidence that cannot be placed in time beside the failure is circumstantial at best
-        confidence = "medium" if f.timeless and cause.confidence == "high" else cause.confidence
+        succeeded = [(c["start"], c["end"]) for c in b.cycles_by_vm.get(f.vm_key, [])
+                     if c["outcome"] == "succeeded" and c["start"] and c["end"]] if f.vm_key else []
+        rated = [(order, cause, findings, min((confidence_of(fd, f, cause, succeeded) for fd in findings),
+                                              key=CONFIDENCE_RANK.get)) for order, cause, findings in present]
+        _, cause, findings, confidence = min(rated, key=_rank)
         return Judgement(f, cause.id, confidence, findings, cause.remediation)
     if unchecked:
         _warn_uncovered(b, f, {s for v in unchecked.values() for s in v}, diags)
@@ -398,10 +400,48 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
     return Judgement(f, UNDETERMINED, "low", [], sig.undetermined)
 
 
-def _rank(present: tuple[int, Cause, list[Finding]]) -> tuple:
-    """Confidence first; a cause found only by exclusion yields to any cause with evidence of its own."""
-    order, cause, findings = present
-    return CONFIDENCE_RANK[cause.confidence], all(detectors.by_exclusion(fd.evidence) for fd in findings), order
+def _rank(rated: tuple[int, Cause, list[Finding], str]) -> tuple:
+    """THE rule for several causes with evidence (CATALOGUE "Choosing the cause"): the most specific
+    evidence wins. A cause found only by ruling the others out (vcenter_read_throttled: a low rate
+    with no connectivity failure) is the catch-all and yields to any cause with evidence of its own;
+    then direct evidence beats circumstantial (confidence_of); then the order the signature lists
+    its causes in."""
+    order, cause, findings, confidence = rated
+    catch_all = all(detectors.by_exclusion(fd.evidence) for fd in findings)
+    return catch_all, CONFIDENCE_RANK[confidence], order
+
+
+DIRECT_SLACK = timedelta(minutes=5)  # clocks and log lines around the failing work
+
+
+def confidence_of(finding: Finding, f: Failure, cause: Cause, succeeded: list[tuple[datetime, datetime]]) -> str:
+    """How sure a cause is, from what its evidence is (OUTPUT.md: high = direct, medium =
+    circumstantial); the cause's `confidence` in its signature is the ceiling, not the answer.
+
+    Direct: seen (not found by ruling the others out, not a guess) in the failure's scope while its
+    work ran (the cycle, from its start to the failure, DIRECT_SLACK either side): a task of the VM
+    overlapping the cycle, a fault on the VM's disk, NFC failures on its host then, an outage
+    covering it; a state that holds until changed (the VDDK version); on the VM itself, a change
+    since it last replicated (no successful cycle of the VM between the evidence and the failure).
+    Circumstantial: the rest found in the cause's window (the same host hours before, a relocate
+    with good cycles since), anything found by exclusion or by a guess (the earliest initiator taken
+    for the Key Vault's creator), and any evidence of a failure that has no time."""
+    if f.timeless or finding.basis == "guess" or detectors.by_exclusion(finding.evidence):
+        direct = False
+    elif finding.basis == "standing":
+        direct = True
+    else:
+        since, until = (f.since or f.ts) - DIRECT_SLACK, f.until + DIRECT_SLACK
+        if finding.interval:
+            start, end = finding.interval
+            direct = start <= until and (end is None or end >= since)
+        else:
+            times = finding.at or tuple(e.ts for e in finding.entries if e.ts is not None)
+            direct = any(since <= t <= until for t in times)
+            if not direct and cause.scope == "vm":
+                latest = max((t for t in times if t < since), default=None)
+                direct = latest is not None and not any(latest <= a and z <= f.ts for a, z in succeeded)
+    return max("high" if direct else "medium", cause.confidence, key=CONFIDENCE_RANK.get)
 
 
 def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics) -> None:

@@ -280,3 +280,56 @@ def test_a_removal_that_timed_out_is_tied_through_its_vms_own_cycle(tmp_path):
     tasks = {vm["vm"]: {t["task_id"] for t in vm["tasks"]} for vm in doc["vms"]}
     assert {timed_out, retried} <= tasks["APP01"]  # the retry follows its snapshot's MoRef
     assert both not in tasks["APP01"] | tasks["WEB03"]  # APP01 and WEB03 released theirs then: neither's
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Zones from a bundle.toml that comes after the logs
+
+
+def test_a_tgz_gives_the_same_analysis_whether_bundle_toml_comes_first_or_last(tmp_path):
+    """A gateway log in naive local time (+09:00, said by bundle.toml) in a tgz: `tar czf` of a folder
+    puts the members in any order."""
+    from analyzer.sample.assemble import write_bundle
+    from analyzer.sample.scenarios import build
+
+    docs = []
+    for last in (False, True):
+        built = build("format-tgz-late-toml", 2, 6, 2)
+        built.layout.toml_last = last
+        path = write_bundle("case", built, tmp_path / ("last" if last else "first"), seed=2)
+        names = tarfile.open(path).getnames()
+        assert (names[-1] == "bundle.toml") == last and (names[0] == "bundle.toml") == (not last)
+        doc = pipeline.analyze(path).doc
+        for key in ("analyzed_at", "sha256"):
+            doc["bundle"].pop(key)
+        docs.append(doc)
+    first, last = docs
+    assert json.dumps(last, sort_keys=True) == json.dumps(first, sort_keys=True)
+    assert first["bundle"]["appliance_tz"] == "+09:00" and first["bundle"]["complete"]
+    expected = json.loads((tmp_path / "first" / "case.expected.json").read_text())["verdicts"]
+    assert triples(first) == {(v["vm"], v["error"], v["cause"]) for v in expected}
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Confidence from the evidence
+
+
+def test_a_relocate_a_day_before_with_good_cycles_since_is_circumstantial_one_just_before_is_direct(tmp_path):
+    lost = "No disksnapshots were found for the snapshot replication with snapshot ID: '7d1c0e4a-1b2c-4d5e-8f90-123456789abc'"
+    gw = Gateway()
+    for n in range(24):
+        gw.cycle("APP01", "vm-1", 100 + n, 60 + 60 * n)
+        if n < 23:
+            gw.cycle("WEB03", "vm-3", 200 + n, 70 + 60 * n)
+    gw.cycle("APP01", "vm-1", 124, 1500, fail=lost)
+    gw.cycle("WEB03", "vm-3", 223, 1450, fail=lost)
+    gw.heartbeats(1510)
+    vc = Vpxd()
+    vc.task("vm-1", "vim.VirtualMachine.relocate", 200, 215, user="CONTOSO\\j.kim", display="Relocate virtual machine")
+    vc.task("vm-3", "vim.VirtualMachine.relocate", 1420, 1432, user="CONTOSO\\j.kim", display="Relocate virtual machine")
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text()}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "relocates.zip", members)).doc
+
+    got = {v["vm"]: (v["cause"], v["confidence"]) for v in doc["verdicts"]}
+    assert got == {"APP01": ("disk_path_changed_by_storage_vmotion", "medium"),  # 21 good cycles since
+                   "WEB03": ("disk_path_changed_by_storage_vmotion", "high")}  # nothing ran since
