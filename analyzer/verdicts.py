@@ -459,10 +459,27 @@ def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics
 
 
 def _still_failing(b: Case, f: Failure) -> bool:
-    if f.error.id == STALLED or f.vm_key is None or f.timeless:
+    """Whether the failure still holds at the end of the bundle: the VM has had no successful cycle
+    since; for a failure no VM owns (enabling replication: Key Vault), no later enable went through."""
+    if f.error.id == STALLED or f.timeless:
         return True
+    if f.vm_key is None:
+        return not _enabled_since(b, f)
     return not any(c["outcome"] == "succeeded" and c["end"] and c["end"] > f.until
                    for c in b.cycles_by_vm.get(f.vm_key, []))
+
+
+def _enabled_since(b: Case, f: Failure) -> bool:
+    """A later event of the failed operation's kind that is no error (the portal's 'Replication
+    enabled' after 'Enable replication failed'), or an initial replication that started after it:
+    enabling replication has worked since."""
+    rows = {(o["member"], o["line"]) for o in f.occurrences if o["source"] == "portal_events"}
+    failed = b.portal.filter(pl.struct("member", "line").is_in([{"member": m, "line": n} for m, n in rows]))
+    kinds = failed["event_type"].drop_nulls().unique().to_list()
+    severity = pl.col("severity").str.to_lowercase().str.strip_chars()
+    later = b.portal.filter((pl.col("ts") > f.until) & pl.col("event_type").is_in(kinds)
+                            & ~severity.is_in(_ERROR_SEVERITIES).fill_null(False))
+    return later.height > 0 or any(c["type"] == "initial" and c["start"] and c["start"] > f.until for c in b.cycles)
 
 
 def _severity(b: Case, f: Failure) -> str:

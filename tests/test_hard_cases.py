@@ -333,3 +333,66 @@ def test_a_relocate_a_day_before_with_good_cycles_since_is_circumstantial_one_ju
     got = {v["vm"]: (v["cause"], v["confidence"]) for v in doc["verdicts"]}
     assert got == {"APP01": ("disk_path_changed_by_storage_vmotion", "medium"),  # 21 good cycles since
                    "WEB03": ("disk_path_changed_by_storage_vmotion", "high")}  # nothing ran since
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Saturation: queued cycles over the window
+
+
+def test_queued_cycles_over_a_slow_cycle_are_overload_whatever_the_most_cycles_ever_active(tmp_path):
+    gw = Gateway()
+    for n in range(6):
+        gw.cycle("APP01", "vm-1", 30 + n, 60 + 60 * n)
+    gw.cycle("APP01", "vm-1", 36, 420, minutes=60, rate=2.0)  # ten times longer, a twentieth of the rate
+    peak = lambda m: 10 if m < 150 else 3  # noqa: E731 - ten 1-disk initial copies early on, no queue
+    gw.heartbeats(490, queued=lambda m: 4 if 400 <= m <= 485 else 0, active=peak)
+    status = ("Resource                                                         Capacity  Utilization for server migrations  Total utilization  Status\n"
+              "--------                                                         --------  ---------------------------------  -----------------  ------\n"
+              "Appliance CPU Sum : Primary and scale out appliances             4 Cores   -                                  99%                At capacity\n")
+    note = "Suggestions:\n1. CPU is At capacity. Pause or stop other migrations under this appliance.\n"
+    members = {"appliance/GatewayService.log": gw.text(), "portal/migration-status.txt": status,
+               "ticket/notes.txt": note}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "wave.zip", members)).doc
+
+    [verdict] = doc["verdicts"]  # a low rate alone would say throttled: the queue is evidence of its own
+    assert (verdict["vm"], verdict["error"], verdict["cause"]) == ("APP01", "slow_replication", "appliance_overloaded")
+    assert any("queued" in (e.get("note") or "") for e in verdict["evidence"])
+    # evidence with no time (the status command's suggestion, pasted) is read and breaks no window
+    [capacity] = [f for f in doc["findings"] if f["signature"] == "appliance_at_capacity"]
+    assert capacity["first_seen"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Key Vault severity
+
+
+KV_TEXT = ("Key Vault operation failed. Operation: Generate shared access signature definition, Key Vault: migratekv01, "
+           "Storage Account: migratelsa01 failed with the error: The user or application does not have the storage "
+           "permission 'setsas' on the key vault.")
+
+
+def key_vault_events(recovered: bool) -> str:
+    head = "Time,Severity,Event,Machine,Event type,Error ID,Error message,Possible causes,Recommendation,Event code,Initiated by\n"
+    rows = [(60, "Information", "Replication enabled", "APP01", "", "Replication was enabled for virtual machine APP01.",
+             "EnableReplication", "alice@contoso.com"),
+            (300, "Critical", "Enable replication failed", "", "", KV_TEXT, "KeyVaultOperationFailed", "bob@contoso.com"),
+            (307, "Critical", "Enable replication failed", "", "", KV_TEXT, "KeyVaultOperationFailed", "bob@contoso.com")]
+    if recovered:  # the vault's access policy fixed, bob's next try goes through
+        rows.append((360, "Information", "Replication enabled", "SQL02", "",
+                     "Replication was enabled for virtual machine SQL02.", "EnableReplication", "bob@contoso.com"))
+    return head + "".join(f'{stamp(m)},{sev},{event},{vm},Enable replication,{code},"{msg}",,,{ecode},{user}\n'
+                          for m, sev, event, vm, code, msg, ecode, user in rows)
+
+
+@pytest.mark.parametrize("recovered, severity", [(False, "critical"), (True, "warning")])
+def test_a_key_vault_failure_is_critical_only_while_enabling_still_fails(tmp_path, recovered, severity):
+    gw = Gateway()
+    for n in range(7):
+        gw.cycle("APP01", "vm-1", 1 + n, 65 + 60 * n)
+    gw.heartbeats(480)
+    members = {"appliance/GatewayService.log": gw.text(), "portal/events.csv": key_vault_events(recovered)}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "kv.zip", members)).doc
+    [verdict] = doc["verdicts"]
+    assert (verdict["vm"], verdict["error"], verdict["cause"]) == (None, "key_vault_operation_failed",
+                                                                   "access_policy_missing_for_user")
+    assert verdict["severity"] == severity
