@@ -139,15 +139,17 @@ def ingest(path: Path, zones: dict[str, str | None], library, diags: Diagnostics
     whose times had no zone (and that sets a zone the command line did not) means those were
     read as UTC: the bundle is then read again, bundle.toml first. The result never depends on
     where the file sits (measured in BENCHMARKS.md: a tgz pays the second read only when this
-    happens; a pre-pass over every tgz would cost its decompression every time)."""
+    happens; a header pre-pass over every tgz would cost its decompression every time)."""
     zones = {key: zones.get(key) for key in ("appliance_tz", "portal_tz", "vcenter_tz")}
     early = bundle.peek_root_file(path, _ROOT_CONFIG)
     config = _read_bundle_config(early, diags) if early is not None else None
     walk = Diagnostics()
     found, naive_before = _walk(path, zones, config, library, walk, progress)
     if config is None and naive_before and any(found.config.get(k) and not zones[k] for k in zones):
-        walk = Diagnostics()  # the first read's diagnostics describe times read as UTC: gone with it
-        found, _ = _walk(path, zones, found.config, library, walk, progress)
+        config = found.config
+        del found  # the first read's rows and diagnostics describe times read as UTC: gone with it
+        walk = Diagnostics()
+        found, _ = _walk(path, zones, config, library, walk, progress)
     diags.extend(walk)
     return found
 
