@@ -355,7 +355,9 @@ def why_slow(b: Case, vm_key: str, cycle: dict) -> str | None:
 
 
 def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
-    """(last successful cycle, when the next was due) when no cycle completed in time."""
+    """(last successful cycle, when the next was due) when no cycle completed in time. The
+    portal's LastSync counts as a completed cycle: a VM the portal saw sync after the gateway log
+    ends (collected earlier than the rest) is not stalled for the log's silence."""
     sig = b.library.signatures.get(STALLED)
     cycles = b.cycles_by_vm.get(vm_key, [])
     done = [c for c in cycles if c["outcome"] == "succeeded" and c["end"]]
@@ -364,6 +366,7 @@ def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
     last = max(done, key=lambda c: c["end"])
     if last["type"] == "final_delta":
         return None  # migrated: no more cycles are due
+    synced = (b.portal_status.get(vm_key) or {}).get("last_sync")
     if last["type"] in ("initial", "resync"):
         interval = timedelta(0)  # the first delta starts right after
     else:
@@ -372,7 +375,7 @@ def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
         highest = param(b.library, sig, "max_interval_h") * 3600
         fraction = param(b.library, sig, "interval_duration_fraction")
         interval = timedelta(seconds=min(max(lowest, length * fraction), highest))
-    due = last["end"] + interval
+    due = max(last["end"], synced or last["end"]) + interval
     grace = timedelta(minutes=param(b.library, sig, "stall_grace_minutes"))
     if b.end - due <= grace:
         return None

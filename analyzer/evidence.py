@@ -161,6 +161,12 @@ class Case:
         self._tasks_of: dict[str, list[dict]] = {}
 
         self.names = self._names()
+        # The portal's replication status, per VM (its latest row): health and when it last synced.
+        # A name two vCenters share cannot say which VM it is: left out.
+        status = identity.resolve(self.status.filter(pl.col("server").is_not_null()), self.identities, "server", None)
+        status = (status.filter(~pl.col("vm_key").is_in(list(identity.unsettled(self.identities))))
+                  .sort("last_sync", "line", nulls_last=False).unique("vm_key", keep="last"))
+        self.portal_status: dict[str, dict] = {r["vm_key"]: r for r in status.to_dicts()}
         self.hosts = {r["vm_key"]: r["host"] for r in (
             self.identities.filter(pl.col("host").is_not_null()).sort("vm_key", "host")
             .unique("vm_key", keep="last").to_dicts())}

@@ -756,9 +756,7 @@ _PORTAL_HEALTH = {"normal": "healthy", "warning": "warning", "critical": "critic
 def _portal_health(b: Case) -> dict[str, str | None]:
     """Each VM of the portal's replication status, with its health as the portal says it (its
     latest row; None when the table gives none)."""
-    rows = (b.status.filter(pl.col("server").is_not_null())
-            .sort("last_sync", "line", nulls_last=False).to_dicts())
-    return {r["server"].lower(): _PORTAL_HEALTH.get((r["health"] or "").lower()) for r in rows}
+    return {key: _PORTAL_HEALTH.get((r["health"] or "").lower()) for key, r in b.portal_status.items()}
 
 
 def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> str:

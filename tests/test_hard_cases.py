@@ -396,3 +396,50 @@ def test_a_key_vault_failure_is_critical_only_while_enabling_still_fails(tmp_pat
     assert (verdict["vm"], verdict["error"], verdict["cause"]) == (None, "key_vault_operation_failed",
                                                                    "access_policy_missing_for_user")
     assert verdict["severity"] == severity
+
+
+# --------------------------------------------------------------------------------------------
+# 6. The portal's own health, and its LastSync
+
+
+def status_csv(*rows: tuple[str, str, float]) -> str:
+    """Get-AzMigrateServerMigrationStatus as CSV: (server, health, last sync minute)."""
+    head = "Appliance,Server,State,Progress,TimeElapsed,TimeRemaining,UploadSpeed,Health,LastSync,Datastore\n"
+    return head + "".join(f'AZMIG-APP01,{vm},Delta sync,100%,,,40 MBps,{health},"{at(m).strftime("%-m/%-d/%Y, %-I:%M:%S %p")}",ds01\n'
+                          for vm, health, m in rows)
+
+
+def test_the_portals_health_is_the_vms_health_and_the_cycles_say_when_they_disagree(tmp_path):
+    """A generated bundle with the status table: VMs whose cycles failed during the outage and then
+    recovered are Warning in the portal (it keeps the warning), healthy by their cycles."""
+    from analyzer.sample import write_bundles
+
+    [path] = write_bundles(["outage-gateway-service"], tmp_path, seed=1)
+    doc = pipeline.analyze(path).doc
+    rows = zipfile.ZipFile(path).read("portal/replication-status.csv").decode("utf-8-sig").splitlines()[1:]
+    portal = {r.split(",")[1]: {"Normal": "healthy", "Warning": "warning", "Critical": "critical"}[r.split(",")[7]]
+              for r in rows}
+    assert {vm["vm"]: vm["health"] for vm in doc["vms"]} == portal
+    assert all(vm["health_basis"] == "portal" for vm in doc["vms"])
+    disagree = [vm for vm in doc["vms"] if "derived_health" in vm]
+    assert disagree and all(vm["derived_health"] != vm["health"] for vm in disagree)
+
+
+def test_a_vm_the_portal_saw_sync_after_the_gateway_log_ends_is_not_stalled(tmp_path):
+    """The gateway log was collected four hours before vCenter's and the portal's status: APP01 synced
+    since (LastSync), SQL02 did not (and the portal says Critical)."""
+    gw = Gateway()
+    for n in range(4):
+        gw.cycle("APP01", "vm-1", 10 + n, 5 + 60 * n)
+        gw.cycle("SQL02", "vm-2", 20 + n, 25 + 60 * n)
+    gw.heartbeats(240)
+    vc = Vpxd()
+    for n in range(48):  # vCenter goes on logging until minute 480
+        vc.task("vm-900", "vim.VirtualMachine.reconfigure", 10 * n, 10 * n + 0.1, user="CONTOSO\\j.kim",
+                display="Reconfigure virtual machine")
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text(),
+               "portal/replication-status.csv": status_csv(("APP01", "Normal", 470), ("SQL02", "Critical", 191))}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "late-status.zip", members)).doc
+    stalled = {v["vm"] for v in doc["verdicts"] if v["error"] == "replication_stalled"}
+    assert stalled == {"SQL02"}
+    assert {vm["vm"]: vm["health"] for vm in doc["vms"]} == {"APP01": "healthy", "SQL02": "critical"}
