@@ -202,7 +202,12 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
         work = work.with_columns(pl.lit(None, tables.TS).alias("_sts"))
     initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
     by_user = initiator == user.lower() if user else pl.lit(False)
-    paired = pl.col("method").is_in(SNAPSHOT_METHODS) & (pl.col("_sts").is_not_null() | pl.col("_released"))
+    # one snapshot line is one task of the appliance's: of the tasks near it, the nearest (another
+    # product's snapshot a minute before the appliance's is not the appliance's, initiator or not)
+    snapshot = pl.col("method").is_in(SNAPSHOT_METHODS)
+    gap = (pl.col("start") - pl.col("_sts")).abs()
+    nearest = gap == gap.filter(snapshot).min().over("vm_key", "_sts")
+    paired = snapshot & ((pl.col("_sts").is_not_null() & nearest) | pl.col("_released"))
     other_user = initiator.is_not_null() & pl.lit(user is not None) & ~by_user
     work = work.with_columns((by_user | (paired & ~other_user)).fill_null(False).alias("own")).sort("_i")
     return tasks.with_columns(work["vm_key"], work["own"])

@@ -2,7 +2,8 @@
 
 A detector looks at the case (evidence.Case: the bundle's rows, indexed) around one failure, within the window [lo, hi] of the cause that
 names it, and returns a Finding (the lines it rests on, and the interval of an appliance-wide
-condition), None when it sees nothing, or RULED_OUT when what it sees excludes its cause
+condition), None when it sees nothing, RULED_OUT when what it sees excludes its cause, or Undecided
+when the bundle lacks the fact it needs (it says so rather than deciding from nothing)
 (`detect.vddk_67` on another VDDK version). `detect()` runs one by id.
 
 A new detector is one function `(case, failure, lo, hi)` here, named after its id, and one
@@ -23,7 +24,7 @@ from typing import Callable
 
 import polars as pl
 
-from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, short_host
+from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, short_host
 from analyzer.parsers.timeparse import to_iso
 from analyzer.signatures.model import DETECTORS, Library, Signature
 
@@ -432,22 +433,42 @@ def overlapping_task(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding
     return Finding("detect.overlapping_task", tuple(hits)) if hits else None
 
 
-def snapshot_task_stuck(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def snapshot_task_stuck(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | Undecided | None:
+    """The VM's create-snapshot task never ended, or sat at 95/99 %. Real vpxd logs progress as
+    `info.progress, task-<n>. Applied change to temp map.` with no value: there, progress that stopped
+    moving while the task went on is the sign (at an unknown percentage: a guess); a task that ran
+    long and failed with no progress logged at all cannot be told from one that worked slowly."""
     vc_last = b.spans.get("vcenter", (None, None))[1]
-    hits = []
+    hits, guessed, undecided = [], [], []
     for t in b.tasks_of(f.vm_key):
         if t["method"] != "vim.VirtualMachine.createSnapshot" or t["start"] is None or not lo <= t["start"] <= hi:
             continue
-        progress = t["progress"]
-        stuck_progress = (progress is not None and 95 <= progress < 100 and
-                          (t["end"] is None or t["outcome"] == "failed" or
-                           (t["progress_ts"] is not None and t["end"] - t["progress_ts"] >= STUCK_PROGRESS)))
-        never_ended = t["end"] is None and vc_last is not None and vc_last - t["start"] >= STUCK_TASK_OPEN
-        if stuck_progress:
-            hits.append(_task_entry(t, "detect.snapshot_task_stuck", f"progress stopped at {progress} %"))
-        elif never_ended:
+        progress, moved = t["progress"], t["progress_ts"]
+        failing = t["end"] is None or t["outcome"] == "failed"
+        if t["end"] is None and vc_last is not None and vc_last - t["start"] >= STUCK_TASK_OPEN:
             hits.append(_task_entry(t, "detect.snapshot_task_stuck", "the create-snapshot task never ended"))
-    return Finding("detect.snapshot_task_stuck", tuple(hits)) if hits else None
+        elif progress is not None:
+            if 95 <= progress < 100 and (failing or (moved is not None and t["end"] - moved >= STUCK_PROGRESS)):
+                hits.append(_task_entry(t, "detect.snapshot_task_stuck", f"progress stopped at {progress} %"))
+        elif moved is not None:
+            still = (t["end"] or vc_last or moved) - moved
+            if failing and still >= STUCK_PROGRESS:
+                guessed.append(_task_entry(t, "detect.snapshot_task_stuck",
+                                           f"its progress stopped moving {still.total_seconds() / 60:.0f} min before "
+                                           "it ended (vCenter logs no percentage)"))
+        elif failing and t["end"] is not None and t["end"] - t["start"] >= STUCK_PROGRESS:
+            undecided.append(t)
+    if hits:
+        return Finding("detect.snapshot_task_stuck", tuple(hits))
+    if guessed:
+        return Finding("detect.snapshot_task_stuck", tuple(guessed), basis="guess")
+    if undecided:
+        t = undecided[0]
+        return Undecided("detect.snapshot_task_stuck",
+                         f"{t['task_id'] or 'a create-snapshot task'} of {b.name_of(f.vm_key)} ran "
+                         f"{(t['end'] - t['start']).total_seconds() / 60:.0f} min and failed with no progress logged: "
+                         "whether it sat at 95 or 99 % cannot be told", t["member"])
+    return None
 
 
 def _host_peak(b: Case, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:

@@ -62,6 +62,16 @@ class Finding:
     at: tuple[datetime, ...] = ()  # when what it shows held, where its lines' times do not say
 
 
+@dataclass(frozen=True)
+class Undecided:
+    """A detector's answer when the bundle's shape lacks the fact it needs (real vpxd logs a task's
+    progress without its value): it says so instead of deciding from nothing."""
+
+    evidence: str
+    reason: str
+    location: str | None = None
+
+
 @dataclass
 class Failure:
     error: Signature

@@ -25,7 +25,8 @@ import polars as pl
 from analyzer import detectors, findings, identity
 from analyzer.cycles import CycleResult
 from analyzer.diagnostics import Diagnostics
-from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, family_of, short_host
+from analyzer.evidence import (RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, family_of,
+                               short_host)
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures.model import Cause, Library, Signature
 
@@ -270,8 +271,9 @@ def _slow(b: Case, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Fa
 # Evidence in the cause's window and scope
 
 
-def _evidence(b: Case, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
-    """The findings of the cause's evidence around the failure, and whether one ruled it out."""
+def _evidence(b: Case, f: Failure, cause: Cause, diags: Diagnostics) -> tuple[list[Finding], bool]:
+    """The findings of the cause's evidence around the failure, and whether one ruled it out. A
+    detector that cannot decide on this bundle's shapes says so in a diagnostic."""
     if f.timeless:
         return [found for eid in cause.evidence if (found := _timeless_evidence(b, f, cause, eid))], False
     lo, hi = f.ts - cause.before, f.until + cause.after
@@ -283,6 +285,9 @@ def _evidence(b: Case, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
             got = _signature_evidence(b, f, cause, eid, lo, hi)
         if got == RULED_OUT:
             ruled_out = True
+        elif isinstance(got, Undecided):
+            diags.add("info", "evidence-undecided", f"{cause.id} ({got.evidence}): {got.reason}", got.location,
+                      "the log lacks the fact this check needs; look at the task in vCenter (Monitor > Tasks)")
         elif got is not None:
             findings.append(got)
     return findings, ruled_out
@@ -371,7 +376,7 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
     ruled_out: set[str] = set()
     unchecked: dict[str, set[str]] = {}  # cause id -> sources that do not cover the failure
     for order, cause in enumerate(sig.causes):
-        findings, excluded = _evidence(b, f, cause)
+        findings, excluded = _evidence(b, f, cause, diags)
         if excluded:
             ruled_out.add(cause.id)
         if findings:

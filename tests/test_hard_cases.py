@@ -56,8 +56,8 @@ class Gateway:
 
     def cycle(self, vm: str, moref: str, cycle_id: int, start: float, minutes: float = 6.0, *,
               vcenter: str | None = None, host: str = "esx01.contoso.local", fail: str | None = None,
-              fail_in: str = "CreatingSnapshot", error_id: str = "", release: bool = True, rate: float = 40.0,
-              disks: int = 1) -> None:
+              fail_in: str = "CreatingSnapshot", fail_after: float = 0.5, error_id: str = "", release: bool = True,
+              rate: float = 40.0, disks: int = 1) -> None:
         """One cycle: start, states, snapshot lines, one progress line per disk, completed (or failed in
         CreatingSnapshot or ConsolidatingDisks with the text `fail`)."""
         where = f" vcenter={vcenter}" if vcenter else ""
@@ -67,7 +67,7 @@ class Gateway:
         self.add(start + 0.06, f"Creating snapshot. vm={vm} vmId={moref} name=\"AzureMigrate-{vm}-{cycle_id}\"",
                  component="Gateway.Service.VMware.SnapshotManager")
         if fail and fail_in == "CreatingSnapshot":
-            self._fail(vm, moref, cycle_id, start + 0.5, fail, fail_in, error_id)
+            self._fail(vm, moref, cycle_id, start + fail_after, fail, fail_in, error_id)
             return
         up, done = start + 1, start + minutes - 1.5
         self.add(start + 0.5, f"State changed. vm={vm} cycleId={cycle_id} from=CreatingSnapshot to=UploadingDisks")
@@ -443,3 +443,55 @@ def test_a_vm_the_portal_saw_sync_after_the_gateway_log_ends_is_not_stalled(tmp_
     stalled = {v["vm"] for v in doc["verdicts"] if v["error"] == "replication_stalled"}
     assert stalled == {"SQL02"}
     assert {vm["vm"]: vm["health"] for vm in doc["vms"]} == {"APP01": "healthy", "SQL02": "critical"}
+
+
+# --------------------------------------------------------------------------------------------
+# 9. vpxd as vCenter writes it: TaskEvents in the syslog form or none, progress without a value
+
+
+def real_vpxd_bundle(tmp_path: Path, name: str, failing: str, tasks) -> dict:
+    gw = Gateway()
+    for n in range(5):
+        gw.cycle("APP01", "vm-1", 40 + n, 5 + 60 * n)
+    gw.cycle("APP01", "vm-1", 45, 305, fail=failing, fail_after=40)
+    gw.heartbeats(350)
+    vc = Vpxd()
+    tasks(vc)
+    vc.lines = [(m, line) for m, line in vc.lines if "TaskEvent" not in line]  # vpxd.log at info: no events
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text()}
+    return pipeline.analyze(zip_bundle(tmp_path / name, members)).doc
+
+
+def test_without_initiators_the_other_snapshot_task_is_still_the_conflict(tmp_path):
+    def tasks(vc):
+        vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 303.6, 315, user=BACKUP)  # no event names the user
+        vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 305.1, 305.3,
+                fault=("vim.fault.TaskInProgress", "Another task is already in progress."))
+    doc = real_vpxd_bundle(tmp_path, "no-events.zip", ANOTHER_TASK.split("[")[1].rstrip("]"), tasks)
+    [verdict] = doc["verdicts"]
+    assert (verdict["error"], verdict["cause"]) == ("internal_another_task_in_progress", "conflicting_vcenter_task")
+    assert any("unknown" in e["text"] for e in verdict["evidence"] if e["evidence"] == "detect.overlapping_task")
+
+
+def test_progress_logged_without_its_value_stops_moving_or_cannot_tell(tmp_path):
+    hung = "Generate Snapshot Hung"
+
+    def moving_then_still(vc):  # real PropertyProvider lines: the task's id, no percentage
+        vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 305.1, 345, progress=[
+            (305.2 + k, ". Applied change to temp map.") for k in range(3)],
+            fault=("vim.fault.Timedout", "Operation timed out."))
+
+    doc = real_vpxd_bundle(tmp_path, "still.zip", hung, moving_then_still)
+    [verdict] = doc["verdicts"]
+    assert (verdict["cause"], verdict["confidence"]) == ("snapshot_creation_stuck", "medium")  # stopped, at what %?
+    assert any("stopped moving" in (e.get("note") or "") for e in verdict["evidence"])
+
+    def silent(vc):  # no progress line at all: whether it sat at 95 % cannot be told
+        vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 305.1, 345,
+                fault=("vim.fault.Timedout", "Operation timed out."))
+
+    doc = real_vpxd_bundle(tmp_path, "silent.zip", hung, silent)
+    [verdict] = doc["verdicts"]
+    assert (verdict["cause"], verdict["confidence"]) == ("snapshot_creation_stuck", "low")  # the only cause, no evidence
+    [said] = [d for d in doc["diagnostics"] if d["code"] == "evidence-undecided"]
+    assert "cannot be told" in said["message"]
