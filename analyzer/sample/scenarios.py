@@ -273,7 +273,9 @@ def stalled_outage(kind: str) -> Callable[[Ctx], Built]:
     def build(ctx: Ctx) -> Built:
         world = new_world(ctx)
         dry = plan(world)
-        start = quiet_time(dry, world.end - 8 * HOUR, world)
+        # Two minutes clear of any cycle is quiet: with ten either side, six hourly VMs often leave no
+        # quiet minute for hours, and an outage found only minutes before the end stalls nothing yet.
+        start = quiet_time(dry, world.end - 8 * HOUR, world, margin=2 * MINUTE)
         world.outages.append(Outage(kind, start, NEVER))
         built = finish(ctx, world)
         replicating = sorted({c.vm.name for c in built.cycles})
