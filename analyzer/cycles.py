@@ -151,22 +151,28 @@ def _release_windows(marks: pl.DataFrame) -> pl.DataFrame:
 
 def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
     """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`): the one VM
-    whose own snapshot was being removed when it started (`_release_windows`, OWN_TASK_TOLERANCE
-    either side). Two VMs removing theirs then: no VM, however near either one's line. A snapshot
-    MoRef then ties the other tasks on it (a removal retried, a timed-out one)."""
+    whose own snapshot was being removed when it started (`_release_windows`; within
+    OWN_TASK_TOLERANCE of one only when no window holds the start itself). Two VMs removing theirs
+    then: no VM, however near either one's line. A snapshot MoRef then ties the other tasks on it
+    (a removal retried, a timed-out one)."""
     loose = work.filter(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS)
-                        & pl.col("start").is_not_null())
+                        & pl.col("start").is_not_null()).select("_i", "start")
     if not loose.height or not windows.height:
         return work["vm_key"]
-    spans = windows.select("vm_key", _a=pl.col("w_from") - OWN_TASK_TOLERANCE, _z=pl.col("w_until") + OWN_TASK_TOLERANCE)
-    starts, ends = spans["_a"].sort(), spans["_z"].sort()
-    t = loose["start"]
-    open_now = starts.search_sorted(t, side="right") - ends.search_sorted(t, side="left")
-    latest = (loose.select("_i", "start").with_columns(_open=open_now).sort("start")
-              .join_asof(spans.sort("_a"), left_on="start", right_on="_a", strategy="backward")
-              .filter((pl.col("_open") == 1) & (pl.col("start") <= pl.col("_z")))
-              .select("_i", _tied="vm_key"))
-    tied = work.join(latest, on="_i", how="left", maintain_order="left").with_columns(
+    bucket = "10m"  # windows and tasks meet by the ten minutes they fall in, not all against all
+    spans = windows.with_columns(_a=pl.col("w_from") - OWN_TASK_TOLERANCE, _z=pl.col("w_until") + OWN_TASK_TOLERANCE)
+    spans = spans.with_columns(_b=pl.datetime_ranges(pl.col("_a").dt.truncate(bucket), pl.col("_z").dt.truncate(bucket),
+                                                     interval=bucket)).explode("_b")
+    start = pl.col("start")
+    near = (loose.with_columns(_b=start.dt.truncate(bucket)).join(spans, on="_b")
+            .filter((pl.col("_a") <= start) & (start <= pl.col("_z")))
+            .with_columns(_inside=(pl.col("w_from") <= start) & (start <= pl.col("w_until"))))
+    owners = near.group_by("_i").agg(_inside=pl.col("vm_key").filter("_inside").unique(),
+                                      _near=pl.col("vm_key").unique())
+    inside, around = pl.col("_inside"), pl.col("_near")
+    owners = owners.select("_i", _tied=pl.when(inside.list.len() == 1).then(inside.list.first())
+                           .when((inside.list.len() == 0) & (around.list.len() == 1)).then(around.list.first()))
+    tied = work.join(owners, on="_i", how="left", maintain_order="left").with_columns(
         _key=pl.coalesce("vm_key", "_tied"))
     # every task on one snapshot MoRef is that snapshot's VM's
     snapshot = pl.col("entity").cast(pl.Utf8)
