@@ -105,6 +105,13 @@ class Signals:
         self.lifecycle = rows(event.is_in(["service_starting", "service_started", "service_stopping",
                                            "service_stopped"]))
         self.heartbeats = rows(event == "heartbeat")
+        # runs of consecutive heartbeats that show cycles queued (appliance_saturated)
+        self.queue_runs: list[list[dict]] = [[]]
+        for r in self.heartbeats:
+            if (r["queued_cycles"] or 0) > 0:
+                self.queue_runs[-1].append(r)
+            elif self.queue_runs[-1]:
+                self.queue_runs.append([])
         self.vddk = rows(event == "vddk")
         self.criticals = rows(pl.col("level") == "Critical")
         # The last progress line of each cycle, as a row only when a detector asks for it.
@@ -264,18 +271,10 @@ def appliance_saturated(b: Case, f: Failure, lo: datetime, hi: datetime) -> Find
     """CATALOGUE "Appliance saturation": the appliance queues cycles only while it runs at its
     concurrency limit, whatever that limit is (appliance size, scale-out, disks rather than
     cycles), so heartbeats with cycles queued over the window are the evidence. A cycle waits a
-    second or two for its slot at any load: queueing counts when consecutive heartbeats show it."""
-    beats = [r for r in b.signals.heartbeats if lo <= r["ts"] <= hi and r["queued_cycles"] is not None]
+    second or two for its slot at any load: queueing counts when consecutive heartbeats show it
+    (the run may reach past the window)."""
     needed = max(1, int(param(b.library, f.error, "min_queued_heartbeats")))
-    runs, run = [], []
-    for r in beats:
-        if r["queued_cycles"] > 0:
-            run.append(r)
-        elif run:
-            runs.append(run)
-            run = []
-    runs += [run] if run else []
-    hot = [r for run in runs if len(run) >= needed for r in run]
+    hot = [r for run in b.signals.queue_runs if len(run) >= needed for r in run if lo <= r["ts"] <= hi]
     if not hot:
         return None
     worst = max(hot, key=lambda r: (r["queued_cycles"], -r["ts"].timestamp()))

@@ -313,7 +313,14 @@ def end_condition(built: Built, vm: VM) -> str | None:
     last = max(done, key=lambda c: c.end)
     interval = 0 if last.type in (INITIAL, RESYNC) else min(max(HOUR, (last.end - last.due) // 2), 12 * HOUR)
     running = [c for c in own if c.end >= world.end and c.outcome != "failed"]
-    uploading = any(c.phase(cat.UPLOADING) and c.phase(cat.UPLOADING)[0] + MINUTE < world.end for c in running)
+
+    def last_progress(c: Cycle) -> int | None:  # the latest progress line of the cycle the log holds
+        up = c.phase(cat.UPLOADING)
+        if not up or min(up[0] + MINUTE, up[1] - 100) >= world.end:
+            return None
+        return min(up[1], world.end)
+
+    uploading = any((seen := last_progress(c)) is not None and world.end - seen <= HOUR for c in running)
     if world.end - (last.end + interval) > HOUR and not uploading:
         return "replication_stalled"
     for c in running[-1:] + [max(done, key=lambda c: c.due)]:
@@ -381,12 +388,26 @@ def slow_nfc(ctx: Ctx) -> Built:
     names = frozenset(v.name for v in crowd)
     world.slows.append(Slow(names, world.end - 7 * HOUR, NEVER, factor=10.0, churn=3.0))
     built = finish(ctx, world)
-    window = world.slows[0].start
     for name in sorted(names):
-        slow = [c.phase(cat.UPLOADING) for c in built.cycles if c.vm.name == name and c.due >= window]
-        crowded = any(up and parallel_disks(built.cycles, host.name, *up) > 8 for up in slow)
+        # the cause is judged on the cycle part C judges (the VM's pace now), in the cause's window:
+        # from an hour before it started to its end (an earlier slow cycle's crowd explains nothing)
+        judged = judged_cycle(built, world.vm(name))
+        crowded = judged is not None and parallel_disks(built.cycles, host.name, judged.due - HOUR,
+                                                         min(judged.end, world.end)) > 8
         slow_expected(built, [name], "nfc_buffer_exhausted" if crowded else "vcenter_read_throttled")
     return built
+
+
+def judged_cycle(built: Built, vm: VM) -> Cycle | None:
+    """The cycle CATALOGUE part C judges a VM's slowness on: the one still running at the end when it
+    has run more than four times the VM's median, else the last completed one."""
+    world = built.world
+    done = [c for c in built.cycles if c.vm is vm and c.outcome == "succeeded" and c.end < world.end]
+    running = [c for c in built.cycles if c.vm is vm and c.due < world.end <= c.end and c.outcome != "failed"]
+    durations = [c.end - c.due for c in done if c.type != INITIAL]
+    if running and durations and world.end - running[-1].due > 4 * statistics.median(durations):
+        return running[-1]
+    return max(done, key=lambda c: c.end) if done else None
 
 
 def slow_overloaded(ctx: Ctx) -> Built:
@@ -613,7 +634,7 @@ def migration_wave(ctx: Ctx) -> Built:
         vm.initial, vm.first_cycle = True, 1
         vm.first_due = start + rng.randint(0, 10) * MINUTE
     built = finish(ctx, world)
-    for vm in base:
+    for vm in world.vms:  # the wave's own deltas queue behind it too
         condition = end_condition(built, vm)
         if condition:
             built.verdicts_extra.append((vm.name, condition, "appliance_overloaded"))
