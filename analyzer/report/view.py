@@ -323,8 +323,7 @@ def _health_note(raw: dict, health: str) -> str:
     derived = raw.get("derived_health")
     if derived not in HEALTH_ORDER or derived == health:
         return ""
-    basis = "portal" if raw.get("health_basis", "portal") == "portal" else text(raw.get("health_basis"))
-    return f"{basis}: {health} · cycles: {derived}"
+    return f"portal: {health} · cycles: {derived}"  # derived_health exists only beside the portal's
 
 
 def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict],
