@@ -443,6 +443,7 @@ def test_unrecognised_error_card_says_not_in_the_catalogue_and_shows_it_as_given
     assert "Select a different storage account and retry the operation." in text
     assert "the catalogue does not know this error" in text and "Undetermined" not in text
     assert card.count('class="stated-causes"') == 1 and card.count('class="given-remediation"') == 1
+    assert '<option value="unrecognised_error">Errors not in the catalogue (1)</option>' in html
 
 
 def test_a_verdict_with_no_time_says_time_not_given_and_draws_nothing():

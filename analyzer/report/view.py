@@ -593,6 +593,8 @@ def build(doc: dict) -> dict:
     outage_cards, cards = _cards(doc, vm_index)
     explained = [v for o in outage_cards for v in o["explained"]]
     titles = {v["error"]: v["title"] for v in cards + explained}
+    if UNRECOGNISED in titles:  # one id for many errors: each card has its own title, the filter this one
+        titles[UNRECOGNISED] = "Errors not in the catalogue"
     _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
     timeline = _timeline(doc, vms, outage_cards, cards, header, titles)
