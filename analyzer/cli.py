@@ -233,10 +233,13 @@ def inspect(
         _write_json(doc, json_out)
     if json_out == "-":
         return
-    table = Table("member", "source", "records", "unparsed", "first", "last",
+    table = Table("member", "form (layout)", "records", "unparsed", "first", "last",
                   title=shown(doc["bundle"]["name"]))
+    for column in table.columns[:2]:
+        column.overflow = "fold"  # a member's name and form wrap, never cut
     for m in doc["members"]:
-        table.add_row(shown(m["member"]), shown(m["form"]), str(m["records"]), str(m["unparsed"]),
+        form = f"{m['form']} ({m['layout']})" if m.get("layout") else m["form"]  # a text member's time layout
+        table.add_row(shown(m["member"]), shown(form), str(m["records"]), str(m["unparsed"]),
                       m["first"] or "", m["last"] or "")
     console.print(table)
     vms = ", ".join(f"{vm['vm'] or '?'} ({', '.join(vm['vm_ids']) or 'no MoRef'})" for vm in doc["vms"])

@@ -67,6 +67,9 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
     # without a dump, the record tables go once judged (the Analysis keeps the others)
     decision = verdicts.decide(frames, cycle_result, library, diags, sources.tables_of(found.stats),
                                release=options.dump_tables is None)
+    for finding in decision.findings:  # the report names each signature by its title
+        signature = library.signatures.get(finding["signature"])
+        finding["title"] = signature.title if signature is not None else None
     doc = _document(path, options, found, cycle_result, decision, diags)
     members = [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members]
     if options.dump_tables:

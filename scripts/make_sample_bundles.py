@@ -61,6 +61,14 @@ BUNDLES = [
     ("format-nested-gz-host-down", "format-nested-gz",
      "A host stops responding; snapshots of its VMs fail. Gateway and vpxd rotations as .gz, vpxd in a nested "
      "tgz, events as JSON."),
+    ("esxi-vm-support-cbt", "esxi-cbt-vm-support",
+     "Changed block tracking is reset on one VM and vCenter shows only a file fault on its -ctk.vmdk. The "
+     "host's vm-support archive (`esx-<host>-<date>--09.30-<n>.tgz`: hostd.log, the VM's vmware.log) says change "
+     "tracking is invalid: that decides the cause (without the archive it is undetermined)."),
+    ("pasted-only-datastore-full", "pasted-only",
+     "No gateway log, vpxd or portal export: the portal's error details pasted as text, and loose ESXi 8 logs "
+     "(the VM's vmware.log, the host's hostd.log) and the VDDK client log. The vmware.log's out-of-space question "
+     "gives the cause high confidence."),
 ]
 
 

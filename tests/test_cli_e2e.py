@@ -118,6 +118,24 @@ def test_inspect_lists_members_sources_and_vms(tmp_path: Path):
     assert doc["vms"], "VMs should be listed"
 
 
+def test_inspect_shows_each_text_members_layout(tmp_path: Path):
+    bundle = tmp_path / "ticket"
+    bundle.mkdir()
+    (bundle / "esx07-syslog.txt").write_text(
+        "May  7 17:07:09 esx07 Hostd[2099]: [error] Unable to access file [ds01] APP01/APP01.vmdk since it is locked\n"
+        "May  7 17:07:10 esx07 Hostd[2099]: [info] Task completed\n", encoding="utf-8")
+    (bundle / "notes.txt").write_text("the customer says replication is slow\n", encoding="utf-8")
+    result = run_cli("inspect", str(bundle))
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout + result.stderr  # the table goes where the terminal console writes
+    rows = {line.split()[1]: line for line in shown.splitlines() if ".txt" in line}
+    assert "text (syslog)" in rows["esx07-syslog.txt"], shown
+    assert "text (none)" in rows["notes.txt"], shown  # no time layout: one record per line
+    assert "form (layout)" in shown
+    doc = json.loads(run_cli("inspect", str(bundle), "--json", "-").stdout)
+    assert {m["member"]: m["layout"] for m in doc["members"]} == {"esx07-syslog.txt": "syslog", "notes.txt": "none"}
+
+
 @pytest.mark.parametrize("bundle", SAMPLES, ids=[b.stem for b in SAMPLES])
 def test_inspect_every_sample_bundle_parses_without_unparsed_lines(bundle: Path):
     result = run_cli("inspect", str(bundle), "--json", "-")

@@ -44,6 +44,16 @@ BUNDLE_NAME = f'case"><img src=x onerror={PWN}>{{{{7*7}}}}.zip'
 SHOWN = [VM_SCRIPT, VM_TEMPLATE, VM_SVG, "{{ 7*7 }}", "<b>bold</b>", PORTAL_MACHINE]
 
 LSA = "https://migratelsa1329610309.blob.core.windows.net/replication"
+# A VDDK client log: a recognised NFC failure (a finding) and a line no signature knows (unexplained)
+VDDK_MEMBER = f"vddk/<img src=x onerror={PWN}>vixDiskLib.log"
+NFC_TEXT = f"[NFC ERROR]NfcNewAuthdConnectionEx: Failed to connect to server esx07.contoso.local:902 {LOG_TEXT}"
+ODD_TEXT = f"Replica checksum mismatch <svg/onload={PWN}> {{{{ 7*7 }}}}"
+VDDK_LOG = (f"2024-05-14T10:06:00.000Z| host-27| W115: {NFC_TEXT}\n"
+            f"2024-05-14T10:06:01.000Z| host-27| E110: {ODD_TEXT}\n")
+# An error outside the catalogue, with its causes and recommendation as the portal gives them
+OUTSIDE_TEXT = f"<iframe src=javascript:alert(7)></iframe> Boot diagnostics storage is not available {{{{ 7*7 }}}}"
+OUTSIDE_CAUSE = f"<script>{PWN}</script> moved or deleted"
+OUTSIDE_ACTION = "' onmouseover='window.__pwned=4' x=' pick another account"
 
 
 def injection_bundle(folder: Path) -> Path:
@@ -54,14 +64,17 @@ def injection_bundle(folder: Path) -> Path:
         logs.append(gateway_log(vm=vm, vm_id=vm_id, failure=failure))
     logs.append(gateway_log(vm=VM_VCENTER, vm_id=VM_VCENTER_ID, failure=failure, error=(
         'message="An internal error occurred. [Another task is already in progress]"')))
+    outside = ",".join(['2024-05-14T10:32:00Z', "Error", "Enable replication", VM_TEMPLATE, "", "110088",
+                        *('"' + t.replace('"', '""') + '"' for t in (OUTSIDE_TEXT, OUTSIDE_CAUSE, OUTSIDE_ACTION)),
+                        "", ""])
     portal = portal_csv(portal_row(vm=PORTAL_MACHINE, message=PORTAL_TEXT),
-                        portal_row(vm=VM_SCRIPT, message=PORTAL_TEXT, time="2024-05-14T10:31:00Z"))
+                        portal_row(vm=VM_SCRIPT, message=PORTAL_TEXT, time="2024-05-14T10:31:00Z"), outside)
     vpxd = vpxd_log(vm_id=VM_VCENTER_ID, fault_msg=FAULT_TEXT.replace('"', "'"))
     tasks = task_csv(task_row(vm=VM_VCENTER, details=FAULT_TEXT, initiator=TICKET))
     toml = 'ticket = "' + TICKET.replace('"', '\\"') + '"\n'
     return make_zip(folder / BUNDLE_NAME, [
         ("bundle.toml", toml), (MEMBER, "".join(logs)), ("portal/events.csv", portal),
-        ("vc/vpxd-1.log", vpxd), ("tasks.csv", tasks)])
+        ("vc/vpxd-1.log", vpxd), ("tasks.csv", tasks), (VDDK_MEMBER, VDDK_LOG)])
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +119,12 @@ def test_every_hostile_string_reached_the_analysis(outputs):
     assert any(v["vm"] == VM_VCENTER and v["cause"] == "conflicting_vcenter_task"
                for v in doc["verdicts"]), [(v["vm"], v["cause"]) for v in doc["verdicts"]]
     assert {v["vm"] for v in doc["verdicts"]} >= {vm for vm, _ in VMS}
+    nfc = next(f for f in doc["findings"] if f["signature"] == "nfc_connect_failed")
+    assert [(e["member"], e["text"]) for e in nfc["examples"]] == [(VDDK_MEMBER, NFC_TEXT)]
+    assert [t["example"]["text"] for t in doc["unexplained"] if t["example"]["member"] == VDDK_MEMBER] == [ODD_TEXT]
+    [outside] = [v for v in doc["verdicts"] if v["error"] == "unrecognised_error" and v["error_code"] == "110088"]
+    assert (outside["summary"], outside["stated_causes"], outside["remediation"]) == (
+        OUTSIDE_TEXT, [OUTSIDE_CAUSE], [OUTSIDE_ACTION.strip()])
 
 
 def test_report_source_holds_no_markup_from_the_bundle(outputs):
@@ -183,8 +202,9 @@ def test_report_in_chromium_runs_no_script_from_the_bundle(outputs, browser):
     watched.inert()
     assert page.evaluate("document.scripts.length") == 2
     text = visible_text(page)
-    for literal in SHOWN:
+    for literal in SHOWN + [VDDK_MEMBER, NFC_TEXT, ODD_TEXT, OUTSIDE_TEXT, OUTSIDE_CAUSE]:
         assert literal in text, literal
+    assert page.locator("article.card.unrecognised").count() == 1
     for payload in (MEMBER, LOG_TEXT, TICKET, BUNDLE_NAME):  # where the template sat, no 49
         assert payload.replace("{{ 7*7 }}", "49").replace("{{7*7}}", "49") not in text, payload
     ARTIFACTS.mkdir(exist_ok=True)

@@ -201,6 +201,7 @@ def test_fixtures_follow_the_analysis_schema():
         pytest.skip("no analysis schema in this tree")
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(schema).validate(load("sample"))
+    jsonschema.Draft202012Validator(schema).validate(text_doc())
 
 
 # ---------------------------------------------------------------- hostile input
@@ -347,3 +348,148 @@ def test_show_bytes():
     assert view.show_bytes(734003200) == "700.0 MiB"
     assert view.show_bytes(0) == "0 B"
     assert view.show_bytes(None) == "—"
+
+
+# ---------------------------------------------------------------- what was recognised, what was not
+
+def text_doc() -> dict:
+    """The sample document with what text sources add: findings, unexplained templates, an error
+    outside the catalogue, a verdict read from text that gives no time, and a VM whose portal
+    health and cycle history disagree."""
+    doc = load("sample")
+    doc["findings"] = [
+        {"signature": "nfc_connect_failed", "kind": "evidence", "title": "NFC connection to an ESXi host on port 902 failed",
+         "count": 7, "first_seen": "2024-05-14T09:00:00Z", "last_seen": "2024-05-14T09:30:00Z", "vms": ["APP01", "DB01"],
+         "examples": [{"source": "text_log", "member": "vddk/vixDiskLib.log", "line": 12, "ts": "2024-05-14T09:00:00Z",
+                       "text": "[NFC ERROR]NfcNewAuthdConnectionEx: Failed to connect to server esx07:902"}]},
+        {"signature": "disk_upload_timed_out", "kind": "error", "count": 3, "first_seen": "2024-05-14T10:40:00Z",
+         "last_seen": "2024-05-14T12:10:00Z", "vms": ["APP01"], "examples": []},
+        {"signature": "cbt_fault", "kind": "evidence", "count": 1, "first_seen": None, "last_seen": None, "vms": [],
+         "examples": [{"source": "text_log", "member": "notes.txt", "line": 3, "ts": None,
+                       "text": "vim.hostd.vmsvc.cbt.noEpoch"}]},
+    ]
+    doc["unexplained"] = [
+        {"template": f"Disk <n> of <name> failed step {n}", "count": n, "first_seen": "2024-05-14T09:00:00Z",
+         "last_seen": "2024-05-14T10:00:00Z", "sources": ["text_log"],
+         "example": {"member": "esx-esx07/var/run/log/hostd.log", "line": 100 + n, "text": f"Disk 2 of APP01 failed step {n}"}}
+        for n in (2, 15, 1, 9, 4, 13, 3, 12, 5, 11, 6, 10, 7, 14, 8)
+    ]
+    doc["verdicts"].append({
+        "vm": None, "error": "unrecognised_error", "error_code": "110088", "cause": "undetermined",
+        "confidence": "low", "severity": "critical", "cycles": [], "first_seen": "2024-05-14T03:00:00Z",
+        "last_seen": "2024-05-14T03:00:00Z",
+        "summary": "The storage account 'migratelsa1' is not available for boot diagnostics.",
+        "stated_causes": ["The storage account was moved to a different resource group or was deleted."],
+        "remediation": ["Select a different storage account and retry the operation."], "references": [],
+        "evidence": [{"source": "portal_events", "member": "ticket.txt", "line": 2, "ts": "2024-05-14T03:00:00Z",
+                      "text": "The storage account 'migratelsa1' is not available for boot diagnostics."}],
+        "title": "Error 110088 (not in the catalogue)", "outage": None})
+    doc["verdicts"].append({
+        "vm": "WEB02", "error": "internal_memory_allocation_failed", "error_code": None, "cause": "nfc_buffer_exhausted",
+        "confidence": "medium", "severity": "critical", "cycles": [], "first_seen": None, "last_seen": None,
+        "summary": "Memory allocation failed while reading the disks of WEB02.", "remediation": ["vMotion the VM."],
+        "references": [], "evidence": [{"source": "text_log", "member": "mail.txt", "line": 1, "ts": None,
+                                         "text": "The operation failed with the error 'Memory allocation failed. Out of memory.'"}],
+        "title": "Internal error: Memory allocation failed", "outage": None})
+    web02 = next(vm for vm in doc["vms"] if vm["vm"] == "WEB02")
+    web02.update(health="critical", health_basis="portal", derived_health="healthy")
+    web02["errors"].append({"ts": None, "error": "internal_memory_allocation_failed", "source": "text_log",
+                            "text": "Memory allocation failed. Out of memory."})
+    return doc
+
+
+def section(html: str, dom_id: str) -> str:
+    return html.split(f'<section id="{dom_id}"')[1].split("</section>")[0]
+
+
+def test_recognised_panel_lists_every_finding_errors_first():
+    html = render(text_doc())
+    panel = section(html, "recognised")
+    text = Page(panel).text()
+    signatures = re.findall(r'data-signature="([^"]+)"', panel)
+    assert signatures == ["disk_upload_timed_out", "nfc_connect_failed", "cbt_fault"]
+    assert "NFC connection to an ESXi host on port 902 failed" in text  # the library's title
+    assert "CBT fault" in text  # no title in the document: the id, humanized
+    assert "× 7" in text and "2024-05-14 09:00:00Z → 2024-05-14 09:30:00Z" in text
+    assert "APP01" in text and "DB01" in text
+    assert "vddk/vixDiskLib.log:12" in text and "Failed to connect to server esx07:902" in text
+    assert "notes.txt:3" in text and "time not given" in text  # the cbt line has no time
+    assert "1 example line of 7" in text
+
+
+def test_unexplained_panel_is_largest_first_and_folds_the_rest():
+    html = render(text_doc())
+    panel = section(html, "unexplained")
+    shown, folded = panel.split('<details class="more-templates">')
+    counts = [int(n) for n in re.findall(r'<span class="pill">× (\d+)</span>', shown)]
+    assert counts == list(range(15, 5, -1))
+    assert re.findall(r'<span class="pill">× (\d+)</span>', folded) == ["5", "4", "3", "2", "1"]
+    assert "5 more templates" in folded
+    text = Page(shown).text()
+    assert "Disk &lt;n&gt; of &lt;name&gt; failed step 15" in shown  # the template, escaped
+    assert "esx-esx07/var/run/log/hostd.log:115" in text and "Disk 2 of APP01 failed step 15" in text
+    assert "· other text ·" in text  # its source, by its label
+    assert "(120 lines)" in Page(html).text()
+
+
+def test_unrecognised_error_card_says_not_in_the_catalogue_and_shows_it_as_given():
+    html = render(text_doc())
+    card = html.split('unrecognised" id=')[1].split("</article>")[0]
+    text = Page(card).text()
+    assert "not in the catalogue" in text
+    assert "Error ID 110088" in text
+    assert "is not available for boot diagnostics." in text
+    assert "The storage account was moved to a different resource group or was deleted." in text
+    assert "Select a different storage account and retry the operation." in text
+    assert "the catalogue does not know this error" in text and "Undetermined" not in text
+    assert card.count('class="stated-causes"') == 1 and card.count('class="given-remediation"') == 1
+    assert '<option value="unrecognised_error">Errors not in the catalogue (1)</option>' in html
+
+
+def test_a_verdict_with_no_time_says_time_not_given_and_draws_nothing():
+    html = render(text_doc())
+    card = html.split("Internal error: Memory allocation failed</h3>")[1].split("</article>")[0]
+    assert '<dd class="seen">time not given</dd>' in card
+    assert "mail.txt:1</span> <time>time not given</time>" in card
+    data = json.loads(Page(html).scripts[0][1])
+    web02 = [vm[0] for vm in data["vms"]].index("WEB02")
+    assert all(isinstance(e[0], int) for row in data["errors"] for e in row)
+    assert len(data["errors"][web02]) == 0  # its only error has no time: no mark
+    assert len(data["vms"][web02][5]) == 1  # but the lane knows its verdict (detail panel)
+
+
+def test_portal_health_and_cycle_history_that_disagree_are_both_shown():
+    html = render(text_doc())
+    row = html.split('data-name="web02"')[1].split("</tr>")[0]
+    assert "portal: critical · cycles: healthy" in row
+    data = json.loads(Page(html).scripts[0][1])
+    lanes = {vm[0]: vm for vm in data["vms"]}
+    assert lanes["WEB02"][8] == "portal: critical · cycles: healthy"
+    assert lanes["APP01"][8] == ""
+
+
+def test_a_bundle_without_failure_sources_says_health_cannot_be_judged():
+    doc = text_doc()
+    assert "replication health cannot be judged" not in render(doc)
+    doc["bundle"]["sources"] = {"text": {"files": 1, "records": 7, "unparsed": 0, "first": None, "last": None}}
+    doc["verdicts"] = doc["outages"] = []
+    html = render(doc)
+    banner = Page(html.split('id="no-failure-source"')[1].split("</div>")[0]).text()
+    assert "No gateway log or portal events: replication health cannot be judged." in banner
+    verdicts = Page(section(html, "verdicts")).text()
+    assert "No verdict" in verdicts and "3 signatures recognised, 15 unexplained message templates" in verdicts
+    assert "No failure was found" not in html
+
+
+def test_a_lone_vmware_log_through_the_pipeline(tmp_path):
+    from analyzer import pipeline
+
+    bundle = tmp_path / "ticket"
+    (bundle / "APP01").mkdir(parents=True)
+    (bundle / "APP01" / "vmware.log").write_bytes((FIXTURES / "real" / "vmware_log_outofspace_vic6163.log").read_bytes())
+    html = render(pipeline.analyze(bundle).doc)
+    page = assert_inert(html)
+    assert "replication health cannot be judged" in page.text()
+    recognised = Page(section(html, "recognised")).text()
+    assert "A datastore of the VM ran out of space" in recognised
+    assert "APP01/vmware.log:5" in recognised and "There is no more space for virtual disk" in recognised

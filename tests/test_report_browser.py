@@ -242,6 +242,13 @@ def test_injection_strings_stay_inert(open_report):
     page.locator("#tl-svg .err-mark").first.click()
     page.locator("#tl-svg .task-ok").first.click()
     page.locator("#vm-table .vm-link").first.click()
+    page.locator("#tl-svg text.health-note").first.hover()  # the hostile VM's portal note
+    for summary in page.locator(":is(#recognised, #unexplained) details:not([open]) > summary").all():
+        summary.click()
+    assert page.locator("article.card.unrecognised").is_visible()
+    assert "<script>window.__pwned=1</script>" in page.inner_text("article.card.unrecognised")
+    assert "</script><script>window.__pwned=3</script>" in page.inner_text("#recognised")
+    assert "' onmouseover='window.__pwned=4' x='" in page.inner_text("#unexplained")
     page.fill("#f-search", "<script>")
     page.fill("#f-search", "")
     page.emulate_media(media="print")
@@ -323,3 +330,80 @@ def test_filtering_while_scrolled_to_the_bottom_raises_no_script_error(open_repo
     page.wait_for_timeout(300)
     assert o.errors == []
     assert "vm-0001" in lane_names(page)
+
+
+# ---------------------------------------------------------------- text sources: real excerpts
+
+REAL = HERE / "fixtures" / "real"
+REAL_EXCERPTS = ("vddk_log_nfc_connect_timeout_velero118.log", "portal_blade_110088_boot_diagnostics.txt",
+                 "vmware_log_outofspace_vic6163.log")
+
+
+def test_report_of_real_excerpts_shows_what_was_recognised(open_report, tmp_path):
+    bundle = tmp_path / "ticket"
+    bundle.mkdir()
+    for name in REAL_EXCERPTS:
+        (bundle / name).write_bytes((REAL / name).read_bytes())
+    o = open_report(pipeline.analyze(bundle).doc, "real-excerpts")
+    page = o.page
+    assert o.errors == []
+    assert [u for u in o.requests if not u.startswith("file:")] == []
+    recognised = page.locator("#recognised")
+    assert recognised.is_visible()
+    assert recognised.locator("li.finding").count() == 2
+    assert recognised.locator("li.finding", has_text="NFC connection to an ESXi host on port 902 failed").is_visible()
+    assert recognised.locator("li.finding", has_text="A datastore of the VM ran out of space").is_visible()
+    assert page.locator("#unexplained li.template", has_text="Nfc_BindAndEstablishAuthdCnx3").is_visible()
+    card = page.locator("article.card.unrecognised")
+    assert card.count() == 1 and card.is_visible()
+    assert "not in the catalogue" in card.inner_text().lower()
+    assert "Error ID 110088" in card.inner_text()
+    assert "Select a different storage account" in card.inner_text()
+    assert page.locator("#no-failure-source").count() == 0  # the pasted blade is portal events
+    body = page.inner_text("body")
+    assert "Invalid Date" not in body and "NaN" not in body
+    shot(page, "report_real_excerpts.png")
+
+
+def test_a_lone_vmware_log_still_makes_a_useful_report(open_report, tmp_path):
+    bundle = tmp_path / "ticket"
+    (bundle / "SQL02").mkdir(parents=True)
+    (bundle / "SQL02" / "vmware.log").write_bytes((REAL / "vmware_log_outofspace_vic6163.log").read_bytes())
+    (bundle / "mail.txt").write_bytes((REAL / "gateway_exception_memory_allocation.txt").read_bytes())
+    o = open_report(pipeline.analyze(bundle).doc, "lone-vmware-log")
+    page = o.page
+    assert o.errors == []
+    assert "replication health cannot be judged" in page.inner_text("#no-failure-source")
+    assert page.locator("#recognised li.finding", has_text="A datastore of the VM ran out of space").is_visible()
+    card = page.locator("article.card", has_text="Memory allocation failed")  # read from text with no time
+    assert card.is_visible() and "time not given" in card.inner_text()
+    body = page.inner_text("body")
+    assert "Invalid Date" not in body and "NaN" not in body
+    shot(page, "report_lone_vmware_log.png")
+
+
+def test_timeless_verdicts_and_portal_health_in_the_timeline(open_report):
+    from tests.test_report import text_doc
+
+    o = open_report(text_doc(), "text-doc")
+    page = o.page
+    assert o.errors == []
+    notes = page.eval_on_selector_all("#tl-svg text.health-note", "ts => ts.map(t => t.textContent)")
+    assert notes == ["portal: critical · cycles: healthy"]
+    lanes = lane_names(page)
+    page.locator("#tl-svg text.vm-label").nth(lanes.index("WEB02")).click()
+    detail = page.inner_text("#detail")
+    assert "critical (portal: critical · cycles: healthy)" in detail
+    assert "Internal error: Memory allocation failed" in detail and "time not given" in detail
+    page.locator("#tl-svg text.vm-label").nth(lanes.index("WEB02")).hover()
+    assert "portal: critical · cycles: healthy" in page.inner_text(".tooltip")
+    assert "portal: critical · cycles: healthy" in page.inner_text("#vm-table tr[data-name='web02']")
+    for when in ("screen", "print"):
+        page.emulate_media(media=when)
+        body = page.inner_text("body")
+        assert "Invalid Date" not in body and "NaN" not in body
+    page.emulate_media(media="screen")
+    page.locator("#unexplained details.more-templates summary").click()
+    assert page.locator("#unexplained li.template:visible").count() == 15
+    assert o.errors == []
+    shot(page, "report_text_doc.png")

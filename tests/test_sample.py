@@ -13,6 +13,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from analyzer import bundle, sources
@@ -179,9 +180,10 @@ def test_expected_verdicts_name_vms_of_the_bundle(all_bundles):
     for name in NAMES:
         text = "\n".join(data.decode("utf-8", "replace") for data in members(all_bundles / f"{name}.zip").values())
         for v in expected(all_bundles, name)["verdicts"]:
-            if v["vm"]:  # "APP01 (vcsa01)": the VM APP01 of vCenter vcsa01, when two vCenters have an APP01
-                vm = re.sub(r" \(\w+\)$", "", v["vm"])
-                assert f"vm={vm} " in text or f"vm={vm}\r" in text, (name, v)
+            if v["vm"]:  # the gateway's vm= token, or the Machine label of pasted error details;
+                # "APP01 (vcsa01)": the VM APP01 of vCenter vcsa01, when two vCenters have an APP01
+                vm = re.escape(re.sub(r" \(\w+\)$", "", v["vm"]))
+                assert re.search(rf"vm={vm}[ \r]|^Machine\n{vm}$", text, re.M), (name, v)
 
 
 def test_herrings_expect_what_the_herring_does_not_explain(all_bundles):
@@ -413,3 +415,132 @@ def test_padded_bundles_parse_without_unparsed_lines(tmp_path):
                           size=parse_size("3MiB"))
     problems = unparsed_members(paths)
     assert not problems, "\n".join(problems)
+
+
+# ---- ESXi and VDDK logs ------------------------------------------------------------------------------------
+
+VMWARE7 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\| vmx\| [IWE]\d{3}: \S")
+VMWARE8 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:In|Wa|Er)\(\d\d\) vmx - \S")
+HOSTD7 = re.compile(r"^\S+Z (?:verbose|info|warning|error) hostd\[\d+\] \[Originator@6876 sub=\S+(?: opID=\S+ user=vpxuser)?\] \S")
+HOSTD8 = re.compile(r"^\S+Z (?:Db|In|Wa|Er)\(16\d\) Hostd\[\d+\]: \[Originator@6876 sub=\S+(?: opID=\S+ user=vpxuser)?\] \S")
+VDDK = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\| host-\d+\| [IWE]\d{3}: \S")
+VM_SUPPORT = re.compile(r"esx-(esx\d\d\.contoso\.local)-\d{4}-\d\d-\d\d--\d\d\.\d\d-\d+\.tgz")
+
+
+def esxi_files(path: Path) -> dict[str, str]:
+    """The bundle's ESXi and VDDK logs as text, vm-support members as <archive>!/<path>."""
+    out = {}
+    for name, data in members(path).items():
+        if VM_SUPPORT.fullmatch(name):
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                for inner in tar.getmembers():
+                    out[f"{name}!/{inner.name}"] = tar.extractfile(inner).read().decode("utf-8")
+        elif name.startswith(("esxi/", "vddk/")) or "/VDDK/" in name:
+            out[name] = data.decode("utf-8")
+    return out
+
+
+# scenario -> (where the ESXi logs are, ESXi version, VDDK log, a text of the cause in each log)
+ESXI_SCENARIOS = {
+    "internal_consolidate_disks_failed--disk_locked": ("vm-support", 7, False, {
+        "vmware.log": "(Failed to lock the file)", "hostd.log": "since it is locked"}),
+    "unable_to_open_snapshot_file--datastore_out_of_space": ("loose", 8, False, {
+        "vmware.log": "[msg.hbacommon.outofspace] There is no more space for virtual disk",
+        "hostd.log": "Insufficient disk space on datastore 'ds0"}),
+    "host_connection_refused--port_902_blocked": ("", 7, True, {
+        ".log": "Cnx_Connect: Error message: Failed to connect to server esx0"}),
+    "internal_memory_allocation_failed--nfc_buffer_exhausted": ("vm-support", 8, True, {
+        "hostd.log": "[NFC ERROR] NfcFssrvr_DiskOpen: Failed to allocate the requested",
+        "vixDiskLib-2024-05-14.log": "received NFC error 5 from server: Failed to allocate the requested 2097176 bytes"}),
+    "changed_blocks_fetch_failed--cbt_reset_or_corrupt": ("loose", 7, False, {
+        "vmware.log": "Change tracking invalid or disk in use.", "hostd.log": "vim.hostd.vmsvc.cbt.cannotGetChanges"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESXI_SCENARIOS))
+def test_esxi_and_vddk_logs_trace_the_failures_they_explain(all_bundles, name):
+    where, version, vddk, texts = ESXI_SCENARIOS[name]
+    files = esxi_files(all_bundles / f"{name}.zip")
+    failed = {v["vm"] for v in expected(all_bundles, name)["verdicts"]}
+    vmware_logs = [n for n in files if n.endswith("/vmware.log")]
+    hostd_logs = [n for n in files if n.endswith("/hostd.log")]
+    if where == "vm-support":
+        assert all("!/" in n for n in vmware_logs + hostd_logs) and hostd_logs
+        assert all(re.search(r"!/vmfs/volumes/ds\d\d/\w+/vmware\.log$", n) for n in vmware_logs)
+        assert all(n.endswith("!/var/run/log/hostd.log") for n in hostd_logs)
+    elif where == "loose":
+        assert {n.split("/")[1] for n in vmware_logs} == failed  # esxi/<vm>/vmware.log
+        assert hostd_logs and all(re.fullmatch(r"esxi/esx\d\d/hostd\.log", n) for n in hostd_logs)
+    else:
+        assert not vmware_logs and not hostd_logs
+    assert any("VDDK/vixDiskLib-" in n for n in files) == vddk
+    layouts = {"vmware.log": VMWARE8 if version == 8 else VMWARE7, "hostd.log": HOSTD8 if version == 8 else HOSTD7,
+               "vixDiskLib": VDDK}
+    for n, text in files.items():
+        shape = next(rx for key, rx in layouts.items() if key in n)
+        assert all(shape.match(line) for line in text.splitlines()), n
+        stamps = [line[:24] for line in text.splitlines()]
+        assert stamps == sorted(stamps), n
+    for suffix, cause_text in texts.items():
+        assert any(n.endswith(suffix) and cause_text in t for n, t in files.items()), (suffix, cause_text)
+    for n in vmware_logs:  # a VM's log: its name, and mostly everyday lines
+        lines = files[n].splitlines()
+        assert f'displayName = "{n.split("/")[-2]}"' in files[n]
+        assert sum("SnapshotVMX_TakeSnapshot start" in line for line in lines) >= 3
+
+
+def test_esxi_background_lines_match_no_signature(tmp_path):
+    """The lines of the failure are recognised, and only they: the everyday lines match nothing."""
+    from analyzer import pipeline
+
+    [path] = write_bundles(["changed_blocks_fetch_failed--cbt_reset_or_corrupt"], tmp_path, seed=2)
+    matches = pipeline.analyze(path).tables["matches"]
+    got = {(m, n) for m, n in matches.select(pl.col("member").cast(pl.Utf8), "line").iter_rows()
+           if m.startswith("esxi/")}
+    cbt = ("Change tracking invalid", "cbt.cannotGetChanges")
+    want = {(m, n) for m, text in esxi_files(path).items() for n, line in enumerate(text.splitlines(), 1)
+            if any(t in line for t in cbt)}
+    assert want and got == want
+    assert set(matches.filter(pl.col("member").cast(pl.Utf8).str.starts_with("esxi/"))["signature"]) == {"cbt_fault"}
+
+
+def strip_members(path: Path, out: Path, drop) -> Path:
+    """A copy of the bundle zip without the members `drop(name)` picks."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if not drop(info.filename):
+                dst.writestr(info, src.read(info))
+    return out
+
+
+def test_the_vm_support_archive_decides_the_cause(tmp_path):
+    from analyzer import pipeline
+
+    [path] = write_bundles(["esxi-cbt-vm-support"], tmp_path, seed=1)
+    want = [(v["vm"], v["error"], v["cause"]) for v in expected(tmp_path, "esxi-cbt-vm-support")["verdicts"]]
+    assert [(e, c) for _, e, c in want] == [("change_tracking_reset", "cbt_reset_or_corrupt")]
+    doc = pipeline.analyze(path).doc
+    [verdict] = doc["verdicts"]
+    assert (verdict["vm"], verdict["error"], verdict["cause"], verdict["confidence"]) == (*want[0], "high")
+    assert any(VM_SUPPORT.match(e["member"]) and e["member"].endswith("/vmware.log") and e["evidence"] == "cbt_fault"
+               for e in verdict["evidence"])
+    without = pipeline.analyze(strip_members(path, tmp_path / "no-esxi.zip", VM_SUPPORT.fullmatch)).doc
+    assert [(v["error"], v["cause"]) for v in without["verdicts"]] == [("change_tracking_reset", "undetermined")]
+
+
+def test_pasted_only_bundle_holds_pasted_errors_and_loose_logs(tmp_path):
+    from analyzer import pipeline
+
+    [path] = write_bundles(["pasted-only"], tmp_path, seed=2)
+    files = members(path)
+    assert not [n for n in files if "GatewayService" in n or "vpxd" in n or n.endswith(".csv")]
+    pasted = files["ticket/portal-error-details.txt"].decode()
+    assert "Error Message\nAn error occurred while taking a snapshot: Unable to open the snapshot file." in pasted
+    assert {n.split("/")[0] for n in files} == {"bundle.toml", "ticket", "esxi", "vddk"}
+    doc = pipeline.analyze(path).doc
+    want = {(v["vm"], v["error"], v["cause"]) for v in expected(tmp_path, "pasted-only")["verdicts"]}
+    assert {(v["vm"], v["error"], v["cause"]) for v in doc["verdicts"]} == want
+    assert {v["confidence"] for v in doc["verdicts"]} == {"high"}  # the vmware.log's out-of-space question
+    assert {"portal_events", "text"} <= set(doc["bundle"]["sources"]) and "gateway_log" not in doc["bundle"]["sources"]
+    without = pipeline.analyze(strip_members(path, tmp_path / "no-esxi.zip", lambda n: n.startswith("esxi/"))).doc
+    assert {v["confidence"] for v in without["verdicts"]} == {"low"}  # the single cause, with no evidence

@@ -20,15 +20,24 @@ CONFIDENCE_ORDER = ("high", "medium", "low")
 OUTCOMES = ("succeeded", "failed", "in_progress", "incomplete")
 CYCLE_TYPES = ("initial", "delta", "resync", "final_delta")
 KNOWN_SOURCES = ("gateway_log", "portal_events", "vcenter_tasks")
+FAILURE_SOURCES = ("gateway_log", "portal_events")  # the sources that show replication failing
 SOURCE_LABELS = {
     "gateway_log": "Gateway service log (appliance)",
     "portal_events": "Portal replication events",
     "vcenter_tasks": "vCenter tasks (vpxd / task export)",
     "vcenter_log": "vCenter log",
     "vcenter_events": "vCenter events",
+    "replication_status": "Portal replication status",
+    "text": "Other text (logs, vmware.log, VDDK, syslog, pasted text)",
+    "text_log": "Other text (logs, vmware.log, VDDK, syslog, pasted text)",
 }
+TEMPLATE_SOURCES = {"gateway_log": "gateway log", "vcenter_log": "vCenter log", "text_log": "other text"}
 EVIDENCE_SHOWN = 6  # evidence lines shown on a card before the rest is folded
+TEMPLATES_SHOWN = 10  # unexplained templates shown before the rest is folded
+FINDINGS_OPEN = 8  # up to this many findings show their example lines unfolded
 NO_HOST = "(host unknown)"
+NO_TIME = "time not given"
+UNRECOGNISED = "unrecognised_error"
 
 
 # ---------------------------------------------------------------- small formatting helpers
@@ -160,6 +169,8 @@ def _header(doc: dict) -> dict:
                        d["location"]))
     complete = bundle.get("complete") is not False
     return {
+        # neither the gateway log nor portal events: nothing says whether replication works
+        "no_failure_source": not set(FAILURE_SOURCES) & set(sources),
         "name": text(bundle.get("name")) or "(unnamed bundle)",
         "sha256": text(bundle.get("sha256")) or "—",
         "ticket": text(bundle.get("ticket")),
@@ -184,9 +195,17 @@ def _evidence(items: object) -> list[dict]:
         member, line = text(e.get("member")), text(e.get("line"))
         lines.append({"source": text(e.get("source")),
                       "where": f"{member}:{line}" if line else member or "—",
-                      "ts": show_time(e.get("ts")) if e.get("ts") else "—",
+                      "ts": show_time(e.get("ts")) if e.get("ts") else NO_TIME,
                       "text": text(e.get("text")), "note": text(e.get("note"))})
     return lines
+
+
+def _seen(first: object, last: object) -> str:
+    """'first → last', one time when they are equal, NO_TIME when the text gave none."""
+    if not first and not last:
+        return NO_TIME
+    first, last = show_time(first), show_time(last)
+    return first if last in (first, "—") else f"{first} → {last}"
 
 
 def _verdict_card(v: dict, dom_id: str, vm_index: dict[str, int]) -> dict:
@@ -194,6 +213,9 @@ def _verdict_card(v: dict, dom_id: str, vm_index: dict[str, int]) -> dict:
     vm = v.get("vm")
     evidence = _evidence(v.get("evidence"))
     return {
+        "unrecognised": error == UNRECOGNISED,
+        "stated_causes": _strings(v.get("stated_causes")),
+        "seen": _seen(v.get("first_seen"), v.get("last_seen")),
         "id": dom_id, "kind": "verdict",
         "vm": text(vm) if vm is not None else None,
         "vm_indices": [vm_index[text(vm)]] if text(vm) in vm_index else [],
@@ -288,10 +310,20 @@ def _vms(doc: dict) -> list[dict]:
             "failed": sum(c.get("outcome") == "failed" for c in cycles),
         })
         vms[-1]["health_rank"] = _ranked(vms[-1]["health"], HEALTH_ORDER)
+        vms[-1]["health_note"] = _health_note(raw, vms[-1]["health"])
     vms.sort(key=lambda v: (v["host"] == NO_HOST, v["host"].lower(), v["name"].lower()))
     for n, vm in enumerate(vms):
         vm["index"] = n
     return vms
+
+
+def _health_note(raw: dict, health: str) -> str:
+    """'portal: critical · cycles: healthy' when the portal's health and the cycle history
+    disagree (vms[].derived_health), else ''."""
+    derived = raw.get("derived_health")
+    if derived not in HEALTH_ORDER or derived == health:
+        return ""
+    return f"portal: {health} · cycles: {derived}"  # derived_health exists only beside the portal's
 
 
 def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict],
@@ -377,7 +409,7 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     """Compact arrays for the timeline script; times are whole seconds after `t0`.
 
     vm:     [name, host, health, [error ids], [cause ids], [findings], last success,
-             failures in a row|-1]
+             failures in a row|-1, health note ('' or 'portal: … · cycles: …')]
     cycle:  [start, end|-1, outcome, type, id, error, uploaded bytes|-1, duration s|-1,
              rate MB/s|-1, failed state, [findings]]
     task:   [start, end|-1, method, outcome, fault type, initiator, task id]
@@ -425,7 +457,7 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
         vm_cycles, c_start, c_end, vm_tasks, t_start, t_end, vm_errors, e_ts = per_vm.pop()
         lanes.append([vm["name"], s(vm["host"]), vm["health"], vm["errors"], vm["causes"],
                       of_vm.get(vm["name"], []), vm["last_success"],
-                      -1 if vm["consecutive"] is None else vm["consecutive"]])
+                      -1 if vm["consecutive"] is None else vm["consecutive"], vm["health_note"]])
         row = []
         for c, start, end in zip(vm_cycles, c_start, c_end):
             if start is None:
@@ -513,6 +545,44 @@ def _findings(outage_cards: list[dict], cards: list[dict]):
     return entries, outage_entry, of_vm, of_cycle
 
 
+# ---------------------------------------------------------------- what was recognised, what was not
+
+def _recognised(doc: dict) -> list[dict]:
+    """`findings`: every signature that matched, errors first, then the most frequent."""
+    out = []
+    for f in _dicts(doc.get("findings")):
+        signature = text(f.get("signature")) or "unknown_signature"
+        kind = text(f.get("kind")) if f.get("kind") in ("error", "evidence") else "evidence"
+        count = _number(f.get("count"))
+        out.append({
+            "signature": signature, "title": text(f.get("title")) or humanize(signature),
+            "kind": kind, "count": int(count) if count is not None else 0,
+            "seen": _seen(f.get("first_seen"), f.get("last_seen")),
+            "vms": _strings(f.get("vms")),
+            "examples": _evidence(f.get("examples")),
+        })
+    out.sort(key=lambda f: (f["kind"] != "error", -f["count"], f["signature"]))
+    return out
+
+
+def _unexplained(doc: dict) -> list[dict]:
+    """`unexplained`: problem records no signature explains, as templates, largest first."""
+    out = []
+    for t in _dicts(doc.get("unexplained")):
+        example = t.get("example") if isinstance(t.get("example"), dict) else {}
+        member, line = text(example.get("member")), text(example.get("line"))
+        count = _number(t.get("count"))
+        out.append({
+            "template": text(t.get("template")), "count": int(count) if count is not None else 0,
+            "seen": _seen(t.get("first_seen"), t.get("last_seen")),
+            "sources": ", ".join(TEMPLATE_SOURCES.get(x, humanize(x)) for x in _strings(t.get("sources"))),
+            "where": f"{member}:{line}" if line else member or "—",
+            "text": text(example.get("text")),
+        })
+    out.sort(key=lambda t: -t["count"])  # stable: the document's order among equal counts
+    return out
+
+
 def build(doc: dict) -> dict:
     """Everything the report template needs, from an analysis document."""
     if not isinstance(doc, dict):
@@ -523,10 +593,19 @@ def build(doc: dict) -> dict:
     outage_cards, cards = _cards(doc, vm_index)
     explained = [v for o in outage_cards for v in o["explained"]]
     titles = {v["error"]: v["title"] for v in cards + explained}
+    if UNRECOGNISED in titles:  # one id for many errors: each card has its own title, the filter this one
+        titles[UNRECOGNISED] = "Errors not in the catalogue"
     _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
     timeline = _timeline(doc, vms, outage_cards, cards, header, titles)
+    recognised = _recognised(doc)
+    unexplained = _unexplained(doc)
     return {
+        "recognised": recognised,
+        "findings_open": len(recognised) <= FINDINGS_OPEN,
+        "unexplained": unexplained[:TEMPLATES_SHOWN],
+        "unexplained_more": unexplained[TEMPLATES_SHOWN:],
+        "unexplained_total": sum(t["count"] for t in unexplained),
         "header": header,
         "summary": _summary(vms, outage_cards, cards, titles),
         "outage_cards": outage_cards,

@@ -13,7 +13,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from analyzer.sample import clock, gateway, portal, vcenter
+from analyzer.sample import clock, esxi, gateway, portal, vcenter
 from analyzer.sample.clock import DAY, MINUTE
 from analyzer.sample.world import NEVER, Cycle, World
 from analyzer.sample.writer import (WINDOW, Encoder, Padder, Part, TarContainer, TgzBundle, VcenterFormatter,
@@ -55,6 +55,10 @@ class Layout:
     archive: str = "zip"  # zip | tgz: the bundle itself
     toml_last: bool = False  # bundle.toml after every other member (archive order of `tar czf`)
     vcenters_reversed: bool = False  # several vCenters: their vc-support archives in reverse order
+    esxi: str = ""  # where ESXi logs of traced failures go: "" (none) | vm-support | loose
+    esxi_version: int = 7  # 7: pipe vmware.log, `info hostd[..]`; 8: `In(05) vmx`, `In(166) Hostd[..]:`
+    vddk_log: bool = False  # the appliance's VDDK client log
+    pasted_only: bool = False  # no gateway log or vpxd: the portal's errors pasted as text, loose logs
 
 
 @dataclass
@@ -297,6 +301,65 @@ def _toml(values: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_appliance_and_vcenter(zc, built: Built, out_dir: Path, name: str, seed: int,
+                                  size: int | None) -> None:
+    world, lay = built.world, built.layout
+    gw_pad, vc_pad = _padders(built, size)
+    write_log(gateway_stream(built), gateway_formatter(lay.gateway_style, lay.gateway_tz),
+              _gateway_parts(zc, built), lambda: Encoder("utf-8", lay.gateway_newline), gw_pad)
+    if world.other_vcenters:  # one vc-support archive per vCenter
+        order = list(world.vcenters())
+        for n, vc in enumerate(order[::-1] if lay.vcenters_reversed else order):
+            container = TarContainer(zc, _vc_support_name(vc, world, seed + n), out_dir)
+            formatter = VcenterFormatter(lay.vpxd_layout, world.skew, lay.vcenter_tz, f"{seed}/{name}/{vc}")
+            write_log(vcenter_stream(built, None if vc == world.vcenter else vc), formatter,
+                      _vpxd_parts(container, built), lambda: Encoder(lay.vpxd_encoding, lay.vpxd_newline))
+            container.close()
+        return
+    container = TarContainer(zc, _vc_support_name(world.vcenter, world, seed), out_dir) if lay.vpxd_nested else zc
+    formatter = VcenterFormatter(lay.vpxd_layout, world.skew, lay.vcenter_tz, f"{seed}/{name}")
+    write_log(vcenter_stream(built), formatter, _vpxd_parts(container, built),
+              lambda: Encoder(lay.vpxd_encoding, lay.vpxd_newline), vc_pad)
+    if container is not zc:
+        container.close()
+
+
+def _lines(records: list[tuple], fmt) -> str:
+    return "".join(fmt(r) + "\n" for r in records)
+
+
+def _write_esxi(zc: ZipContainer, built: Built, out_dir: Path, seed: int) -> None:
+    """The ESXi and VDDK logs of the failures they trace (esxi.py): per host a vm-support archive
+    (esx-<host>-<date>--<hh.mm>-<n>.tgz: var/run/log/hostd.log, vmfs/volumes/<ds>/<vm>/vmware.log),
+    or loose (esxi/<host>/hostd.log, esxi/<vm>/vmware.log); the VDDK client log beside the
+    appliance's logs (loose under vddk/ when the bundle has no appliance logs)."""
+    world, cycles, lay = built.world, built.cycles, built.layout
+    if lay.vddk_log:
+        folder = "vddk" if lay.pasted_only else f"{lay.gateway_dir}/VDDK"
+        write_text(zc, f"{folder}/vixDiskLib-{clock.day_stamp(world.end)}.log",
+                   _lines(esxi.vddk_records(world, cycles), esxi.vddk_line))
+    if not lay.esxi:
+        return
+    vms, hosts = esxi.traced_vms(world, cycles), esxi.traced_hosts(world, cycles)
+    vm_line, hostd_line = esxi.vmware_line(lay.esxi_version), esxi.hostd_line(lay.esxi_version)
+    for n, host in enumerate(h for h in world.hosts if h in hosts or any(vm.host is h for vm in vms)):
+        pid = world.rng(host.name, "pid").randint(2000000, 2900000)
+        logs = [(f"vmfs/volumes/{vm.datastore_at(world.end)}/{vm.name}/vmware.log", f"esxi/{vm.name}/vmware.log",
+                 _lines(esxi.vmware_records(world, vm, cycles), lambda r: vm_line(r, world.skew)))
+                for vm in vms if vm.host is host]
+        logs.append(("var/run/log/hostd.log", f"esxi/{host.name.split('.')[0]}/hostd.log",
+                     _lines(esxi.hostd_records(world, host, cycles), lambda r: hostd_line(r, world.skew, pid))))
+        if lay.esxi == "vm-support":
+            tar = TarContainer(zc, f"esx-{host.name}-{clock.day_stamp(world.end)}--09.30-{5000 + seed % 999 + n}.tgz",
+                               out_dir)
+            for inner, _, text in logs:
+                write_text(tar, inner, text)
+            tar.close()
+        else:
+            for _, loose, text in logs:
+                write_text(zc, loose, text)
+
+
 def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     world, lay = built.world, built.layout
@@ -310,27 +373,9 @@ def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | 
     try:
         if lay.toml and not lay.toml_last:
             write_text(zc, "bundle.toml", _toml(lay.toml))
-        gw_pad, vc_pad = _padders(built, size)
-        write_log(gateway_stream(built), gateway_formatter(lay.gateway_style, lay.gateway_tz),
-                  _gateway_parts(zc, built), lambda: Encoder("utf-8", lay.gateway_newline), gw_pad)
-        if world.other_vcenters:  # one vc-support archive per vCenter
-            order = list(world.vcenters())
-            for n, vc in enumerate(order[::-1] if lay.vcenters_reversed else order):
-                container = TarContainer(zc, _vc_support_name(vc, world, seed + n), out_dir)
-                formatter = VcenterFormatter(lay.vpxd_layout, world.skew, lay.vcenter_tz, f"{seed}/{name}/{vc}")
-                write_log(vcenter_stream(built, None if vc == world.vcenter else vc), formatter,
-                          _vpxd_parts(container, built), lambda: Encoder(lay.vpxd_encoding, lay.vpxd_newline))
-                container.close()
-        else:
-            if lay.vpxd_nested:
-                container = TarContainer(zc, _vc_support_name(world.vcenter, world, seed), out_dir)
-            else:
-                container = zc
-            formatter = VcenterFormatter(lay.vpxd_layout, world.skew, lay.vcenter_tz, f"{seed}/{name}")
-            write_log(vcenter_stream(built), formatter, _vpxd_parts(container, built),
-                      lambda: Encoder(lay.vpxd_encoding, lay.vpxd_newline), vc_pad)
-            if container is not zc:
-                container.close()
+        if not lay.pasted_only:
+            _write_appliance_and_vcenter(zc, built, out_dir, name, seed, size)
+        _write_esxi(zc, built, out_dir, seed)
         events = portal.cycle_events(world, built.cycles) + built.events_extra
         if not any(e.event_type == "Enable replication" for e in built.events_extra):
             events += [portal.setup_event(world, vm.first_due - 20 * MINUTE, SETUP_USER, vm.name)

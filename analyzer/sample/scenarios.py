@@ -176,10 +176,16 @@ def vm_failure(error: str, cause: str, *, disks: int = 1, evidence: str | None =
                host_scope: bool = False, before: int = 0, persist: bool = True, params: dict | None = None,
                vddk: str | None = None, cycle_type: str | None = None, fail_after: int | None = None,
                retry: bool = True, start_fraction: float = 0.8, window: int | None = None,
-               move: bool = False, before_end: int | None = None) -> Callable[[Ctx], Built]:
-    """A failure of one VM (or every VM on its host) from late in the bundle on, with its evidence."""
+               move: bool = False, before_end: int | None = None, esxi: str = "", esxi_version: int = 7,
+               vddk_log: bool = False) -> Callable[[Ctx], Built]:
+    """A failure of one VM (or every VM on its host) from late in the bundle on, with its evidence.
+    `esxi` (vm-support | loose), `esxi_version` and `vddk_log`: the ESXi and VDDK logs that carry
+    the failure's VMware-side lines (esxi.py)."""
 
     def build(ctx: Ctx) -> Built:
+        if esxi:
+            ctx.layout.esxi, ctx.layout.esxi_version = esxi, esxi_version
+        ctx.layout.vddk_log = ctx.layout.vddk_log or vddk_log
         world = new_world(ctx)
         if vddk:
             world.vddk, world.vddk_build = vddk, "8250137" if vddk.startswith("6.7") else world.vddk_build
@@ -662,7 +668,7 @@ _VM_CAUSES: dict[tuple[str, str], tuple[str, Callable[[Ctx], Built]]] = {
                     before=3 * HOUR, move=True)),
     ("changed_blocks_fetch_failed", "cbt_reset_or_corrupt"):
         ("queryChangedDiskAreas fails with a CBT fault (cbt.cannotGetChanges)",
-         vm_failure("changed_blocks_fetch_failed", "cbt_reset_or_corrupt")),
+         vm_failure("changed_blocks_fetch_failed", "cbt_reset_or_corrupt", esxi="loose")),
     ("internal_server_refused_connection", "vddk_known_issue"):
         ("VDDK 6.7 on the appliance; disk reads refused",
          vm_failure("internal_server_refused_connection", "vddk_known_issue", vddk="6.7.0")),
@@ -680,7 +686,8 @@ _VM_CAUSES: dict[tuple[str, str], tuple[str, Callable[[Ctx], Built]]] = {
     ("internal_consolidate_disks_failed", "disk_locked"):
         ("consolidation fails: a delta disk is locked (FileLocked)",
          vm_failure("internal_consolidate_disks_failed", "disk_locked",
-                    params={"reason": "Unable to access file [{ds}] {vm}/{vm}-000001.vmdk since it is locked"})),
+                    params={"reason": "Unable to access file [{ds}] {vm}/{vm}-000001.vmdk since it is locked"},
+                    esxi="vm-support")),
     ("internal_consolidate_disks_failed", "consolidation_failed"):
         ("consolidation fails with a general system error",
          vm_failure("internal_consolidate_disks_failed", "consolidation_failed",
@@ -705,7 +712,8 @@ _VM_CAUSES: dict[tuple[str, str], tuple[str, Callable[[Ctx], Built]]] = {
     ("internal_memory_allocation_failed", "nfc_buffer_exhausted"):
         ("NFC allocation failures on one host; uploads of its VMs fail for two hours",
          vm_failure("internal_memory_allocation_failed", "nfc_buffer_exhausted", gateway_evidence="nfc_alloc",
-                    host_scope=True, start_fraction=0.72, window=2 * HOUR)),
+                    host_scope=True, start_fraction=0.72, window=2 * HOUR, esxi="vm-support", esxi_version=8,
+                    vddk_log=True)),
     ("no_disk_snapshots_found", "disk_path_changed_by_storage_vmotion"):
         ("Storage vMotion moved the disks; the cycle finds no disk snapshots",
          vm_failure("no_disk_snapshots_found", "disk_path_changed_by_storage_vmotion", evidence="relocate",
@@ -727,7 +735,8 @@ _VM_CAUSES: dict[tuple[str, str], tuple[str, Callable[[Ctx], Built]]] = {
          vm_failure("invalid_change_tracker", "datastore_problem")),
     ("unable_to_open_snapshot_file", "datastore_out_of_space"):
         ("the datastore runs full; createSnapshot cannot open the snapshot file",
-         vm_failure("unable_to_open_snapshot_file", "datastore_out_of_space", evidence="datastore_full")),
+         vm_failure("unable_to_open_snapshot_file", "datastore_out_of_space", evidence="datastore_full",
+                    esxi="loose", esxi_version=8)),
     ("host_connection_refused", "esxi_hostname_unresolvable"):
         ("the appliance cannot resolve the ESXi host name (No such host is known)",
          vm_failure("host_connection_refused", "esxi_hostname_unresolvable", gateway_evidence="dns",
@@ -735,7 +744,7 @@ _VM_CAUSES: dict[tuple[str, str], tuple[str, Callable[[Ctx], Built]]] = {
     ("host_connection_refused", "port_902_blocked"):
         ("NFC connections to the host's port 902 fail",
          vm_failure("host_connection_refused", "port_902_blocked", gateway_evidence="port902", host_scope=True,
-                    start_fraction=0.75, window=3 * HOUR)),
+                    start_fraction=0.75, window=3 * HOUR, vddk_log=True)),
     ("host_connection_refused", cat.UNDETERMINED):
         ("the host refuses the appliance, with no DNS or port 902 failure logged",
          vm_failure("host_connection_refused", cat.UNDETERMINED)),
@@ -885,6 +894,17 @@ def _others() -> dict[str, Scenario]:
                  variant(_VM_CAUSES[("internal_consolidate_disks_failed", "disk_locked")][1],
                          gateway_single="notes.txt", vpxd_single="logs/vcenter-dump.txt",
                          events_name="export (1).csv")),
+        Scenario("esxi-cbt-vm-support", "ChangeBlockTrackingReset; vCenter shows only a file fault on the -ctk.vmdk, "
+                 "the host's vm-support archive (vmware.log, hostd.log) says change tracking is invalid",
+                 vm_failure("change_tracking_reset", "cbt_reset_or_corrupt", params={"vcenter_cbt": "file_fault"},
+                            esxi="vm-support")),
+        Scenario("pasted-only", "no gateway log, no vpxd, no portal export: the portal's error blade pasted as "
+                 "text, the VM's vmware.log and the host's hostd.log (ESXi 8) and the VDDK log, loose: the "
+                 "datastore ran out of space",
+                 variant(vm_failure("unable_to_open_snapshot_file", "datastore_out_of_space", esxi="loose",
+                                    esxi_version=8, vddk_log=True),
+                         pasted_only=True, events_form="text", events_name="ticket/portal-error-details.txt",
+                         events_encoding="utf-8", toml={"portal_tz": "+00:00"})),
         Scenario("format-nested-gz", "vpxd rotations as .gz inside a nested vc-support tgz, gateway rotations "
                  "as .gz, JSON events wrapped in value: a host stops responding",
                  variant(_VM_CAUSES[("internal_operation_not_allowed", "host_management_agent_down")][1],

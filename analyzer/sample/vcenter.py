@@ -148,6 +148,9 @@ def cycle_records(world: World, cycle: Cycle) -> list[tuple]:
                 if last and i == len(vm.disks) - 1 and cycle.error in ("changed_blocks_fetch_failed",
                                                                        "change_tracking_reset"):
                     fault = _cbt_fault(world, cycle)
+                    if params.get("vcenter_cbt") == "file_fault":  # vCenter names only the file
+                        ctk = vm.disk_path(disk, cycle.due).replace(".vmdk", "-ctk.vmdk")
+                        fault = ("vim.fault.FileFault", f"Error caused by file {ctk}", ())
                 dur = rng.randint(60, 900)
                 out += task_lines(t, (key, "query", i), vm.moref, "vim.VirtualMachine.queryChangedDiskAreas",
                                   user, op, end=(t + dur) if not killed_here or t + dur < cycle.killed else None,

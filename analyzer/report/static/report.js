@@ -198,7 +198,7 @@
   var TL = {
     ready: false, lanes: byId("tl-lanes"), spacer: byId("tl-spacer"), svg: byId("tl-svg"),
     axis: byId("tl-axis"), foot: byId("tl-foot"), detail: byId("detail"),
-    labelW: 200, laneH: 22, hostH: 22,
+    labelW: 200, laneH: 22, hostH: 22, noteH: 12,
     rows: [], total: 0, a: 0, b: 1, width: 0,
     drawn: null,          // [first row, last row] currently in the SVG; null when none is
     stale: true,          // the SVG no longer shows the current rows, view or selection
@@ -225,8 +225,9 @@
         rows.push({ host: host, count: counts[host], y: y, h: TL.hostH });
         y += TL.hostH; lastHost = host;
       }
-      rows.push({ vm: i, y: y, h: TL.laneH });
-      y += TL.laneH;
+      var h = TL.laneH + (D.vms[i][8] ? TL.noteH : 0);  // a health note gets a line of its own
+      rows.push({ vm: i, y: y, h: h });
+      y += h;
     }
     TL.rows = rows; TL.total = y; TL.drawn = null; TL.stale = true;
     TL.spacer.style.height = y + "px";
@@ -381,6 +382,7 @@
       label.appendChild(icon);
       label.appendChild(svg("tspan", {}, v[0]));
       labels.appendChild(label);
+      if (v[8]) labels.appendChild(svg("text", { "class": "health-note", x: 22, y: row.y + 29, "data-k": "l", "data-v": row.vm }, v[8]));
       laneMarks(marks, row, row.y);
     }
     tks.forEach(function (tk) {
@@ -461,7 +463,7 @@
     if (k === "t") return taskLines(i, n);
     if (k === "e") return errorLines(i, n);
     if (k === "o") return outageLines(n);
-    if (k === "l") { var v = D.vms[i]; return [v[0], str(v[1]), "health " + v[2], "click for details"]; }
+    if (k === "l") { var v = D.vms[i]; return [v[0], str(v[1]), "health " + v[2]].concat(v[8] ? [v[8]] : [], ["click for details"]); }
     return null;
   }
   function onHover(ev) {
@@ -545,7 +547,7 @@
   function showVm(i) {
     var v = D.vms[i], cy = D.cycles[i] || [];
     var failed = cy.filter(function (c) { return c[2] === 1; }).length;
-    var nodes = [dl([["ESXi host", str(v[1])], ["Health", v[2]], ["Cycles", cy.length], ["Failed", failed],
+    var nodes = [dl([["ESXi host", str(v[1])], ["Health", v[8] ? v[2] + " (" + v[8] + ")" : v[2]], ["Cycles", cy.length], ["Failed", failed],
       ["Failing in a row", v[7] >= 0 ? v[7] : ""], ["Last success", v[6]],
       ["vCenter tasks", (D.tasks[i] || []).length], ["Errors", (D.errors[i] || []).length]])];
     nodes.push(el("h4", {}, v[5].length ? "Verdicts" : "No verdict for this VM"));
