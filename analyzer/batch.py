@@ -245,7 +245,7 @@ def analyze_bundle(path: str, bundle: str, options: Options, name: str | None = 
             analysis.doc["bundle"]["name"] = name
         result.appliance = _appliance_of(analysis)
         result.doc = {**analysis.doc, "bundle_id": bundle}
-        result.html = render(analysis.doc)
+        result.html = render(analysis.doc, analysis.tasks)
         if exports:
             result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
     except UnusableBundle as exc:

@@ -158,10 +158,14 @@ def analyze(
         prepare_file(Path(json_out), "--json")
     if dump_tables:
         prepare_folder(dump_tables, "--dump-tables")
-    # only the document is needed from here on: the analysis' tables go before the report is built
-    doc = _run_with_progress(pipeline.analyze, bundle, options).doc
+    # only the document and the task table are needed from here on: the analysis' other tables
+    # go before the report is built
+    analysis = _run_with_progress(pipeline.analyze, bundle, options)
+    doc, tasks = analysis.doc, analysis.tasks
+    del analysis
     html_path = out_dir / f"{safe_stem(bundle)}.html"
-    write_atomic(html_path, report.render(doc), "-o")
+    write_atomic(html_path, report.render(doc, tasks), "-o")
+    del tasks
     if json_out:
         _write_json(doc, json_out)
     _summary(doc, html_path)

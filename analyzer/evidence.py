@@ -15,6 +15,7 @@ import polars as pl
 from analyzer import identity, tables
 from analyzer.cycles import CycleResult
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
+from analyzer.redact import redact_columns
 from analyzer.signatures.model import TEXT_COLUMNS, Library, Signature
 
 # the conditions judged with no error event, by their signature ids
@@ -297,16 +298,25 @@ class Case:
             self._tasks_of[vm_key] = self.tasks[self._task_order[lo:hi]].to_dicts()
         return self._tasks_of[vm_key]
 
-    def task_docs(self) -> dict[str, list[dict]]:
-        """Each VM's tasks as the document lists them."""
-        frame = self.tasks.select(
-            pl.col("task_id", "method").gather(self._task_order),
-            *(to_iso_expr(c).gather(self._task_order).alias(c) for c in ("start", "end")),
-            pl.col("outcome", "fault_type", "initiator").gather(self._task_order))
+    def task_table(self, redact: bool) -> pl.DataFrame:
+        """Every VM's tasks in order (by VM, then start), their texts as the document shows them."""
+        frame = self.tasks.select(pl.col("vm_key", "member", "line", "start", "end", "task_id", "method", "outcome",
+                                         "fault_type", "initiator").gather(self._task_order))
+        frame = frame.with_columns(pl.col(c).cast(pl.Utf8) for c in ("member", "task_id", "method", "outcome",
+                                                                     "fault_type", "initiator"))
+        return redact_columns(frame, ("task_id", "method", "outcome", "fault_type", "initiator"), redact)
+
+    @staticmethod
+    def task_docs(tasks: pl.DataFrame) -> dict[str, list[dict]]:
+        """Each VM's tasks (rows of task_table, in its order) as the document lists them."""
+        frame = tasks.select("vm_key", "task_id", "method", to_iso_expr("start").alias("start"),
+                             to_iso_expr("end").alias("end"), "outcome", "fault_type", "initiator")
         columns = [_values(frame[c]) for c in frame.columns]
-        docs = [{"task_id": a, "method": b, "start": c, "end": d, "outcome": e, "fault_type": f, "initiator": g}
-                for a, b, c, d, e, f, g in zip(*columns)]
-        return {k: docs[lo:hi] for k, (lo, hi) in self._task_runs.items()}
+        out: dict[str, list[dict]] = {}
+        for k, a, b, c, d, e, f, g in zip(*columns):
+            out.setdefault(k, []).append({"task_id": a, "method": b, "start": c, "end": d, "outcome": e,
+                                          "fault_type": f, "initiator": g})
+        return out
 
     # -- coverage -----------------------------------------------------------------------------
     def _spans(self) -> dict[str, tuple[datetime, datetime]]:

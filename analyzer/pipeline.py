@@ -45,6 +45,9 @@ class Analysis:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     members: list[dict] = field(default_factory=list)  # inspect: path, source, form, records, ...
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    # every VM's vCenter tasks, redacted as the doc (verdicts.Decision.tasks): the report draws
+    # them all, the doc lists those around failures
+    tasks: pl.DataFrame | None = None
 
 
 def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis:
@@ -66,7 +69,7 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
     frames["cycle_disks"] = cycle_result.disks
     # without a dump, the record tables go once judged (the Analysis keeps the others)
     decision = verdicts.decide(frames, cycle_result, library, diags, sources.tables_of(found.stats),
-                               release=options.dump_tables is None)
+                               release=options.dump_tables is None, redact=options.redact)
     for finding in decision.findings:  # the report names each signature by its title
         signature = library.signatures.get(finding["signature"])
         finding["title"] = signature.title if signature is not None else None
@@ -76,7 +79,7 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
         frames = {name: frame.collect() if isinstance(frame, pl.LazyFrame) else frame
                   for name, frame in frames.items()}
         _dump(frames, options.dump_tables, options.redact)
-    return Analysis(doc=doc, tables=frames, members=members, diagnostics=diags)
+    return Analysis(doc=doc, tables=frames, members=members, diagnostics=diags, tasks=decision.tasks)
 
 
 def inspect(path: Path, options: Options = Options(), progress=None) -> dict:
@@ -180,7 +183,9 @@ def _place_yearless(frames: dict, stats: dict[str, dict], diags: Diagnostics) ->
 
 def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result: cycles.CycleResult,
               decision: verdicts.Decision, diags: Diagnostics) -> dict:
-    """The analysis document (OUTPUT.md), redacted unless asked not to be."""
+    """The analysis document (OUTPUT.md), redacted unless asked not to be: the VMs were redacted
+    as columns while they were built (verdicts.decide); the rest, verdicts, findings and
+    diagnostics composed from a few thousand rows, is redacted here."""
     config, stats = found.config, found.stats
     diagnostics = diags.sorted()
     reasons = incomplete_reasons(diagnostics)
@@ -202,7 +207,7 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
             "complete": not reasons,
             "incomplete_reasons": reasons,
         },
-        "vms": decision.vms,
+        "vms": None,
         "verdicts": decision.verdicts,
         "outages": decision.outages,
         "not_evaluated": decision.not_evaluated,
@@ -210,7 +215,9 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
         "unexplained": decision.unexplained,
         "diagnostics": [d.as_dict() for d in diagnostics],
     }
-    return redact_doc(doc, options.redact)
+    doc = redact_doc(doc, options.redact)
+    doc["vms"] = decision.vms
+    return doc
 
 
 def _dump(frames: dict[str, pl.DataFrame], folder: Path, redact: bool) -> None:

@@ -28,6 +28,7 @@ from analyzer.diagnostics import Diagnostics
 from analyzer.evidence import (RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, family_of,
                                short_host)
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
+from analyzer.redact import redact_columns, redact_series
 from analyzer.signatures.model import Cause, Library, Signature
 
 UNDETERMINED = "undetermined"
@@ -63,6 +64,9 @@ class Decision:
     not_evaluated: list[dict]
     findings: list[dict]  # doc["findings"]: every signature that matched
     unexplained: list[dict]  # doc["unexplained"]: problem records no signature explains, as templates
+    # every VM's vCenter tasks (vm: the document's name; texts redacted as the document's), in order:
+    # the document lists only some of them (_listed_tasks), the report's timeline draws them all
+    tasks: pl.DataFrame | None = None
 
 
 @dataclass
@@ -79,13 +83,17 @@ RECORD_TABLES = ("gateway_log", "vcenter_log", "vcenter_events")
 
 
 def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
-           tables_present: set[str], release: bool = False) -> Decision:
+           tables_present: set[str], release: bool = False, redact: bool = True) -> Decision:
     """The failures, judged, and the document's VMs, verdicts and outages. `tables_present`: the
     tables the bundle's sources fill (sources.tables_of), which evidence can be looked for in.
 
     With `release`, the RECORD_TABLES are taken out of `frames` (and the cycles' corrected
     copies) once the failures are judged: on a large bundle they are most of the memory, and the
-    document then needs room of its own."""
+    document then needs room of its own.
+
+    With `redact`, the texts of the document's VMs (names, cycles, tasks, error lines) and of
+    the task table are redacted as columns while they are built (redact.redact_series); the
+    pipeline redacts the rest of the document, a few thousand strings."""
     b = Case(frames, cycles, library, tables_present)
     b.signals = detectors.Signals(b)
     failures = failures_from_errors(b, diags)
@@ -106,14 +114,54 @@ def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Librar
         b.release_records()
     verdicts = sorted(_verdicts(b, judged, explains) + unrecognised, key=_verdict_order)
     not_evaluated = _not_evaluated(b)
-    vms, keys = _vms(b, judged)
+    vms, keys = _vms(b, judged, redact)
     if release:  # a large bundle's cycles as dicts go before its tasks become dicts
         b.release_cycles()
-    tasks = b.task_docs()
+    tasks = b.task_table(redact)
+    docs = b.task_docs(tasks)
     for vm, key in zip(vms, keys):
-        vm["tasks"] = tasks.get(key, []) if key else []
+        vm["tasks"] = docs.get(key, []) if key else []
+    names = pl.DataFrame({"vm_key": keys, "vm": [vm["vm"] for vm in vms]},
+                         schema={"vm_key": pl.Utf8, "vm": pl.Utf8})
+    timeline = (tasks.join(names, on="vm_key", how="inner", maintain_order="left")
+                .select("vm", "start", "end", "method", "outcome", "fault_type", "initiator", "task_id"))
     return Decision(vms=vms, verdicts=verdicts, outages=outages, not_evaluated=not_evaluated,
-                    findings=found, unexplained=unexplained)
+                    findings=found, unexplained=unexplained, tasks=timeline)
+
+
+def _listed_tasks(tasks: pl.DataFrame, judged: list[Judgement]) -> pl.Series:
+    """Which tasks the document lists: those of a VM that overlap one of its failures (from the
+    failing work's start to the failure's end) and those a finding cites as evidence. The others
+    are counted (task_counts); the report and the Parquet exports keep every task."""
+    spans = [(j.failure.vm_key, j.failure.since, j.failure.until or j.failure.ts or j.failure.since)
+             for j in judged if j.failure.vm_key is not None and j.failure.since is not None]
+    cited = [(e.member, e.line) for j in judged for fd in j.findings for e in fd.entries
+             if e.source == "vcenter_tasks" and e.member is not None and e.line is not None]
+    rows = tasks.select("vm_key", "member", "line", "start", "end").with_row_index("_row")
+    keep: list[pl.Series] = []
+    if spans:
+        windows = pl.DataFrame(spans, schema={"vm_key": pl.Utf8, "lo": rows.schema["start"],
+                                              "hi": rows.schema["start"]}, orient="row")
+        start, end = pl.col("start"), pl.coalesce("end", "start")
+        keep.append(rows.join(windows, on="vm_key", how="inner")
+                    .filter(start.is_not_null() & (start <= pl.col("hi")) & (end >= pl.col("lo")))["_row"])
+    if cited:
+        evidence = pl.DataFrame(cited, schema={"member": pl.Utf8, "line": rows.schema["line"]}, orient="row")
+        keep.append(rows.with_columns(pl.col("member").cast(pl.Utf8))
+                    .join(evidence.unique(), on=["member", "line"], how="semi")["_row"])
+    chosen = pl.concat(keep).unique() if keep else pl.Series("_row", [], dtype=pl.UInt32)
+    return rows["_row"].is_in(chosen)
+
+
+def _task_counts(tasks: pl.DataFrame) -> dict[str, dict]:
+    """Per VM: how many tasks it has in all, and how many of them ended each way."""
+    counts: dict[str, dict] = {}
+    for r in (tasks.group_by("vm_key", pl.col("outcome").fill_null("unknown")).len()
+              .sort("vm_key", "outcome").iter_rows()):
+        entry = counts.setdefault(r[0], {"total": 0, "by_outcome": {}})
+        entry["total"] += r[2]
+        entry["by_outcome"][r[1]] = r[2]
+    return counts
 
 
 def _display_names(b: Case) -> pl.Expr:
@@ -694,16 +742,31 @@ def _unrecognised(b: Case) -> list[dict]:
     return out
 
 
-def _cycle_doc(c: dict, error: str | None) -> dict:
-    return {"id": c["cycle"], "type": c["type"], "start": c["_start_iso"], "end": c["_end_iso"],
-            "outcome": c["outcome"], "uploaded_bytes": c["uploaded_bytes"], "error": c["error"] or error,
+def _cycle_doc(c: dict, error: str | None, shown) -> dict:
+    return {"id": shown(c["cycle"]), "type": shown(c["type"]), "start": c["_start_iso"], "end": c["_end_iso"],
+            "outcome": shown(c["outcome"]), "uploaded_bytes": c["uploaded_bytes"],
+            "error": shown(c["error"] or error),
             "duration_sec": None if c["duration_sec"] is None else round(c["duration_sec"], 3),
             "rate_mbps": None if c["rate_mbps"] is None else round(c["rate_mbps"], 3),
-            "failed_state": c["failed_state"]}
+            "failed_state": shown(c["failed_state"])}
 
 
-def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]]:
-    """The document's VMs, and each one's key; their `tasks` are left empty (see decide)."""
+def _shown(texts, redact: bool):
+    """A function giving each of `texts` as the document shows it: the distinct texts are
+    redacted as one column, and only those that change are looked up."""
+    if not redact:
+        return lambda text: text
+    distinct = pl.Series(list({t for t in texts if t}), dtype=pl.Utf8)
+    changed = {a: b for a, b in zip(distinct.to_list(), redact_series(distinct).to_list()) if a != b}
+    if not changed:
+        return lambda text: text
+    return lambda text: changed.get(text, text)
+
+
+def _vms(b: Case, judged: list[Judgement], redact: bool) -> tuple[list[dict], list[str | None]]:
+    """The document's VMs, and each one's key; their `tasks` are left empty (see decide). With
+    `redact`, their texts are redacted as columns: the error lines' columns, and one column of
+    every distinct name, host, id and cycle text (see _shown)."""
     by_vm: dict[str, list[Judgement]] = defaultdict(list)
     cycle_error: dict[str, str] = {}
     for j in judged:
@@ -714,9 +777,10 @@ def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]
                 cycle_error.setdefault(c, j.failure.error.id)
     errors = b.matches.filter((pl.col("kind") == "error") & pl.col("vm_key").is_not_null())
     errors_by_vm: dict[str, list[dict]] = defaultdict(list)
-    for r in (errors.sort("ts", "signature", "source", "member", "line", nulls_last=True)
-              .select("vm_key", to_iso_expr("ts").alias("ts"), pl.col("signature").alias("error"), "source", "text")
-              .to_dicts()):
+    for r in redact_columns(errors.sort("ts", "signature", "source", "member", "line", nulls_last=True)
+                            .select("vm_key", to_iso_expr("ts").alias("ts"), pl.col("signature").alias("error"),
+                                    pl.col("source").cast(pl.Utf8), pl.col("text").cast(pl.Utf8)),
+                            ("error", "source", "text"), redact).to_dicts():
         errors_by_vm[r.pop("vm_key")].append(r)
     portal = _portal_health(b)
     keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm) | set(portal))
@@ -726,6 +790,9 @@ def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]
     for c in b.cycles:
         if c["vm_id"]:
             ids[c["vm_key"]].add(c["vm_id"])
+    shown = _shown([*(b.name_of(k) for k in keys), *(b.host_of(k) for k in keys), *(i for v in ids.values() for i in v),
+                    *(c[f] for c in b.cycles for f in ("cycle", "type", "outcome", "error", "failed_state"))],
+                   redact)
     out = []
     for key in keys:
         cycles = b.cycles_by_vm.get(key, [])
@@ -744,10 +811,10 @@ def _vms(b: Case, judged: list[Judgement]) -> tuple[list[dict], list[str | None]
         if portal.get(key) and cycles and derived != health:
             basis["derived_health"] = derived  # the cycles tell another story: the report says so
         out.append({
-            "vm": b.name_of(key), "vm_ids": sorted(ids[key]), "host": b.host_of(key), "health": health,
-            **basis,
+            "vm": shown(b.name_of(key)), "vm_ids": sorted(shown(i) for i in ids[key]), "host": shown(b.host_of(key)),
+            "health": health, **basis,
             "last_successful_cycle_end": to_iso(last_ok), "consecutive_failures": consecutive,
-            "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"])) for c in ordered],
+            "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"]), shown) for c in ordered],
             "tasks": [],
             "errors": errors_by_vm.get(key, []),
         })

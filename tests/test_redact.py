@@ -6,6 +6,7 @@ End-to-end checks (secrets planted in bundles, every output scanned) are in test
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from analyzer import tables
 import analyzer.redact as redact_module
-from analyzer.redact import MASK, redact, redact_doc, redact_expr, redact_frame, redact_texts
+from analyzer.redact import MASK, redact, redact_doc, redact_expr, redact_frame, redact_series, redact_texts
 
 STORAGE_KEY = "Xy7+" * 21 + "ab=="  # 88 characters, like an account key
 BUS_KEY = "Q2hhbmdlTWUrUGxlYXNlL0J1c0tleTAxMjM0NTY3OA="  # 44 characters
@@ -277,6 +278,16 @@ def test_texts_same_as_every_rule_on_every_text(texts):
     assert redact_texts(texts) == expected.to_list()
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(TEXT, st.none()), max_size=20), st.booleans())
+def test_series_same_as_every_rule_on_every_text(texts, categorical):
+    """redact_series (the document's per-VM columns) runs the rules once per distinct value."""
+    column = pl.Series("t", texts, dtype=pl.Utf8)
+    expected = column.to_frame().select(redact_expr(pl.col("t")))["t"]
+    out = redact_series(column.cast(pl.Categorical) if categorical else column)
+    assert out.dtype == pl.Utf8 and out.to_list() == expected.to_list()
+
+
 # The shortest text each rule changes, one per key name: none may be skipped as plain.
 SHORTEST = [f"{key}=v" for key in (
     "sig", "signature", "sharedaccesskey", "sharedaccesssignature", "accountkey", "primarykey",
@@ -436,6 +447,34 @@ def test_no_redact_shows_every_planted_secret(tmp_path: Path):
     assert any("dataset/events" in w for w in found["PortalSig0008"])
     assert any("dataset/vcenter_tasks" in w for w in found["VpxdAccountKey0010"])
     assert "BundleSig0014" in texts["analyze-unusable stderr (terminal)"]
+
+
+def vm_texts_bundle(folder: Path) -> Path:
+    """Secrets where the document's per-VM columns come from: a VM's name in the gateway log and
+    the vCenter task export, a task's initiator and details, the host a task ran on."""
+    vm = "APP01-pwd=VmName0020"
+    tasks = task_csv(task_row(vm=vm, initiator="CONTOSO\\\\svc password=TaskInit0021",
+                              details="Failed: token=TaskFault0022"))
+    return make_zip(folder / "vmtexts.zip", [("Logs/GatewayService.log", gateway_log(vm=vm)),
+                                             ("tasks.csv", tasks)])
+
+
+@pytest.mark.parametrize("redacted", [True, False], ids=["redact", "no-redact"])
+def test_vm_columns_redacted_before_the_document(tmp_path: Path, redacted: bool):
+    """The VMs (cycles, tasks, error lines) are redacted as columns in verdicts.decide, not by
+    redact_doc: the document, the task table the report draws and the HTML hold no secret."""
+    from analyzer import pipeline, report
+    analysis = pipeline.analyze(vm_texts_bundle(tmp_path), pipeline.Options(redact=redacted))
+    doc_text = json.dumps(analysis.doc)
+    tasks_text = analysis.tasks.write_ndjson()
+    html = report.render(analysis.doc, tasks=analysis.tasks)
+    markers = ("VmName0020", "TaskInit0021")
+    assert analysis.tasks.height >= 1
+    for marker in markers:
+        for where, text in (("doc", doc_text), ("tasks", tasks_text), ("html", html)):
+            assert (marker in text) is not redacted, (marker, where)
+    vm = next(v for v in analysis.doc["vms"] if v["cycles"])
+    assert (MASK in vm["vm"]) is redacted and all((MASK in c["id"]) is redacted for c in vm["cycles"])
 
 
 def test_doc_parts_without_secrets_are_the_inputs_own():

@@ -12,15 +12,19 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import polars as pl
+
 from analyzer.report import view
 from analyzer.report.page import environment, script_json
 
 __all__ = ["render"]
 
 
-def render(doc: dict) -> str:
+def render(doc: dict, tasks: pl.DataFrame | None = None) -> str:
+    """The page; `tasks`: every VM's vCenter tasks for the timeline (pipeline.Analysis.tasks),
+    else the timeline draws the tasks the document lists."""
     with _gc_paused():
-        model = view.build(doc)
+        model = view.build(doc, tasks)
         data = script_json(model["timeline"], checked=model["timeline_checked"])
         model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
         template = environment().get_template("report.html.j2")

@@ -11,6 +11,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from itertools import chain
 
+import polars as pl
+
 import analyzer
 from analyzer.report.jsontext import same_with_orjson
 
@@ -404,8 +406,38 @@ def _seconds(values) -> list[int | None]:
     return [None if (seconds := epoch(v)) is None else int(seconds) for v in values]
 
 
+def _task_rows(vms: list[dict], tasks: pl.DataFrame | None) -> list[tuple]:
+    """Per VM (in `vms` order): its tasks' start and end (whole seconds since 1970, None when not
+    a time) and their [method, outcome, fault type, initiator, task id]; from the task table when
+    given (its `vm` is the document's name), else from the document's own list."""
+    if tasks is None:
+        out = []
+        for vm in vms:
+            listed = _dicts(vm["raw"].get("tasks"))
+            out.append((_seconds(t.get("start") for t in listed), _seconds(t.get("end") for t in listed),
+                        [[t.get(k) for k in _TASK_TEXTS] for t in listed]))
+        return out
+    frame = tasks.select(pl.col("vm").cast(pl.Utf8), pl.col("start").dt.epoch("s").alias("start"),
+                         pl.col("end").dt.epoch("s").alias("end"), *(pl.col(c).cast(pl.Utf8) for c in _TASK_TEXTS))
+    starts, ends = frame["start"].to_list(), frame["end"].to_list()
+    texts = [list(row) for row in zip(*(frame[c].to_list() for c in _TASK_TEXTS))]
+    spans: dict[str, tuple[int, int]] = {}  # the table holds each VM's tasks in one run
+    at = 0
+    for name, n in frame.group_by("vm", maintain_order=True).len().iter_rows():
+        spans[name] = (at, at + n)
+        at += n
+    out = []
+    for vm in vms:
+        lo, hi = spans.get(vm["raw"].get("vm"), (0, 0))
+        out.append((starts[lo:hi], ends[lo:hi], texts[lo:hi]))
+    return out
+
+
+_TASK_TEXTS = ("method", "outcome", "fault_type", "initiator", "task_id")
+
+
 def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[dict],
-              header: dict, titles: dict[str, str]) -> dict:
+              header: dict, titles: dict[str, str], task_rows: list[tuple]) -> dict:
     """Compact arrays for the timeline script; times are whole seconds after `t0`.
 
     vm:     [name, host, health, [error ids], [cause ids], [findings], last success,
@@ -424,14 +456,12 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     # Each time is parsed once (a fleet has hundreds of thousands): per VM its cycles, tasks and
     # errors with their times in whole seconds since 1970.
     per_vm = []
-    for vm in vms:
+    for vm, (t_start, t_end, tasks) in zip(vms, task_rows):
         cycles = _dicts(vm["raw"].get("cycles"))
-        tasks = _dicts(vm["raw"].get("tasks"))
         errors = _dicts(vm["raw"].get("errors"))
         per_vm.append((cycles, _seconds(c.get("start") for c in cycles),
                        _seconds(c.get("end") for c in cycles),
-                       tasks, _seconds(t.get("start") for t in tasks),
-                       _seconds(t.get("end") for t in tasks),
+                       tasks, t_start, t_end,
                        errors, _seconds(e.get("ts") for e in errors)))
     outages = _dicts(doc.get("outages"))
     moments = [x for times in per_vm for x in chain(*times[1:3], *times[4:6], times[7])]
@@ -472,10 +502,10 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
                         s(c.get("failed_state")),
                         of_cycle.get(text(c.get("id")), [])])
         cycles.append(row)
-        tasks.append([[start - t0, -1 if end is None else end - t0, s(t.get("method")),
-                       s(t.get("outcome")), s(t.get("fault_type")), s(t.get("initiator")),
-                       text(t.get("task_id"))]
-                      for t, start, end in zip(vm_tasks, t_start, t_end) if start is not None])
+        tasks.append([[start - t0, -1 if end is None else end - t0, s(method), s(outcome), s(fault),
+                       s(initiator), text(task_id)]
+                      for (method, outcome, fault, initiator, task_id), start, end in zip(vm_tasks, t_start, t_end)
+                      if start is not None])
         errors.append([[ts - t0, s(e.get("error")), s(e.get("source")), text(e.get("text"))]
                        for e, ts in zip(vm_errors, e_ts) if ts is not None])
     outages = [[rel(card["raw_start"]), rel(card["raw_end"]), s(card["cause"]),
@@ -583,8 +613,9 @@ def _unexplained(doc: dict) -> list[dict]:
     return out
 
 
-def build(doc: dict) -> dict:
-    """Everything the report template needs, from an analysis document."""
+def build(doc: dict, tasks: pl.DataFrame | None = None) -> dict:
+    """Everything the report template needs, from an analysis document. `tasks`: every VM's
+    vCenter tasks (pipeline.Analysis.tasks) for the timeline; without it, those the document lists."""
     if not isinstance(doc, dict):
         doc = {}
     header = _header(doc)
@@ -597,7 +628,7 @@ def build(doc: dict) -> dict:
         titles[UNRECOGNISED] = "Errors not in the catalogue"
     _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
-    timeline = _timeline(doc, vms, outage_cards, cards, header, titles)
+    timeline = _timeline(doc, vms, outage_cards, cards, header, titles, _task_rows(vms, tasks))
     recognised = _recognised(doc)
     unexplained = _unexplained(doc)
     return {
