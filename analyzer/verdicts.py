@@ -118,9 +118,11 @@ def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Librar
     if release:  # a large bundle's cycles as dicts go before its tasks become dicts
         b.release_cycles()
     tasks = b.task_table(redact)
-    docs = b.task_docs(tasks)
+    docs = b.task_docs(tasks.filter(_listed_tasks(tasks, judged)))
+    counts = _task_counts(tasks)
     for vm, key in zip(vms, keys):
         vm["tasks"] = docs.get(key, []) if key else []
+        vm["task_counts"] = counts.get(key) or {"total": 0, "by_outcome": {}}
     names = pl.DataFrame({"vm_key": keys, "vm": [vm["vm"] for vm in vms]},
                          schema={"vm_key": pl.Utf8, "vm": pl.Utf8})
     timeline = (tasks.join(names, on="vm_key", how="inner", maintain_order="left")
@@ -133,24 +135,33 @@ def _listed_tasks(tasks: pl.DataFrame, judged: list[Judgement]) -> pl.Series:
     """Which tasks the document lists: those of a VM that overlap one of its failures (from the
     failing work's start to the failure's end) and those a finding cites as evidence. The others
     are counted (task_counts); the report and the Parquet exports keep every task."""
-    spans = [(j.failure.vm_key, j.failure.since, j.failure.until or j.failure.ts or j.failure.since)
-             for j in judged if j.failure.vm_key is not None and j.failure.since is not None]
+    spans = sorted((j.failure.vm_key, j.failure.since, max(j.failure.since, j.failure.until or j.failure.ts
+                                                                or j.failure.since))
+                   for j in judged if j.failure.vm_key is not None and j.failure.since is not None)
+    merged: list[list] = []  # per VM, disjoint spans in order: the last one starting before a
+    for key, lo, hi in spans:  # task's end is the only one that can overlap it
+        if merged and merged[-1][0] == key and lo <= merged[-1][2]:
+            merged[-1][2] = max(merged[-1][2], hi)
+        else:
+            merged.append([key, lo, hi])
     cited = [(e.member, e.line) for j in judged for fd in j.findings for e in fd.entries
              if e.source == "vcenter_tasks" and e.member is not None and e.line is not None]
-    rows = tasks.select("vm_key", "member", "line", "start", "end").with_row_index("_row")
+    rows = (tasks.select("vm_key", "member", "line", "start", pl.coalesce("end", "start").alias("_end"))
+            .with_row_index("_row"))
     keep: list[pl.Series] = []
-    if spans:
-        windows = pl.DataFrame(spans, schema={"vm_key": pl.Utf8, "lo": rows.schema["start"],
-                                              "hi": rows.schema["start"]}, orient="row")
-        start, end = pl.col("start"), pl.coalesce("end", "start")
-        keep.append(rows.join(windows, on="vm_key", how="inner")
-                    .filter(start.is_not_null() & (start <= pl.col("hi")) & (end >= pl.col("lo")))["_row"])
+    if merged:
+        windows = pl.DataFrame(merged, schema={"vm_key": pl.Utf8, "lo": rows.schema["start"],
+                                               "hi": rows.schema["start"]}, orient="row")
+        timed = rows.filter(pl.col("start").is_not_null()).sort("_end")  # so sorted within each VM too
+        keep.append(timed.join_asof(windows.sort("lo"), left_on="_end", right_on="lo", by="vm_key",
+                                    strategy="backward", check_sortedness=False)
+                    .filter(pl.col("hi") >= pl.col("start"))["_row"])
     if cited:
         evidence = pl.DataFrame(cited, schema={"member": pl.Utf8, "line": rows.schema["line"]}, orient="row")
         keep.append(rows.with_columns(pl.col("member").cast(pl.Utf8))
                     .join(evidence.unique(), on=["member", "line"], how="semi")["_row"])
     chosen = pl.concat(keep).unique() if keep else pl.Series("_row", [], dtype=pl.UInt32)
-    return rows["_row"].is_in(chosen)
+    return rows["_row"].is_in(chosen.implode())
 
 
 def _task_counts(tasks: pl.DataFrame) -> dict[str, dict]:

@@ -14,6 +14,7 @@ import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from analyzer import pipeline
@@ -204,7 +205,8 @@ def test_two_vcenters_sharing_morefs_and_a_name_keep_their_vms_and_tasks_apart(t
     members = {"appliance/GatewayService.log": gw}
     members |= {archives[k][0]: tgz({"var/log/vmware/vpxd/vpxd-1.log": archives[k][1]}) for k in order}
     members["portal/events.csv"] = events
-    doc = pipeline.analyze(zip_bundle(tmp_path / "two-vcenters.zip", members)).doc
+    analysis = pipeline.analyze(zip_bundle(tmp_path / "two-vcenters.zip", members))
+    doc = analysis.doc
 
     assert triples(doc) == {("APP01 (vcsa01)", "internal_another_task_in_progress", "conflicting_vcenter_task")}
     [verdict] = doc["verdicts"]
@@ -215,8 +217,8 @@ def test_two_vcenters_sharing_morefs_and_a_name_keep_their_vms_and_tasks_apart(t
     assert vms["APP01 (vcsa01)"]["vm_ids"] == ["vm-100"] and vms["APP01 (vcsa02)"]["vm_ids"] == ["vm-300"]
     cycle_ids = [c["id"] for vm in doc["vms"] for c in vm["cycles"]]
     assert len(cycle_ids) == len(set(cycle_ids)) and "APP01 (vcsa02)#17" in cycle_ids
-    relocates = [t for t in vms["ADM01"]["tasks"] if t["method"] == "vim.VirtualMachine.relocate"]
-    assert relocates and not any(t["method"] == "vim.VirtualMachine.relocate" for t in vms["APP01 (vcsa01)"]["tasks"])
+    relocates = analysis.tasks.filter(pl.col("method") == "vim.VirtualMachine.relocate")["vm"].to_list()
+    assert relocates and set(relocates) == {"ADM01"}
     assert vms["APP01 (vcsa02)"]["health"] == "healthy" and len(vms["APP01 (vcsa02)"]["cycles"]) == 5
 
 

@@ -355,7 +355,10 @@ def test_overlapping_task_of_another_initiator_is_the_conflict():
     [entry] = [e for e in verdict["evidence"] if e["evidence"] == "detect.overlapping_task"]
     assert entry["line"] == 30 and "svc-backup" in entry["text"]
     assert verdict["outage"] is None and not decision.outages
-    assert [t["task_id"] for t in decision.vms[0]["tasks"]] == ["task-1", "task-2", "task-3", "task-4"]
+    assert decision.tasks["task_id"].to_list() == ["task-1", "task-2", "task-3", "task-4"]
+    # the document lists the task cited as evidence and the one overlapping the failed cycle
+    assert [t["task_id"] for t in decision.vms[0]["tasks"]] == ["task-3", "task-4"]
+    assert decision.vms[0]["task_counts"] == {"total": 4, "by_outcome": {"failed": 1, "succeeded": 3}}
 
 
 def test_backup_snapshot_that_does_not_overlap_the_cycle_explains_nothing():
