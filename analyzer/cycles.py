@@ -159,19 +159,18 @@ def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
                         & pl.col("start").is_not_null()).select("_i", "start")
     if not loose.height or not windows.height:
         return work["vm_key"]
-    bucket = "10m"  # windows and tasks meet by the ten minutes they fall in, not all against all
-    spans = windows.with_columns(_a=pl.col("w_from") - OWN_TASK_TOLERANCE, _z=pl.col("w_until") + OWN_TASK_TOLERANCE)
-    spans = spans.with_columns(_b=pl.datetime_ranges(pl.col("_a").dt.truncate(bucket), pl.col("_z").dt.truncate(bucket),
-                                                     interval=bucket)).explode("_b")
-    start = pl.col("start")
-    near = (loose.with_columns(_b=start.dt.truncate(bucket)).join(spans, on="_b")
-            .filter((pl.col("_a") <= start) & (start <= pl.col("_z")))
-            .with_columns(_inside=(pl.col("w_from") <= start) & (start <= pl.col("w_until"))))
-    owners = near.group_by("_i").agg(_inside=pl.col("vm_key").filter("_inside").unique(),
-                                      _near=pl.col("vm_key").unique())
-    inside, around = pl.col("_inside"), pl.col("_near")
-    owners = owners.select("_i", _tied=pl.when(inside.list.len() == 1).then(inside.list.first())
-                           .when((inside.list.len() == 0) & (around.list.len() == 1)).then(around.list.first()))
+    windows = windows.drop_nulls("vm_key")
+    keys = windows["vm_key"].unique().sort()
+    codes = pl.int_range(1, keys.len() + 1, eager=True, dtype=pl.Int64)
+    coded = windows.with_columns(_k=pl.col("vm_key").replace_strict(keys, codes, return_dtype=pl.Int64))
+    loose = loose.sort("start")
+    inside = _vms_covering(loose, coded, "w_from", "w_until")
+    near = _vms_covering(loose, coded.with_columns(pl.col("w_from") - OWN_TASK_TOLERANCE,
+                                                   pl.col("w_until") + OWN_TASK_TOLERANCE), "w_from", "w_until")
+    loose = loose.with_columns(_in=inside[0], _in_k=inside[1], _near=near[0], _near_k=near[1])
+    one = (pl.when(pl.col("_in") == 1).then("_in_k")
+           .when((pl.col("_in") == 0) & (pl.col("_near") == 1)).then("_near_k"))
+    owners = loose.select("_i", _tied=one.replace_strict(codes, keys, default=None, return_dtype=work.schema["vm_key"]))
     tied = work.join(owners, on="_i", how="left", maintain_order="left").with_columns(
         _key=pl.coalesce("vm_key", "_tied"))
     # every task on one snapshot MoRef is that snapshot's VM's
@@ -182,6 +181,24 @@ def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
     tied = tied.join(same, on=["_vc", "entity"], how="left", maintain_order="left")
     by_moref = pl.when(snapshot.str.starts_with("snapshot-")).then("_by_moref")
     return tied.select(pl.coalesce("_key", by_moref).alias("vm_key")).to_series()
+
+
+def _vms_covering(moments: pl.DataFrame, windows: pl.DataFrame, lo: str, hi: str) -> tuple[pl.Series, pl.Series]:
+    """For each `start` of `moments` (sorted by it): how many VMs have a window [lo, hi] that
+    holds it, and the sum of their codes `_k` (the VM's code when there is one). A sweep, not a
+    join of every moment with every window near it: each VM's windows are merged into disjoint
+    spans, whose openings and closings are summed in time order."""
+    spans = (windows.select("_k", lo, hi).sort("_k", lo)
+             .with_columns(_new=(pl.col(lo) > pl.col(hi).cum_max().shift(1).over("_k")).fill_null(True))
+             .with_columns(_span=pl.col("_new").cum_sum())
+             .group_by("_span").agg(pl.col("_k").first(), pl.col(lo).min().alias("_lo"), pl.col(hi).max().alias("_hi")))
+    closed = pl.duration(microseconds=1)  # a span holds its last moment: it closes just after
+    edges = (pl.concat([spans.select(_t=pl.col("_lo"), _n=pl.lit(1, pl.Int64), _s=pl.col("_k")),
+                        spans.select(_t=pl.col("_hi") + closed, _n=pl.lit(-1, pl.Int64), _s=-pl.col("_k"))])
+             .group_by("_t").agg(pl.col("_n").sum(), pl.col("_s").sum()).sort("_t")
+             .select("_t", _count=pl.col("_n").cum_sum(), _sum=pl.col("_s").cum_sum()))
+    at = moments.select("start").join_asof(edges, left_on="start", right_on="_t", strategy="backward")
+    return at["_count"].fill_null(0), at["_sum"].fill_null(0)
 
 
 def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> pl.DataFrame:
