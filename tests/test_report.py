@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.report import render, view
-from analyzer.report.page import CSP, code_spans, script_json, static
+from analyzer.report.page import CSP, code_spans, script_json, static, unpacked_json
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOADS = (
@@ -71,10 +71,12 @@ def assert_inert(html: str) -> Page:
     assert [t for t, _ in page.tags if t in fetching] == []
     handlers = [(t, k) for t, a in page.tags for k in a if k.lower().startswith("on")]
     assert handlers == []
-    assert [a for a, _ in page.scripts] == [{"type": "application/json", "id": "data"}, {}]
+    assert [a for a, _ in page.scripts] == [{"type": "application/gzip", "id": "data",
+                                              "data-encoding": "gzip+base64"}, {}]
     data_body, code_body = page.scripts[0][1], page.scripts[1][1]
     assert code_body.strip() == static("report.js").strip()
-    json.loads(data_body)  # the data block stayed one intact JSON value
+    assert re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", data_body)  # base64 only: nothing can end the script
+    unpacked_json(data_body)  # the data block stayed one intact JSON value
     for tag, attrs in page.tags:
         for name in ("href", "src", "action", "xlink:href", "formaction"):
             value = attrs.get(name)
@@ -148,7 +150,7 @@ def test_card_shows_error_cause_confidence_evidence_remediation(sample_html):
 
 def test_timeline_data_is_compact_and_complete(sample_html):
     page = Page(sample_html)
-    data = json.loads(page.scripts[0][1])
+    data = unpacked_json(page.scripts[0][1])
     assert [vm[0] for vm in data["vms"]] == ["APP01", "DB01", "FILE01", "WEB01", "WEB02",
                                               "LEGACY01"]  # by host, host-less last
     assert sum(len(c) for c in data["cycles"]) == 29
@@ -221,9 +223,9 @@ def test_hostile_strings_stay_text():
 
 def test_hostile_data_block_cannot_close_its_script():
     html = render(load("hostile"))
-    body = html.split('<script type="application/json" id="data">')[1].split("</script>")[0]
-    assert "<" not in body and ">" not in body and "&" not in body
-    data = json.loads(body)
+    body = html.split('<script type="application/gzip" id="data" data-encoding="gzip+base64">')[1].split("</script>")[0]
+    assert re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", body)
+    data = unpacked_json(body)
     assert any("</script><script>" in e[3] for row in data["errors"] for e in row)
 
 
@@ -451,7 +453,7 @@ def test_a_verdict_with_no_time_says_time_not_given_and_draws_nothing():
     card = html.split("Internal error: Memory allocation failed</h3>")[1].split("</article>")[0]
     assert '<dd class="seen">time not given</dd>' in card
     assert "mail.txt:1</span> <time>time not given</time>" in card
-    data = json.loads(Page(html).scripts[0][1])
+    data = unpacked_json(Page(html).scripts[0][1])
     web02 = [vm[0] for vm in data["vms"]].index("WEB02")
     assert all(isinstance(e[0], int) for row in data["errors"] for e in row)
     assert len(data["errors"][web02]) == 0  # its only error has no time: no mark
@@ -462,7 +464,7 @@ def test_portal_health_and_cycle_history_that_disagree_are_both_shown():
     html = render(text_doc())
     row = html.split('data-name="web02"')[1].split("</tr>")[0]
     assert "portal: critical · cycles: healthy" in row
-    data = json.loads(Page(html).scripts[0][1])
+    data = unpacked_json(Page(html).scripts[0][1])
     lanes = {vm[0]: vm for vm in data["vms"]}
     assert lanes["WEB02"][8] == "portal: critical · cycles: healthy"
     assert lanes["APP01"][8] == ""

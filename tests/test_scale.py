@@ -10,6 +10,8 @@ import polars as pl
 import pytest
 
 from analyzer import pipeline, report
+from analyzer.report.page import unpacked_json
+from tests.chromium import needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "sample_bundles" / "backup-task-conflict.zip"
@@ -54,5 +56,35 @@ def test_timeline_draws_every_task_from_the_table(analysis):
 
 
 def _timeline(html: str) -> dict:
-    return json.loads(html.split('<script type="application/json" id="data">')[1].split("</script>")[0])
+    return unpacked_json(html.split('data-encoding="gzip+base64">')[1].split("</script>")[0])
 
+
+@pytest.mark.browser
+@needs_chromium
+def test_packed_report_works_from_file_in_chromium(analysis, browser, tmp_path):
+    """The data island is inflated in the page (DecompressionStream): opened from file://, the
+    page runs without errors or requests, draws its lanes and every task of a lane, and shows a
+    tooltip."""
+    path = tmp_path / "packed.html"
+    path.write_text(report.render(analysis.doc, analysis.tasks), encoding="utf-8")
+    page = browser.new_page()
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_selector("html[data-ready]")
+        assert errors == [] and [u for u in requests if not u.startswith("file:")] == []
+        assert page.get_attribute("html", "data-error") is None
+        lanes = page.eval_on_selector_all("#tl-svg text.vm-label", "ts => ts.length")
+        assert lanes == len(analysis.doc["vms"])
+        # every task of the first lane is drawn, though the JSON lists only a few of them
+        first = page.eval_on_selector_all('#tl-svg [data-k="t"][data-v="0"]',
+                                          "ts => new Set(ts.map(t => t.dataset.n)).size")
+        data = _timeline(path.read_text(encoding="utf-8"))
+        assert first == len(data["tasks"][0]) > 0
+        page.locator("#tl-svg .bar").first.hover()
+        assert page.locator(".tooltip").is_visible() and "#" in page.inner_text(".tooltip")
+    finally:
+        page.close()

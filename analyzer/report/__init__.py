@@ -2,8 +2,8 @@
 
 `doc` is the analysis document (OUTPUT.md plus extensions), already redacted by the pipeline.
 The page inlines its CSS, JS and SVG, loads nothing from the network (CSP), and escapes every
-string taken from the document: Jinja autoescape for HTML, `page.script_json` for the data the
-timeline script draws.
+string taken from the document: Jinja autoescape for HTML; the data the timeline script draws is
+gzip-compressed JSON in base64 (`page.packed_json`), inflated by the page.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import polars as pl
 
 from analyzer.report import view
-from analyzer.report.page import environment, script_json
+from analyzer.report.page import environment, packed_json
 
 __all__ = ["render"]
 
@@ -25,7 +25,7 @@ def render(doc: dict, tasks: pl.DataFrame | None = None) -> str:
     else the timeline draws the tasks the document lists."""
     with _gc_paused():
         model = view.build(doc, tasks)
-        data = script_json(model["timeline"], checked=model["timeline_checked"])
+        data = packed_json(model["timeline"], checked=model["timeline_checked"])
         model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
         template = environment().get_template("report.html.j2")
         return template.render(**model, data=data)

@@ -1,11 +1,10 @@
 /* Report interactions: filter, sort and search; the SVG timeline with zoom, pan, hover, click.
  * Strings from the data reach the page only through textContent and setAttribute, never as
  * HTML. Lanes are virtualised: only the rows near the visible part of the list are drawn. */
-(function () {
+function startReport(D) {
   "use strict";
 
   var byId = function (id) { return document.getElementById(id); };
-  var D = JSON.parse(byId("data").textContent);
   var S = D.strings || [];
   var str = function (i) { return i >= 0 && i < S.length ? S[i] : ""; };
   var CARD_LIMIT = 24;
@@ -739,4 +738,20 @@
   initTimeline();
   applyFilters();
   document.documentElement.setAttribute("data-ready", String(Math.round(performance.now())));
+}
+
+/* The data island is gzip-compressed JSON in base64 (page.packed_json): inflated in the page with
+ * DecompressionStream, from a Blob, so that nothing is fetched (the CSP allows no connection). */
+(function () {
+  "use strict";
+  var island = document.getElementById("data");
+  if (island.getAttribute("data-encoding") !== "gzip+base64") { startReport(JSON.parse(island.textContent)); return; }
+  if (typeof DecompressionStream === "undefined") {
+    document.documentElement.setAttribute("data-error", "this browser cannot inflate the report's data (DecompressionStream)");
+    return;
+  }
+  var packed = atob(island.textContent.trim()), bytes = new Uint8Array(packed.length);
+  for (var i = 0; i < packed.length; i++) bytes[i] = packed.charCodeAt(i);
+  new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text()
+    .then(function (text) { startReport(JSON.parse(text)); });
 })();
