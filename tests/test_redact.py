@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer import tables
+from analyzer.report.page import unpacked_json
 import analyzer.redact as redact_module
 from analyzer.redact import MASK, redact, redact_doc, redact_expr, redact_frame, redact_series, redact_texts
 
@@ -388,9 +390,19 @@ def file_texts(*roots: Path) -> dict[str, str]:
         for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".cache.json"):
             if path.suffix == ".parquet":
                 texts[str(path)] = pl.read_parquet(path).write_ndjson()
+            elif path.suffix == ".html":
+                texts[str(path)] = page_texts(path.read_text(encoding="utf-8", errors="replace"))
             else:
                 texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
     return texts
+
+
+def page_texts(html: str) -> str:
+    """A page and, after it, the data of its compressed island (page.packed_json), which a
+    search of the page's text would not see."""
+    island = re.search(r'data-encoding="gzip\+base64">([^<]*)</script>', html)
+    data = json.dumps(unpacked_json(island.group(1)), ensure_ascii=False) if island else ""
+    return html + "\n" + data
 
 
 def hits(texts: dict[str, str], markers) -> dict[str, list[str]]:
@@ -467,7 +479,7 @@ def test_vm_columns_redacted_before_the_document(tmp_path: Path, redacted: bool)
     analysis = pipeline.analyze(vm_texts_bundle(tmp_path), pipeline.Options(redact=redacted))
     doc_text = json.dumps(analysis.doc)
     tasks_text = analysis.tasks.write_ndjson()
-    html = report.render(analysis.doc, tasks=analysis.tasks)
+    html = page_texts(report.render(analysis.doc, tasks=analysis.tasks))
     markers = ("VmName0020", "TaskInit0021")
     assert analysis.tasks.height >= 1
     for marker in markers:
