@@ -282,6 +282,28 @@ def test_a_removal_that_timed_out_is_tied_through_its_vms_own_cycle(tmp_path):
     assert both not in tasks["APP01"] | tasks["WEB03"]  # APP01 and WEB03 released theirs then: neither's
 
 
+def test_a_removal_is_the_vm_whose_release_it_follows_not_one_still_releasing(tmp_path):
+    """In a busy appliance another VM is often still in ReleasingSnapshot when a removal starts; the
+    removal belongs to the VM whose release came just before it (or, with the skew's slack, just after)."""
+    gw = Gateway()
+    gw.cycle("APP01", "vm-1", 17, 60)  # ReleasingSnapshot at 64.5 until 65.0
+    gw.cycle("WEB03", "vm-3", 70, 60.25)  # ReleasingSnapshot at 64.75, inside APP01's
+    gw.cycle("SQL02", "vm-2", 40, 90)  # releases at 94.5 ...
+    gw.cycle("FS04", "vm-4", 9, 90.008)  # ... and FS04 half a second later
+    gw.heartbeats(100)
+    vc = Vpxd()
+    app01 = vc.task("snapshot-11", "vim.vm.Snapshot.remove", 64.505, 64.6, display="Remove snapshot")
+    web03 = vc.task("snapshot-12", "vim.vm.Snapshot.remove", 64.748, 64.85, display="Remove snapshot")
+    between = vc.task("snapshot-13", "vim.vm.Snapshot.remove", 94.5125, 94.6, display="Remove snapshot")
+    doc = pipeline.analyze(zip_bundle(tmp_path / "busy.zip", {"appliance/GatewayService.log": gw.text(),
+                                                               "vcenter/vpxd-1.log": vc.text()})).doc
+
+    tasks = {vm["vm"]: {t["task_id"] for t in vm["tasks"]} for vm in doc["vms"]}
+    assert app01 in tasks["APP01"] and web03 in tasks["WEB03"]  # main: both APP01's
+    assert web03 not in tasks["APP01"]
+    assert between not in set().union(*tasks.values())  # two releases under a second apart: neither's
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Zones from a bundle.toml that comes after the logs
 
