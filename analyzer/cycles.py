@@ -138,22 +138,28 @@ def appliance_user(gateway: pl.DataFrame | pl.LazyFrame) -> str | None:
 def _release_points(marks: pl.DataFrame) -> pl.DataFrame:
     """The moments each VM's service set about removing its own snapshot, from its gateway lines:
     a cycle's change to ReleasingSnapshot, its `Removing snapshot` lines, and a cycle's change to
-    Failed (the service then removes the snapshot it took). The removal task starts right after."""
-    states = marks.filter((pl.col("event") == "state_changed") & pl.col("state_to").is_in(["ReleasingSnapshot", "Failed"]))
+    Failed once past CreatingSnapshot (the service then removes the snapshot it took; failing to
+    take one, it has none to remove). The removal task starts right after."""
+    failed_after_snapshot = (pl.col("state_to") == "Failed") & ~pl.col("state_from").is_in(["Queued", "CreatingSnapshot"])
+    states = marks.filter((pl.col("event") == "state_changed")
+                          & ((pl.col("state_to") == "ReleasingSnapshot") | failed_after_snapshot.fill_null(True)))
     removing = marks.filter(pl.col("event") == "snapshot_removing")
     return pl.concat([states.select("vm_key", "ts"), removing.select("vm_key", "ts")]).drop_nulls()
 
 
-def _tie_removals(work: pl.DataFrame, points: pl.DataFrame) -> pl.Series:
+def _tie_removals(work: pl.DataFrame, points: pl.DataFrame, user: str | None) -> pl.Series:
     """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`), through the
     moments VMs set about removing their own snapshots (`_release_points`): the task and a VM's
     moment are each other's nearest, within OWN_TASK_TOLERANCE. Each release issues one removal,
     so a task just after another VM's release that is nearer its own VM's, or one beside a release
     whose own removal is nearer, is not that VM's; a second VM's moment within RELEASE_APART as
-    near: no VM. A snapshot MoRef
+    near: no VM. Only the appliance's removals (its user's, or initiator unknown) are so tied: a
+    backup product's removal beside a release is not that release's. A snapshot MoRef
     then ties the other tasks on it (a removal retried, a timed-out one)."""
+    initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
+    appliance_s = initiator.is_null() | (initiator == user.lower()) if user else pl.lit(True)
     loose = work.filter(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS)
-                        & pl.col("start").is_not_null()).select("_i", "start")
+                        & pl.col("start").is_not_null() & appliance_s).select("_i", "start")
     if not loose.height or not points.height:
         return work["vm_key"]
     bucket = "10m"  # moments and tasks meet by the ten minutes they fall in, not all against all
@@ -191,7 +197,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
     # the tasks themselves would copy every column twice.
     work = tasks.select("vm_key", "method", "start", "initiator", "entity",
                         _vc=pl.col("vcenter").cast(pl.Utf8).fill_null("")).with_row_index("_i")
-    keyed = _tie_removals(work, _release_points(gateway))
+    keyed = _tie_removals(work, _release_points(gateway), user)
     released = work["vm_key"].is_null() & keyed.is_not_null()
     work = work.with_columns(vm_key=keyed, _released=released)
     snapshot_lines = (gateway.select("event", "vm_key", "ts")
@@ -307,7 +313,7 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
     scanned = identity.resolve(_table(frames, "gateway_log").lazy(), identities, cycle_col="cycle_id")
-    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "cycle_id", "ts").collect()
+    marks = scanned.filter(_MARKS).select("event", "state_from", "state_to", "vm_key", "cycle_id", "ts").collect()
     tasks = identity.resolve(_table(frames, "vcenter_tasks"), identities, "vm_name")
     matches = _table(frames, "matches")
     activity = _table(frames, "activity")

@@ -304,6 +304,30 @@ def test_a_removal_is_the_vm_whose_release_it_follows_not_one_still_releasing(tm
     assert between not in set().union(*tasks.values())  # two releases under a second apart: neither's
 
 
+def test_a_backup_products_removal_beside_a_failed_cycle_is_not_that_vms(tmp_path):
+    """A cycle failing in CreatingSnapshot took no snapshot, so removes none; a removal by another user
+    (a backup product) just before it names only `snapshot-<n>`: whose it is cannot be told, and it is
+    no conflict on the VM."""
+    gw = Gateway()
+    for n, start in enumerate((60, 120, 180)):
+        gw.cycle("APP01", "vm-1", 17 + n, start)
+    gw.cycle("APP01", "vm-1", 20, 240, fail=ANOTHER_TASK)  # Failed at 240.6
+    gw.heartbeats(260)
+    vc = Vpxd()
+    vc.task("vm-1", "vim.VirtualMachine.removeAllSnapshots", 200, 230, fault=("vim.fault.Timedout", "Operation timed out."),
+            display="Remove all snapshots")
+    backup = vc.task("snapshot-146", "vim.vm.Snapshot.remove", 240.0, 240.95, user=BACKUP, display="Remove snapshot")
+    vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 240.1, 240.4,
+            fault=("vim.fault.TaskInProgress", "Another task is already in progress."))
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text(),
+               "portal/events.csv": portal_csv((240.8, "APP01", "", ANOTHER_TASK))}
+    doc = pipeline.analyze(zip_bundle(tmp_path / "backup.zip", members)).doc
+
+    assert triples(doc) == {("APP01", "internal_another_task_in_progress", "vcenter_task_timeout")}  # before: conflicting
+    tasks = {vm["vm"]: {t["task_id"] for t in vm["tasks"]} for vm in doc["vms"]}
+    assert backup not in tasks["APP01"]
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Zones from a bundle.toml that comes after the logs
 
