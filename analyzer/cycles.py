@@ -35,6 +35,9 @@ SNAPSHOT_METHODS = ["vim.VirtualMachine.createSnapshot", "vim.vm.Snapshot.remove
 CREATE_SNAPSHOT = "vim.VirtualMachine.createSnapshot"
 SKEW_PAIR_TOLERANCE = timedelta(minutes=30)  # a snapshot task further than this from the line is another one
 OWN_TASK_TOLERANCE = timedelta(minutes=2)  # after skew correction
+# Two VMs' releases nearer each other than this, seen from one removal, cannot be told apart: the
+# corrected start is off by the call's latency, which the skew (a median over pairs) leaves in.
+RELEASE_APART = timedelta(seconds=1)
 SKEW_REPORT_SECONDS = 30.0
 # A cycle with no end is `in_progress` only when the gateway log runs up to the end of the bundle.
 IN_PROGRESS_TAIL = timedelta(minutes=15)
@@ -132,46 +135,48 @@ def appliance_user(gateway: pl.DataFrame | pl.LazyFrame) -> str | None:
     return users["u"][-1] if users.height else None
 
 
-def _release_windows(marks: pl.DataFrame) -> pl.DataFrame:
-    """When each VM's own snapshot was being removed, from its gateway lines: its cycles' span from
-    ReleasingSnapshot to the end (Completed or Failed), the moments a cycle failed (the service
-    then removes the snapshot it took), and its `Removing snapshot` lines."""
-    states = marks.filter((pl.col("event") == "state_changed") & pl.col("vm_key").is_not_null()
-                          & pl.col("cycle_id").is_not_null())
-    cycles = (states.group_by("vm_key", "cycle_id")
-              .agg(w_from=pl.col("ts").filter(pl.col("state_to") == "ReleasingSnapshot").min(),
-                   w_until=pl.col("ts").filter(pl.col("state_to").is_in(["Completed", "Failed"])).max())
-              .drop_nulls("w_from").with_columns(pl.col("w_until").fill_null(pl.col("w_from"))))
-    moments = pl.concat([
-        states.filter(pl.col("state_to") == "Failed").select("vm_key", "ts"),
-        marks.filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null()).select("vm_key", "ts"),
-    ]).select("vm_key", w_from="ts", w_until="ts")
-    return pl.concat([cycles.select("vm_key", "w_from", "w_until"), moments]).drop_nulls("w_from")
+def _release_points(marks: pl.DataFrame) -> pl.DataFrame:
+    """The moments each VM's service set about removing its own snapshot, from its gateway lines:
+    a cycle's change to ReleasingSnapshot, its `Removing snapshot` lines, and a cycle's change to
+    Failed once past CreatingSnapshot (the service then removes the snapshot it took; failing to
+    take one, it has none to remove). The removal task starts right after."""
+    failed_after_snapshot = (pl.col("state_to") == "Failed") & ~pl.col("state_from").is_in(["Queued", "CreatingSnapshot"])
+    states = marks.filter((pl.col("event") == "state_changed")
+                          & ((pl.col("state_to") == "ReleasingSnapshot") | failed_after_snapshot.fill_null(True)))
+    removing = marks.filter(pl.col("event") == "snapshot_removing")
+    return pl.concat([states.select("vm_key", "ts"), removing.select("vm_key", "ts")]).drop_nulls()
 
 
-def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
-    """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`): the one VM
-    whose own snapshot was being removed when it started (`_release_windows`; within
-    OWN_TASK_TOLERANCE of one only when no window holds the start itself). Two VMs removing theirs
-    then: no VM, however near either one's line. A snapshot MoRef then ties the other tasks on it
-    (a removal retried, a timed-out one)."""
+def _tie_removals(work: pl.DataFrame, points: pl.DataFrame, user: str | None) -> pl.Series:
+    """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`), through the
+    moments VMs set about removing their own snapshots (`_release_points`): the task and a VM's
+    moment are each other's nearest, within OWN_TASK_TOLERANCE. Each release issues one removal,
+    so a task just after another VM's release that is nearer its own VM's, or one beside a release
+    whose own removal is nearer, is not that VM's; a second VM's moment within RELEASE_APART as
+    near: no VM. Only the appliance's removals (its user's, or initiator unknown) are so tied: a
+    backup product's removal beside a release is not that release's. A snapshot MoRef
+    then ties the other tasks on it (a removal retried, a timed-out one)."""
+    initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
+    appliance_s = initiator.is_null() | (initiator == user.lower()) if user else pl.lit(True)
     loose = work.filter(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS)
-                        & pl.col("start").is_not_null()).select("_i", "start")
-    if not loose.height or not windows.height:
+                        & pl.col("start").is_not_null() & appliance_s).select("_i", "start")
+    if not loose.height or not points.height:
         return work["vm_key"]
-    bucket = "10m"  # windows and tasks meet by the ten minutes they fall in, not all against all
-    spans = windows.with_columns(_a=pl.col("w_from") - OWN_TASK_TOLERANCE, _z=pl.col("w_until") + OWN_TASK_TOLERANCE)
-    spans = spans.with_columns(_b=pl.datetime_ranges(pl.col("_a").dt.truncate(bucket), pl.col("_z").dt.truncate(bucket),
-                                                     interval=bucket)).explode("_b")
-    start = pl.col("start")
-    near = (loose.with_columns(_b=start.dt.truncate(bucket)).join(spans, on="_b")
-            .filter((pl.col("_a") <= start) & (start <= pl.col("_z")))
-            .with_columns(_inside=(pl.col("w_from") <= start) & (start <= pl.col("w_until"))))
-    owners = near.group_by("_i").agg(_inside=pl.col("vm_key").filter("_inside").unique(),
-                                      _near=pl.col("vm_key").unique())
-    inside, around = pl.col("_inside"), pl.col("_near")
-    owners = owners.select("_i", _tied=pl.when(inside.list.len() == 1).then(inside.list.first())
-                           .when((inside.list.len() == 0) & (around.list.len() == 1)).then(around.list.first()))
+    bucket = "10m"  # moments and tasks meet by the ten minutes they fall in, not all against all
+    spans = points.with_columns(_b=pl.datetime_ranges((pl.col("ts") - OWN_TASK_TOLERANCE).dt.truncate(bucket),
+                                                      (pl.col("ts") + OWN_TASK_TOLERANCE).dt.truncate(bucket),
+                                                      interval=bucket)).explode("_b")
+    pairs = (loose.with_columns(_b=pl.col("start").dt.truncate(bucket)).join(spans, on="_b")
+             .with_columns(_d=(pl.col("start") - pl.col("ts")).abs())
+             .filter(pl.col("_d") <= OWN_TASK_TOLERANCE))
+    # each task's nearest moment, when one VM alone has it; kept when that moment's nearest task is this one
+    by_vm = pairs.group_by("_i", "vm_key").agg(pl.col("_d").min())
+    runner_up = by_vm.group_by("_i").agg(_second=pl.col("_d").sort().get(1, null_on_oob=True))
+    nearest = (pairs.filter(pl.col("_d") == pl.col("_d").min().over("_i")).unique("_i").join(runner_up, on="_i")
+               .filter(pl.col("_second").is_null() | (pl.col("_second") - pl.col("_d") >= RELEASE_APART)))
+    mutual = pairs.filter(pl.col("_d") == pl.col("_d").min().over("vm_key", "ts"))
+    owners = nearest.join(mutual.select("_i", "vm_key", "ts"), on=["_i", "vm_key", "ts"], how="semi")
+    owners = owners.select("_i", _tied="vm_key")
     tied = work.join(owners, on="_i", how="left", maintain_order="left").with_columns(
         _key=pl.coalesce("vm_key", "_tied"))
     # every task on one snapshot MoRef is that snapshot's VM's
@@ -192,8 +197,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
     # the tasks themselves would copy every column twice.
     work = tasks.select("vm_key", "method", "start", "initiator", "entity",
                         _vc=pl.col("vcenter").cast(pl.Utf8).fill_null("")).with_row_index("_i")
-    windows = _release_windows(gateway)
-    keyed = _tie_removals(work, windows)
+    keyed = _tie_removals(work, _release_points(gateway), user)
     released = work["vm_key"].is_null() & keyed.is_not_null()
     work = work.with_columns(vm_key=keyed, _released=released)
     snapshot_lines = (gateway.select("event", "vm_key", "ts")
@@ -309,7 +313,7 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
     scanned = identity.resolve(_table(frames, "gateway_log").lazy(), identities, cycle_col="cycle_id")
-    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "cycle_id", "ts").collect()
+    marks = scanned.filter(_MARKS).select("event", "state_from", "state_to", "vm_key", "cycle_id", "ts").collect()
     tasks = identity.resolve(_table(frames, "vcenter_tasks"), identities, "vm_name")
     matches = _table(frames, "matches")
     activity = _table(frames, "activity")
