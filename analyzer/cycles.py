@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from analyzer import tables
+from analyzer import identity, tables
 from analyzer.diagnostics import Diagnostics
 
 CYCLE_TYPES = {
@@ -62,18 +62,8 @@ def _table(frames: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
 # The gateway rows the clock skew, the snapshot tasks and the service restarts are read from
 # (a superset of the rows each of them selects).
 _MARKS = (pl.col("event").is_in(["snapshot_creating", "snapshot_removing", *LIFECYCLE_EVENTS])
-          | ((pl.col("event") == "state_changed") & (pl.col("state_to") == "CreatingSnapshot")))
-
-
-def with_vm_key(frame: pl.DataFrame, identities: pl.DataFrame, name_col: str = "vm",
-                id_col: str = "vm_id") -> pl.DataFrame:
-    """Add `vm_key`: the lowercased name, else the identity of the MoRef, else the MoRef itself."""
-    ids = identities.filter(pl.col("vm_id").is_not_null()).sort("vm_key").unique("vm_id", keep="first")
-    moref = pl.col(id_col).cast(pl.Utf8)
-    # One expression, not a join: the frame's columns are neither copied nor rechunked.
-    by_moref = moref.replace_strict(ids["vm_id"], ids["vm_key"], default=None, return_dtype=pl.Utf8)
-    name = pl.col(name_col).cast(pl.Utf8).str.to_lowercase()  # the gateway's names are categorical
-    return frame.with_columns(pl.coalesce(name, by_moref, moref).alias("vm_key"))
+          | ((pl.col("event") == "state_changed")
+             & pl.col("state_to").is_in(["CreatingSnapshot", "ReleasingSnapshot", "Completed", "Failed"])))
 
 
 def _shift(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], seconds: float,
@@ -142,23 +132,70 @@ def appliance_user(gateway: pl.DataFrame | pl.LazyFrame) -> str | None:
     return users["u"][-1] if users.height else None
 
 
+def _release_windows(marks: pl.DataFrame) -> pl.DataFrame:
+    """When each VM's own snapshot was being removed, from its gateway lines: its cycles' span from
+    ReleasingSnapshot to the end (Completed or Failed), the moments a cycle failed (the service
+    then removes the snapshot it took), and its `Removing snapshot` lines."""
+    states = marks.filter((pl.col("event") == "state_changed") & pl.col("vm_key").is_not_null()
+                          & pl.col("cycle_id").is_not_null())
+    cycles = (states.group_by("vm_key", "cycle_id")
+              .agg(w_from=pl.col("ts").filter(pl.col("state_to") == "ReleasingSnapshot").min(),
+                   w_until=pl.col("ts").filter(pl.col("state_to").is_in(["Completed", "Failed"])).max())
+              .drop_nulls("w_from").with_columns(pl.col("w_until").fill_null(pl.col("w_from"))))
+    moments = pl.concat([
+        states.filter(pl.col("state_to") == "Failed").select("vm_key", "ts"),
+        marks.filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null()).select("vm_key", "ts"),
+    ]).select("vm_key", w_from="ts", w_until="ts")
+    return pl.concat([cycles.select("vm_key", "w_from", "w_until"), moments]).drop_nulls("w_from")
+
+
+def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
+    """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`): the one VM
+    whose own snapshot was being removed when it started (`_release_windows`; within
+    OWN_TASK_TOLERANCE of one only when no window holds the start itself). Two VMs removing theirs
+    then: no VM, however near either one's line. A snapshot MoRef then ties the other tasks on it
+    (a removal retried, a timed-out one)."""
+    loose = work.filter(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS)
+                        & pl.col("start").is_not_null()).select("_i", "start")
+    if not loose.height or not windows.height:
+        return work["vm_key"]
+    bucket = "10m"  # windows and tasks meet by the ten minutes they fall in, not all against all
+    spans = windows.with_columns(_a=pl.col("w_from") - OWN_TASK_TOLERANCE, _z=pl.col("w_until") + OWN_TASK_TOLERANCE)
+    spans = spans.with_columns(_b=pl.datetime_ranges(pl.col("_a").dt.truncate(bucket), pl.col("_z").dt.truncate(bucket),
+                                                     interval=bucket)).explode("_b")
+    start = pl.col("start")
+    near = (loose.with_columns(_b=start.dt.truncate(bucket)).join(spans, on="_b")
+            .filter((pl.col("_a") <= start) & (start <= pl.col("_z")))
+            .with_columns(_inside=(pl.col("w_from") <= start) & (start <= pl.col("w_until"))))
+    owners = near.group_by("_i").agg(_inside=pl.col("vm_key").filter("_inside").unique(),
+                                      _near=pl.col("vm_key").unique())
+    inside, around = pl.col("_inside"), pl.col("_near")
+    owners = owners.select("_i", _tied=pl.when(inside.list.len() == 1).then(inside.list.first())
+                           .when((inside.list.len() == 0) & (around.list.len() == 1)).then(around.list.first()))
+    tied = work.join(owners, on="_i", how="left", maintain_order="left").with_columns(
+        _key=pl.coalesce("vm_key", "_tied"))
+    # every task on one snapshot MoRef is that snapshot's VM's
+    snapshot = pl.col("entity").cast(pl.Utf8)
+    same = (tied.filter(snapshot.str.starts_with("snapshot-") & pl.col("_key").is_not_null())
+            .group_by("_vc", "entity").agg(_by_moref=pl.col("_key").first(), _n=pl.col("_key").n_unique())
+            .filter(pl.col("_n") == 1).drop("_n"))
+    tied = tied.join(same, on=["_vc", "entity"], how="left", maintain_order="left")
+    by_moref = pl.when(snapshot.str.starts_with("snapshot-")).then("_by_moref")
+    return tied.select(pl.coalesce("_key", by_moref).alias("vm_key")).to_series()
+
+
 def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> pl.DataFrame:
-    """Tie remove-snapshot tasks (entity snapshot-N) to their VM through the gateway's `Removing
-    snapshot` lines, and mark the appliance's own snapshot tasks (`own`)."""
-    removing = (gateway.select("event", "vm_key", "ts")
-                .filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null())
-                .select(pl.col("ts").alias("_gts"), pl.col("vm_key").alias("_gkey")).sort("_gts"))
+    """Tie snapshot tasks that name no VM to their VM through its own cycles (_tie_removals), and
+    mark the appliance's own snapshot tasks (`own`): its vCenter user's, or (user unknown) a
+    snapshot task of the VM at its own snapshot line or release."""
     # Worked out on the columns they need, in task order (`_i`), then set on the tasks: sorting
     # the tasks themselves would copy every column twice.
-    work = tasks.select("vm_key", "method", "start", "initiator").with_row_index("_i")
-    unkeyed = work["vm_key"].is_null() & work["method"].is_in(SNAPSHOT_METHODS)
-    if removing.height and unkeyed.any():
-        work = (work.sort("start")
-                .join_asof(removing, left_on="start", right_on="_gts", strategy="nearest",
-                           tolerance=OWN_TASK_TOLERANCE)
-                .with_columns(pl.when(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS))
-                              .then(pl.col("_gkey")).otherwise(pl.col("vm_key")).alias("vm_key"))
-                .sort("_i").drop("_gts", "_gkey"))
+    work = tasks.select("vm_key", "method", "start", "initiator", "entity",
+                        _vc=pl.col("vcenter").cast(pl.Utf8).fill_null("")).with_row_index("_i")
+    windows = _release_windows(gateway)
+    keyed = _tie_removals(work, windows)
+    released = work["vm_key"].is_null() & keyed.is_not_null()
+    work = work.with_columns(vm_key=keyed, _released=released)
     snapshot_lines = (gateway.select("event", "vm_key", "ts")
                       .filter(pl.col("event").is_in(["snapshot_creating", "snapshot_removing"])
                               & pl.col("vm_key").is_not_null())
@@ -171,10 +208,30 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
         work = work.with_columns(pl.lit(None, tables.TS).alias("_sts"))
     initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
     by_user = initiator == user.lower() if user else pl.lit(False)
-    paired = pl.col("method").is_in(SNAPSHOT_METHODS) & pl.col("_sts").is_not_null()
+    # one snapshot line is one task of the appliance's: of the tasks near it, the nearest (another
+    # product's snapshot a minute before the appliance's is not the appliance's, initiator or not)
+    snapshot = pl.col("method").is_in(SNAPSHOT_METHODS)
+    gap = (pl.col("start") - pl.col("_sts")).abs()
+    nearest = gap == gap.filter(snapshot).min().over("vm_key", "_sts")
+    paired = snapshot & ((pl.col("_sts").is_not_null() & nearest) | pl.col("_released"))
     other_user = initiator.is_not_null() & pl.lit(user is not None) & ~by_user
     work = work.with_columns((by_user | (paired & ~other_user)).fill_null(False).alias("own")).sort("_i")
     return tasks.with_columns(work["vm_key"], work["own"])
+
+
+def _without_unsettled(gw: pl.LazyFrame, unsettled: dict[str, list[str]], diags: Diagnostics) -> pl.LazyFrame:
+    """Cycle lines of a name two vCenters' VMs share that nothing placed (both VMs ran a cycle of
+    that id at the time) are no VM's: left out of the cycles, and said so."""
+    bare = pl.col("vm_key").is_in(list(unsettled))
+    left = gw.filter(bare).group_by("vm_key").agg(pl.len(), pl.col("cycle_id").unique().sort().head(5)).collect()
+    for row in left.sort("vm_key").to_dicts():
+        diags.add("warning", "vm-lines-unplaced",
+                  f"{row['len']} gateway cycle lines name {row['vm_key']} and a cycle id that VMs of "
+                  f"{' and '.join(k.split('/')[0] for k in unsettled[row['vm_key']])} both ran at the time "
+                  f"(cycles {', '.join(map(str, row['cycle_id']))}); they were left out of both VMs' cycles",
+                  "gateway_log", "the gateway's cycle lines name the VM only; its vcenter= token on every line "
+                  "would tell them apart")
+    return gw.filter(~bare)
 
 
 def _ends(gw: pl.LazyFrame) -> pl.DataFrame:
@@ -233,7 +290,7 @@ def _disks(gw: pl.LazyFrame) -> pl.DataFrame:
 def _portal_failures(portal: pl.DataFrame, identities: pl.DataFrame) -> pl.DataFrame:
     failed = portal.filter(pl.col("error_id").is_not_null()
                            | pl.col("severity").str.to_lowercase().is_in(["error", "critical"]))
-    return (with_vm_key(failed.with_columns(pl.lit(None, tables.STR).alias("vm_id")), identities, "machine")
+    return (identity.resolve(failed, identities, "machine", None)
             .filter(pl.col("vm_key").is_not_null() & pl.col("ts").is_not_null())
             .select("vm_key", pl.col("ts").alias("p_ts"), pl.col("error_id").alias("p_code"),
                     pl.col("error_message").alias("p_text"), pl.col("member").alias("p_member"),
@@ -251,9 +308,9 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     identities = _table(frames, "identities")
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
-    scanned = with_vm_key(_table(frames, "gateway_log").lazy(), identities)
-    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "ts").collect()
-    tasks = with_vm_key(_table(frames, "vcenter_tasks"), identities, "vm_name")
+    scanned = identity.resolve(_table(frames, "gateway_log").lazy(), identities, cycle_col="cycle_id")
+    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "cycle_id", "ts").collect()
+    tasks = identity.resolve(_table(frames, "vcenter_tasks"), identities, "vm_name")
     matches = _table(frames, "matches")
     activity = _table(frames, "activity")
     events = _table(frames, "vcenter_events")
@@ -278,6 +335,9 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
 
     gw = scanned.filter(pl.col("event").is_in(CYCLE_EVENTS) & pl.col("cycle_id").is_not_null()
                         & pl.col("vm_key").is_not_null())
+    unsettled = identity.unsettled(identities)
+    if unsettled:
+        gw = _without_unsettled(gw, unsettled, diags)
     gw = tables.as_text(gw)
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(frames, "portal_events"), identities),

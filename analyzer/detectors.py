@@ -2,7 +2,8 @@
 
 A detector looks at the case (evidence.Case: the bundle's rows, indexed) around one failure, within the window [lo, hi] of the cause that
 names it, and returns a Finding (the lines it rests on, and the interval of an appliance-wide
-condition), None when it sees nothing, or RULED_OUT when what it sees excludes its cause
+condition), None when it sees nothing, RULED_OUT when what it sees excludes its cause, or Undecided
+when the bundle lacks the fact it needs (it says so rather than deciding from nothing)
 (`detect.vddk_67` on another VDDK version). `detect()` runs one by id.
 
 A new detector is one function `(case, failure, lo, hi)` here, named after its id, and one
@@ -23,7 +24,7 @@ from typing import Callable
 
 import polars as pl
 
-from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, short_host
+from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, short_host
 from analyzer.parsers.timeparse import to_iso
 from analyzer.signatures.model import DETECTORS, Library, Signature
 
@@ -44,6 +45,7 @@ DEFAULTS = {
     "min_interval_h": 1.0,  # delta schedule: min(max(min, duration x fraction), max)
     "max_interval_h": 12.0,
     "interval_duration_fraction": 0.5,
+    "min_queued_heartbeats": 2.0,  # heartbeats in a row showing queued cycles (saturation)
 }
 
 
@@ -103,6 +105,13 @@ class Signals:
         self.lifecycle = rows(event.is_in(["service_starting", "service_started", "service_stopping",
                                            "service_stopped"]))
         self.heartbeats = rows(event == "heartbeat")
+        # runs of consecutive heartbeats that show cycles queued (appliance_saturated)
+        self.queue_runs: list[list[dict]] = [[]]
+        for r in self.heartbeats:
+            if (r["queued_cycles"] or 0) > 0:
+                self.queue_runs[-1].append(r)
+            elif self.queue_runs[-1]:
+                self.queue_runs.append([])
         self.vddk = rows(event == "vddk")
         self.criticals = rows(pl.col("level") == "Critical")
         # The last progress line of each cycle, as a row only when a detector asks for it.
@@ -259,18 +268,20 @@ def service_down(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | N
 
 
 def appliance_saturated(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
-    beats = [r for r in b.signals.heartbeats if r["active_cycles"] is not None]
-    if not beats:
-        return None
-    limit = dict(f.error.params).get("max_active_cycles")
-    if limit is None:
-        limit = max(r["active_cycles"] for r in beats)
-    hot = [r for r in beats if lo <= r["ts"] <= hi and (r["queued_cycles"] or 0) > 0 and r["active_cycles"] >= limit]
+    """CATALOGUE "Appliance saturation": the appliance queues cycles only while it runs at its
+    concurrency limit, whatever that limit is (appliance size, scale-out, disks rather than
+    cycles), so heartbeats with cycles queued over the window are the evidence. A cycle waits a
+    second or two for its slot at any load: queueing counts when consecutive heartbeats show it
+    (the run may reach past the window)."""
+    needed = max(1, int(param(b.library, f.error, "min_queued_heartbeats")))
+    hot = [r for run in b.signals.queue_runs if len(run) >= needed for r in run if lo <= r["ts"] <= hi]
     if not hot:
         return None
     worst = max(hot, key=lambda r: (r["queued_cycles"], -r["ts"].timestamp()))
-    note = f"{len(hot)} heartbeats with cycles queued at {limit:g} active cycles"
-    return Finding("detect.appliance_saturated", (_gateway_entry(worst, "detect.appliance_saturated", note),))
+    note = (f"{len(hot)} heartbeats from {to_iso(hot[0]['ts'])} to {to_iso(hot[-1]['ts'])} show cycles queued "
+            f"(up to {worst['queued_cycles']}, with {worst['active_cycles']} active): the appliance ran at its limit")
+    return Finding("detect.appliance_saturated", (_gateway_entry(worst, "detect.appliance_saturated", note),),
+                   at=tuple(r["ts"] for r in hot))
 
 
 def vddk_67(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | None:
@@ -280,7 +291,7 @@ def vddk_67(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | str | 
     before = [r for r in lines if r["ts"] <= hi]
     row = before[-1] if before else lines[0]
     if (row["version"] or "").startswith("6.7"):
-        return Finding("detect.vddk_67", (_gateway_entry(row, "detect.vddk_67", "VDDK 6.7 in use"),))
+        return Finding("detect.vddk_67", (_gateway_entry(row, "detect.vddk_67", "VDDK 6.7 in use"),), basis="standing")
     return RULED_OUT if row["version"] else None
 
 
@@ -344,7 +355,9 @@ def why_slow(b: Case, vm_key: str, cycle: dict) -> str | None:
 
 
 def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
-    """(last successful cycle, when the next was due) when no cycle completed in time."""
+    """(last successful cycle, when the next was due) when no cycle completed in time. The
+    portal's LastSync counts as a completed cycle: a VM the portal saw sync after the gateway log
+    ends (collected earlier than the rest) is not stalled for the log's silence."""
     sig = b.library.signatures.get(STALLED)
     cycles = b.cycles_by_vm.get(vm_key, [])
     done = [c for c in cycles if c["outcome"] == "succeeded" and c["end"]]
@@ -353,6 +366,7 @@ def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
     last = max(done, key=lambda c: c["end"])
     if last["type"] == "final_delta":
         return None  # migrated: no more cycles are due
+    synced = (b.portal_status.get(vm_key) or {}).get("last_sync")
     if last["type"] in ("initial", "resync"):
         interval = timedelta(0)  # the first delta starts right after
     else:
@@ -361,7 +375,7 @@ def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
         highest = param(b.library, sig, "max_interval_h") * 3600
         fraction = param(b.library, sig, "interval_duration_fraction")
         interval = timedelta(seconds=min(max(lowest, length * fraction), highest))
-    due = last["end"] + interval
+    due = max(last["end"], synced or last["end"]) + interval
     grace = timedelta(minutes=param(b.library, sig, "stall_grace_minutes"))
     if b.end - due <= grace:
         return None
@@ -418,22 +432,42 @@ def overlapping_task(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding
     return Finding("detect.overlapping_task", tuple(hits)) if hits else None
 
 
-def snapshot_task_stuck(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
+def snapshot_task_stuck(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | Undecided | None:
+    """The VM's create-snapshot task never ended, or sat at 95/99 %. Real vpxd logs progress as
+    `info.progress, task-<n>. Applied change to temp map.` with no value: there, progress that stopped
+    moving while the task went on is the sign (at an unknown percentage: a guess); a task that ran
+    long and failed with no progress logged at all cannot be told from one that worked slowly."""
     vc_last = b.spans.get("vcenter", (None, None))[1]
-    hits = []
+    hits, guessed, undecided = [], [], []
     for t in b.tasks_of(f.vm_key):
         if t["method"] != "vim.VirtualMachine.createSnapshot" or t["start"] is None or not lo <= t["start"] <= hi:
             continue
-        progress = t["progress"]
-        stuck_progress = (progress is not None and 95 <= progress < 100 and
-                          (t["end"] is None or t["outcome"] == "failed" or
-                           (t["progress_ts"] is not None and t["end"] - t["progress_ts"] >= STUCK_PROGRESS)))
-        never_ended = t["end"] is None and vc_last is not None and vc_last - t["start"] >= STUCK_TASK_OPEN
-        if stuck_progress:
-            hits.append(_task_entry(t, "detect.snapshot_task_stuck", f"progress stopped at {progress} %"))
-        elif never_ended:
+        progress, moved = t["progress"], t["progress_ts"]
+        failing = t["end"] is None or t["outcome"] == "failed"
+        if t["end"] is None and vc_last is not None and vc_last - t["start"] >= STUCK_TASK_OPEN:
             hits.append(_task_entry(t, "detect.snapshot_task_stuck", "the create-snapshot task never ended"))
-    return Finding("detect.snapshot_task_stuck", tuple(hits)) if hits else None
+        elif progress is not None:
+            if 95 <= progress < 100 and (failing or (moved is not None and t["end"] - moved >= STUCK_PROGRESS)):
+                hits.append(_task_entry(t, "detect.snapshot_task_stuck", f"progress stopped at {progress} %"))
+        elif moved is not None:
+            still = (t["end"] or vc_last or moved) - moved
+            if failing and still >= STUCK_PROGRESS:
+                guessed.append(_task_entry(t, "detect.snapshot_task_stuck",
+                                           f"its progress stopped moving {still.total_seconds() / 60:.0f} min before "
+                                           "it ended (vCenter logs no percentage)"))
+        elif failing and t["end"] is not None and t["end"] - t["start"] >= STUCK_PROGRESS:
+            undecided.append(t)
+    if hits:
+        return Finding("detect.snapshot_task_stuck", tuple(hits))
+    if guessed:
+        return Finding("detect.snapshot_task_stuck", tuple(guessed), basis="guess")
+    if undecided:
+        t = undecided[0]
+        return Undecided("detect.snapshot_task_stuck",
+                         f"{t['task_id'] or 'a create-snapshot task'} of {b.name_of(f.vm_key)} ran "
+                         f"{(t['end'] - t['start']).total_seconds() / 60:.0f} min and failed with no progress logged: "
+                         "whether it sat at 95 or 99 % cannot be told", t["member"])
+    return None
 
 
 def _host_peak(b: Case, f: Failure, start: datetime, end: datetime) -> tuple[int, datetime | None]:
@@ -459,7 +493,7 @@ def host_parallel_disks(b: Case, f: Failure, lo: datetime, hi: datetime) -> Find
     entry = (Entry(c["start"], "gateway_log", c["member"], c["line"], f"cycle {c['cycle']} on {f.host(b)}",
                    "detect.host_parallel_disks", note) if c else
              Entry(at, "gateway_log", None, None, note, "detect.host_parallel_disks"))
-    return Finding("detect.host_parallel_disks", (entry,))
+    return Finding("detect.host_parallel_disks", (entry,), at=(at,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,14 +519,16 @@ def kv_guest_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
     domains = Counter(d for d in (_domain(r["initiated_by"]) for r in b.signals.portal_users
                                   if "#ext#" not in r["initiated_by"].lower()) if d).most_common()
     tenant = domains[0][0] if len(domains) > 1 and domains[0][1] > domains[1][1] else None
-    hits = []
+    hits, guest = [], False
     for r in _initiators(b, f):
         user = r["initiated_by"]
         if "#ext#" in user.lower():
+            guest = True
             hits.append(_portal_entry(r, "detect.kv_guest_user", "a guest (#EXT#) principal of the tenant"))
         elif tenant and _domain(user) and _domain(user) != tenant:
             hits.append(_portal_entry(r, "detect.kv_guest_user", f"a principal outside the tenant's domain {tenant}"))
-    return Finding("detect.kv_guest_user", tuple(hits)) if hits else None
+    # #EXT# says so in the name itself; another domain than most initiators' is a guess at the tenant
+    return Finding("detect.kv_guest_user", tuple(hits), basis="observed" if guest else "guess") if hits else None
 
 
 def kv_other_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:
@@ -505,8 +541,10 @@ def kv_other_user(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
             for r in _initiators(b, f) if r["initiated_by"].lower() != first["initiated_by"].lower()]
     if not hits:
         return None
+    # the earliest initiator in the export is taken for the vault's creator: a guess by the window the export covers
     return Finding("detect.kv_other_user",
-                   (*hits, _portal_entry(first, "detect.kv_other_user", "the user who first set up replication")))
+                   (*hits, _portal_entry(first, "detect.kv_other_user", "the user who first set up replication")),
+                   basis="guess")
 
 
 # --------------------------------------------------------------------------------------------

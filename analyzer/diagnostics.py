@@ -103,7 +103,7 @@ INCOMPLETE = (
     "parser-failed", "member-truncated", "member-corrupt", "member-unreadable", "unsupported-member",
     "encrypted-member", "unsafe-member", "decompression-limit", "nesting-too-deep", "too-many-members",
     "archive-damaged", "archive-truncated", "csv-abandoned", "malformed-csv", "invalid-json",
-    "naive-timestamps", "bad-time-zone", "source-does-not-cover", "missing-columns",
+    "naive-timestamps", "bad-time-zone", "source-does-not-cover", "missing-columns", "vm-lines-unplaced",
 )
 # Codes that make results incomplete at this severity only (as a warning, the rows are kept).
 INCOMPLETE_ONLY_AS = {"missing-columns": "error"}

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import tables
-from analyzer.cycles import CycleResult, with_vm_key
+from analyzer import identity, tables
+from analyzer.cycles import CycleResult
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures.model import TEXT_COLUMNS, Library, Signature
 
@@ -55,6 +55,21 @@ class Finding:
     evidence: str
     entries: tuple[Entry, ...]
     interval: tuple[datetime, datetime | None] | None = None  # appliance-wide condition
+    # How it was found, for verdicts.confidence_of: `observed` at the times of its lines (or `at`),
+    # `standing` (a state that holds until changed, e.g. the VDDK version in use), `guess` (an
+    # inference such as the earliest initiator taken as the Key Vault's creator).
+    basis: str = "observed"
+    at: tuple[datetime, ...] = ()  # when what it shows held, where its lines' times do not say
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """A detector's answer when the bundle's shape lacks the fact it needs (real vpxd logs a task's
+    progress without its value): it says so instead of deciding from nothing."""
+
+    evidence: str
+    reason: str
+    location: str | None = None
 
 
 @dataclass
@@ -122,11 +137,11 @@ class Case:
         # Lazy (the table may be a scan of its stored parts, pipeline._SCANNED): each reader
         # collects its rows and columns. Not sorted as a whole: rows read in time order are
         # sorted where read.
-        self.gateway = with_vm_key(_table(frames, "gateway_log").lazy(), self.identities)
+        self.gateway = identity.resolve(_table(frames, "gateway_log").lazy(), self.identities, cycle_col="cycle_id")
         self.portal = _table(frames, "portal_events")
         self.status = _table(frames, "replication_status")  # the portal's own view of each VM
         self.tasks = (corrected["vcenter_tasks"] if "vcenter_tasks" in corrected
-                      else with_vm_key(_table(frames, "vcenter_tasks"), self.identities, "vm_name"))
+                      else identity.resolve(_table(frames, "vcenter_tasks"), self.identities, "vm_name"))
         if "own" not in self.tasks.columns:
             self.tasks = self.tasks.with_columns(pl.lit(False).alias("own"))
         # lazy, as the gateway: it may be a scan (pipeline._SCANNED)
@@ -134,7 +149,9 @@ class Case:
                        else _table(frames, "vcenter_events")).lazy()
         self.activity = corrected["activity"] if "activity" in corrected else _table(frames, "activity")
         matches = corrected["matches"] if "matches" in corrected else _table(frames, "matches")
-        self.matches = self._keyed_matches(matches, _table(frames, "vcenter_log"))
+        # a shared VM name with nothing else to place it: the VM whose cycle ran then
+        self.matches = identity.settle(self._keyed_matches(matches, _table(frames, "vcenter_log")),
+                                       self.identities, result.cycles)
         # The columns read here and by the detectors; _start_iso/_end_iso: the document's
         # timestamps, formatted once per column (see _vms).
         cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
@@ -154,6 +171,12 @@ class Case:
         self._tasks_of: dict[str, list[dict]] = {}
 
         self.names = self._names()
+        # The portal's replication status, per VM (its latest row): health and when it last synced.
+        # A name two vCenters share cannot say which VM it is: left out.
+        status = identity.resolve(self.status.filter(pl.col("server").is_not_null()), self.identities, "server", None)
+        status = (status.filter(~pl.col("vm_key").is_in(list(identity.unsettled(self.identities))))
+                  .sort("last_sync", "line", nulls_last=False).unique("vm_key", keep="last"))
+        self.portal_status: dict[str, dict] = {r["vm_key"]: r for r in status.to_dicts()}
         self.hosts = {r["vm_key"]: r["host"] for r in (
             self.identities.filter(pl.col("host").is_not_null()).sort("vm_key", "host")
             .unique("vm_key", keep="last").to_dicts())}
@@ -206,27 +229,44 @@ class Case:
     # -- identities ---------------------------------------------------------------------------
     def _keyed_matches(self, matches: pl.DataFrame, vcenter_log: pl.DataFrame) -> pl.DataFrame:
         """Fill the VM the matcher left empty: a portal row names it in `machine`; a vCenter line by
-        a MoRef in its text, or through the task that shares its opID."""
+        a MoRef in its text, else through the task that shares its opID; a vCenter task's match is
+        its task's VM (a snapshot removal is tied to its VM by cycles._tie_tasks); a gateway line of
+        a name two vCenters share is its gateway row's VM (placed by its cycle)."""
         key = ["member", "line"]
         machine = (self.portal.select(*key, pl.col("machine").alias("_machine")).unique(key, keep="first"))
         # Only the matched lines' opIDs and their tasks: the logs have hundreds of thousands of rows.
         op_ids = (pl.concat([vcenter_log.lazy().select(*key, "op_id"), self.events.select(*key, "op_id")])
                   .join(matches.lazy().select(key).unique(), on=key, how="semi", maintain_order="left")
                   .drop_nulls("op_id").unique(key, keep="first").collect())
-        task_vm = (self.tasks.lazy().select("op_id", "vm_id", "start")
-                   .filter(pl.col("op_id").is_not_null() & pl.col("vm_id").is_not_null())
+        task_vm = (self.tasks.lazy().select("op_id", "vm_key", "start")
+                   .filter(pl.col("op_id").is_not_null() & pl.col("vm_key").is_not_null())
                    .join(op_ids.lazy().select("op_id").unique(), on="op_id", how="semi")
-                   .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_id").alias("_task_vm"))
+                   .sort("start").unique("op_id", keep="first").select("op_id", pl.col("vm_key").alias("_op_key"))
                    .collect())
         from_vcenter = pl.col("source").is_in(list(tables.VCENTER))
-        filled = (matches.join(machine, on=key, how="left").join(op_ids, on=key, how="left")
-                  .join(task_vm, on="op_id", how="left")
+        filled = (matches.join(machine, on=key, how="left")
                   .with_columns(
                       pl.coalesce("vm", "_machine").alias("vm"),
-                      pl.coalesce("vm_id", pl.when(from_vcenter).then(pl.col("text").str.extract(r"\b(vm-\d+)\b", 1)),
-                                  pl.when(from_vcenter).then(pl.col("_task_vm"))).alias("vm_id"))
-                  .drop("_machine", "op_id", "_task_vm"))
-        keyed = with_vm_key(filled, self.identities)
+                      pl.coalesce("vm_id", pl.when(from_vcenter).then(pl.col("text").str.extract(r"\b(vm-\d+)\b", 1)))
+                      .alias("vm_id"))
+                  .drop("_machine"))
+        keyed = identity.resolve(filled, self.identities)
+        source = pl.col("source")
+        own_row = {  # the VM of the row a match was made on, where that row knows it better
+            "vcenter_tasks": self.tasks.lazy().select(pl.col("member").cast(pl.Utf8), "line", "vm_key"),
+        }
+        if identity.unsettled(self.identities):
+            own_row["gateway_log"] = self.gateway.select(pl.col("member").cast(pl.Utf8), "line", "vm_key")
+        for name, rows in own_row.items():
+            rows = (rows.join(matches.lazy().filter(source == name).select(key).unique(), on=key, how="semi")
+                    .unique(key, keep="first").rename({"vm_key": f"_{name}"}).collect())
+            keyed = keyed.join(rows, on=key, how="left", maintain_order="left")
+        keyed = (keyed.join(op_ids, on=key, how="left", maintain_order="left")
+                 .join(task_vm, on="op_id", how="left", maintain_order="left"))
+        keyed = keyed.with_columns(vm_key=pl.coalesce(
+            *(pl.when(source == name).then(f"_{name}") for name in own_row),
+            pl.when(from_vcenter & pl.col("vm_id").is_null()).then("_op_key"), "vm_key"))
+        keyed = keyed.drop([c for c in keyed.columns if c.startswith("_") or c == "op_id"])
         return keyed.sort("ts", "member", "line", "signature", nulls_last=True)
 
     def _names(self) -> dict[str, str]:

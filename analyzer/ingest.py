@@ -132,19 +132,40 @@ class Ingested:
 
 def ingest(path: Path, zones: dict[str, str | None], library, diags: Diagnostics, progress=None) -> Ingested:
     """Open, sniff, parse, match and reduce every member, one at a time. `zones`: appliance_tz,
-    portal_tz, vcenter_tz as given (None: as the bundle's bundle.toml says, else UTC)."""
+    portal_tz, vcenter_tz as given (None: as the bundle's bundle.toml says, else UTC).
+
+    The zones of bundle.toml must be known before the first member is parsed. A zip or folder
+    gives the file up front; a tar is read in its own order, so a bundle.toml found after members
+    whose times had no zone (and that sets a zone the command line did not) means those were
+    read as UTC: the bundle is then read again, bundle.toml first. The result never depends on
+    where the file sits (measured in BENCHMARKS.md: a tgz pays the second read only when this
+    happens; a header pre-pass over every tgz would cost its decompression every time)."""
     zones = {key: zones.get(key) for key in ("appliance_tz", "portal_tz", "vcenter_tz")}
-    found = Ingested(config={}, parts={t: [] for t in (*_SOURCE_TABLES, "matches", "activity")},
-                      members=[], stats={})
+    early = bundle.peek_root_file(path, _ROOT_CONFIG)
+    config = _read_bundle_config(early, diags) if early is not None else None
+    walk = Diagnostics()
+    found, naive_before = _walk(path, zones, config, library, walk, progress)
+    if config is None and naive_before and any(found.config.get(k) and not zones[k] for k in zones):
+        config = found.config
+        del found  # the first read's rows and diagnostics describe times read as UTC: gone with it
+        walk = Diagnostics()
+        found, _ = _walk(path, zones, config, library, walk, progress)
+    diags.extend(walk)
+    return found
+
+
+def _walk(path: Path, given: dict[str, str | None], config: dict | None, library, diags: Diagnostics,
+          progress) -> tuple[Ingested, bool]:
+    """One read of every member; `config`: bundle.toml read before (None: found on the way). Also
+    says whether members with times of no zone came before a bundle.toml found on the way."""
+    zones = {key: given[key] or (config or {}).get(key) for key in given}
+    found = Ingested(config=dict(config or {}), parts={t: [] for t in (*_SOURCE_TABLES, "matches", "activity")},
+                     members=[], stats={})
     registry = sources.registry()
     keeps = {form: _keep(library, table) for form, table in _KEEP_FORMS.items()}
     readable = 0
     done_bytes = 0
-    early = bundle.peek_root_file(path, _ROOT_CONFIG)
-    if early is not None:  # zones must be known before the first member is parsed
-        found.config = _read_bundle_config(early, diags)
-        for key in zones:
-            zones[key] = zones[key] or found.config.get(key)
+    naive_before = False
 
     def read(n: int, member: str) -> None:
         nonlocal done_bytes
@@ -163,15 +184,11 @@ def ingest(path: Path, zones: dict[str, str | None], library, diags: Diagnostics
         try:
             if _is_root_config(member.path):
                 member = bundle.whole(member)
-                if early is None:
+                if config is None:
                     found.config = _read_bundle_config(member.data, diags)
+                    naive_before = any(d.code == "naive-timestamps" for d in diags.items)
                     for key in zones:
                         zones[key] = zones[key] or found.config.get(key)
-                    if readable > 1 and any(found.config.get(k) for k in zones):
-                        diags.add("warning", "late-bundle-toml", "bundle.toml comes after other members "
-                                  "in this tar; members before it were read without its time zones",
-                                  member.path, "put bundle.toml first in the archive, or pass the "
-                                  "zones as --appliance-tz/--portal-tz/--vcenter-tz")
                 info.update(source="bundle_config", form="toml", records=len(found.config))
             else:
                 _ingest_member(member, info, found, zones, keeps, registry, library, diags)
@@ -185,7 +202,7 @@ def ingest(path: Path, zones: dict[str, str | None], library, diags: Diagnostics
         problems = "; ".join(d.message for d in diags.sorted()[:3]) or "it holds no files"
         raise bundle.UnusableBundle(f"{path.name}: nothing in this bundle could be read ({problems})"
                              " — check that it is the bundle you meant and that it is complete")
-    return found
+    return found, naive_before
 
 
 def _ingest_member(member: bundle.Member, info: dict, found: Ingested, zones: dict, keeps: dict,

@@ -244,6 +244,7 @@ MATCHES = {
     "vm": STR,
     "vm_id": STR,
     "host": STR,
+    "vcenter": STR,  # the vCenter of the row (vc-support archive, vcenter= token), for its MoRef
     "text": STR,  # the matched text (not yet redacted)
     "captures": pl.List(pl.Struct({"name": STR, "value": STR})),
 }

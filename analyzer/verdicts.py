@@ -22,10 +22,11 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import detectors, findings, i18n
-from analyzer.cycles import CycleResult, with_vm_key
+from analyzer import detectors, findings, i18n, identity
+from analyzer.cycles import CycleResult
 from analyzer.diagnostics import Diagnostics
-from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, family_of, short_host
+from analyzer.evidence import (RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, family_of,
+                               short_host)
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.signatures.load import cause_titles_ko
 from analyzer.signatures.model import Cause, Library, Signature
@@ -271,8 +272,9 @@ def _slow(b: Case, sig: Signature | None, vm_key: str, cycles: list[dict]) -> Fa
 # Evidence in the cause's window and scope
 
 
-def _evidence(b: Case, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
-    """The findings of the cause's evidence around the failure, and whether one ruled it out."""
+def _evidence(b: Case, f: Failure, cause: Cause, diags: Diagnostics) -> tuple[list[Finding], bool]:
+    """The findings of the cause's evidence around the failure, and whether one ruled it out. A
+    detector that cannot decide on this bundle's shapes says so in a diagnostic."""
     if f.timeless:
         return [found for eid in cause.evidence if (found := _timeless_evidence(b, f, cause, eid))], False
     lo, hi = f.ts - cause.before, f.until + cause.after
@@ -284,6 +286,9 @@ def _evidence(b: Case, f: Failure, cause: Cause) -> tuple[list[Finding], bool]:
             got = _signature_evidence(b, f, cause, eid, lo, hi)
         if got == RULED_OUT:
             ruled_out = True
+        elif isinstance(got, Undecided):
+            diags.add("info", "evidence-undecided", f"{cause.id} ({got.evidence}): {got.reason}", got.location,
+                      "the log lacks the fact this check needs; look at the task in vCenter (Monitor > Tasks)")
         elif got is not None:
             findings.append(got)
     return findings, ruled_out
@@ -372,7 +377,7 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
     ruled_out: set[str] = set()
     unchecked: dict[str, set[str]] = {}  # cause id -> sources that do not cover the failure
     for order, cause in enumerate(sig.causes):
-        findings, excluded = _evidence(b, f, cause)
+        findings, excluded = _evidence(b, f, cause, diags)
         if excluded:
             ruled_out.add(cause.id)
         if findings:
@@ -383,9 +388,11 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
         else:
             unchecked.setdefault(cause.id, set()).update(missing)
     if present:
-        _, cause, findings = min(present, key=_rank)
-        # evidence that cannot be placed in time beside the failure is circumstantial at best
-        confidence = "medium" if f.timeless and cause.confidence == "high" else cause.confidence
+        succeeded = [(c["start"], c["end"]) for c in b.cycles_by_vm.get(f.vm_key, [])
+                     if c["outcome"] == "succeeded" and c["start"] and c["end"]] if f.vm_key else []
+        rated = [(order, cause, findings, min((confidence_of(fd, f, cause, succeeded) for fd in findings),
+                                              key=CONFIDENCE_RANK.get)) for order, cause, findings in present]
+        _, cause, findings, confidence = min(rated, key=_rank)
         return Judgement(f, cause.id, confidence, findings, cause.remediation)
     if unchecked:
         _warn_uncovered(b, f, {s for v in unchecked.values() for s in v}, diags)
@@ -399,10 +406,48 @@ def judge(b: Case, f: Failure, diags: Diagnostics) -> Judgement:
     return Judgement(f, UNDETERMINED, "low", [], sig.undetermined)
 
 
-def _rank(present: tuple[int, Cause, list[Finding]]) -> tuple:
-    """Confidence first; a cause found only by exclusion yields to any cause with evidence of its own."""
-    order, cause, findings = present
-    return CONFIDENCE_RANK[cause.confidence], all(detectors.by_exclusion(fd.evidence) for fd in findings), order
+def _rank(rated: tuple[int, Cause, list[Finding], str]) -> tuple:
+    """THE rule for several causes with evidence (CATALOGUE "Choosing the cause"): the most specific
+    evidence wins. A cause found only by ruling the others out (vcenter_read_throttled: a low rate
+    with no connectivity failure) is the catch-all and yields to any cause with evidence of its own;
+    then direct evidence beats circumstantial (confidence_of); then the order the signature lists
+    its causes in."""
+    order, cause, findings, confidence = rated
+    catch_all = all(detectors.by_exclusion(fd.evidence) for fd in findings)
+    return catch_all, CONFIDENCE_RANK[confidence], order
+
+
+DIRECT_SLACK = timedelta(minutes=5)  # clocks and log lines around the failing work
+
+
+def confidence_of(finding: Finding, f: Failure, cause: Cause, succeeded: list[tuple[datetime, datetime]]) -> str:
+    """How sure a cause is, from what its evidence is (OUTPUT.md: high = direct, medium =
+    circumstantial); the cause's `confidence` in its signature is the ceiling, not the answer.
+
+    Direct: seen (not found by ruling the others out, not a guess) in the failure's scope while its
+    work ran (the cycle, from its start to the failure, DIRECT_SLACK either side): a task of the VM
+    overlapping the cycle, a fault on the VM's disk, NFC failures on its host then, an outage
+    covering it; a state that holds until changed (the VDDK version); on the VM itself, a change
+    since it last replicated (no successful cycle of the VM between the evidence and the failure).
+    Circumstantial: the rest found in the cause's window (the same host hours before, a relocate
+    with good cycles since), anything found by exclusion or by a guess (the earliest initiator taken
+    for the Key Vault's creator), and any evidence of a failure that has no time."""
+    if f.timeless or finding.basis == "guess" or detectors.by_exclusion(finding.evidence):
+        direct = False
+    elif finding.basis == "standing":
+        direct = True
+    else:
+        since, until = (f.since or f.ts) - DIRECT_SLACK, f.until + DIRECT_SLACK
+        if finding.interval:
+            start, end = finding.interval
+            direct = start <= until and (end is None or end >= since)
+        else:
+            times = finding.at or tuple(e.ts for e in finding.entries if e.ts is not None)
+            direct = any(since <= t <= until for t in times)
+            if not direct and cause.scope == "vm":
+                latest = max((t for t in times if t < since), default=None)
+                direct = latest is not None and not any(latest <= a and z <= f.ts for a, z in succeeded)
+    return max("high" if direct else "medium", cause.confidence, key=CONFIDENCE_RANK.get)
 
 
 def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics) -> None:
@@ -420,10 +465,27 @@ def _warn_uncovered(b: Case, f: Failure, uncovered: set[str], diags: Diagnostics
 
 
 def _still_failing(b: Case, f: Failure) -> bool:
-    if f.error.id == STALLED or f.vm_key is None or f.timeless:
+    """Whether the failure still holds at the end of the bundle: the VM has had no successful cycle
+    since; for a failure no VM owns (enabling replication: Key Vault), no later enable went through."""
+    if f.error.id == STALLED or f.timeless:
         return True
+    if f.vm_key is None:
+        return not _enabled_since(b, f)
     return not any(c["outcome"] == "succeeded" and c["end"] and c["end"] > f.until
                    for c in b.cycles_by_vm.get(f.vm_key, []))
+
+
+def _enabled_since(b: Case, f: Failure) -> bool:
+    """A later event of the failed operation's kind that is no error (the portal's 'Replication
+    enabled' after 'Enable replication failed'), or an initial replication that started after it:
+    enabling replication has worked since."""
+    rows = {(o["member"], o["line"]) for o in f.occurrences if o["source"] == "portal_events"}
+    failed = b.portal.filter(pl.struct("member", "line").is_in([{"member": m, "line": n} for m, n in rows]))
+    kinds = failed["event_type"].drop_nulls().unique().to_list()
+    severity = pl.col("severity").str.to_lowercase().str.strip_chars()
+    later = b.portal.filter((pl.col("ts") > f.until) & pl.col("event_type").is_in(kinds)
+                            & ~severity.is_in(_ERROR_SEVERITIES).fill_null(False))
+    return later.height > 0 or any(c["type"] == "initial" and c["start"] and c["start"] > f.until for c in b.cycles)
 
 
 def _severity(b: Case, f: Failure) -> str:
@@ -661,7 +723,7 @@ def _unrecognised(b: Case) -> list[dict]:
                       pl.coalesce(pl.col("error_message").cast(pl.Utf8), pl.col("message")).alias("message"))
               .collect().join(matched, on=["member", "line"], how="anti")
               .with_columns(pl.lit("gateway_log").alias("source")))
-    rows = with_vm_key(pl.concat([portal, failed], how="diagonal_relaxed"), b.identities)
+    rows = identity.resolve(pl.concat([portal, failed], how="diagonal_relaxed"), b.identities)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows.sort("ts", "member", "line", nulls_last=True).to_dicts():
         groups[(r["vm_key"], r["code"])].append(r)
@@ -759,9 +821,7 @@ _PORTAL_HEALTH = {"normal": "healthy", "warning": "warning", "critical": "critic
 def _portal_health(b: Case) -> dict[str, str | None]:
     """Each VM of the portal's replication status, with its health as the portal says it (its
     latest row; None when the table gives none)."""
-    rows = (b.status.filter(pl.col("server").is_not_null())
-            .sort("last_sync", "line", nulls_last=False).to_dicts())
-    return {r["server"].lower(): _PORTAL_HEALTH.get((r["health"] or "").lower()) for r in rows}
+    return {key: _PORTAL_HEALTH.get((r["health"] or "").lower()) for key, r in b.portal_status.items()}
 
 
 def _health(consecutive_failures: int, errors: set[str], has_cycles: bool) -> str:

@@ -44,7 +44,13 @@ def score_one(name: str, seed: int) -> dict:
             return {"scenario": name, "seed": seed, "crash": f"{type(exc).__name__}: {exc}"}
     want = {(v["vm"], v["error"], v["cause"]) for v in expected}
     got = {(v["vm"], v["error"], v["cause"]) for v in doc["verdicts"]}
-    return {"scenario": name, "seed": seed, "want": sorted(want, key=str), "got": sorted(got, key=str)}
+    # where the generator knows the severity too (a failure that recovered is a warning)
+    severity = {(v["vm"], v["error"], v["cause"]): v["severity"] for v in doc["verdicts"]}
+    wrong = sorted((f"{v['vm']}/{v['error']}/{v['cause']}: {severity[key]} not {v['severity']}"
+                    for v in expected if "severity" in v
+                    and severity.get(key := (v["vm"], v["error"], v["cause"]), v["severity"]) != v["severity"]))
+    return {"scenario": name, "seed": seed, "want": sorted(want, key=str), "got": sorted(got, key=str),
+            "severity_wrong": wrong}
 
 
 def main() -> int:
@@ -52,11 +58,11 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="1-20")
-    ap.add_argument("--only", default="", help="scenarios whose name contains this")
+    ap.add_argument("--only", default="", help="scenarios whose name contains this (several: comma-separated)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write every result here")
     args = ap.parse_args()
-    names = [n for n in sorted(SCENARIOS) if args.only in n and n != "fleet"]
+    names = [n for n in sorted(SCENARIOS) if any(part in n for part in args.only.split(",")) and n != "fleet"]
     work = [(n, s) for n in names for s in _seeds(args.seeds)]
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(score_one, *zip(*work)))
@@ -77,6 +83,8 @@ def main() -> int:
         if want != got:
             bad.setdefault(r["scenario"], []).append(
                 f"seed {r['seed']}: missing {sorted(want - got, key=str)} unexpected {sorted(got - want, key=str)}")
+        if r.get("severity_wrong"):
+            bad.setdefault(r["scenario"], []).append(f"seed {r['seed']}: severity {r['severity_wrong']}")
     for name, lines in sorted(bad.items()):
         print(name)
         for line in lines:

@@ -44,8 +44,8 @@ def fleet_dir(tmp_path_factory) -> Path:
     drop.mkdir()
     names = scenario_names(FLEET_SIZE)
     seed = 1
-    while len(list(drop.glob("*.zip"))) < FLEET_SIZE:
-        want = FLEET_SIZE - len(list(drop.glob("*.zip")))
+    while len(list(drop.glob("s*-*"))) < FLEET_SIZE:  # generated bundles are zips, or tgz
+        want = FLEET_SIZE - len(list(drop.glob("s*-*")))
         scratch = root / f"seed{seed}"
         for path in write_bundles(names[:want], scratch, vms=2, days=1, seed=seed):
             path.rename(drop / f"s{seed}-{path.name}")

@@ -8,8 +8,9 @@ import polars as pl
 import pytest
 
 from analyzer import tables
-from analyzer.cycles import build, estimate_skew, with_vm_key
+from analyzer.cycles import build, estimate_skew
 from analyzer.diagnostics import Diagnostics
+from analyzer.identity import resolve
 
 T0 = datetime(2024, 5, 14, 8, 0, tzinfo=timezone.utc)
 
@@ -240,7 +241,7 @@ def test_foreign_tasks_are_not_the_appliances_own():
 def test_vm_key_comes_from_the_name_or_the_moref_identity():
     ids = identities(("App01", "vm-1", "esx01"))
     rows = frame("gateway_log", [{"vm": "APP01"}, {"vm_id": "vm-1"}, {"vm_id": "vm-9"}, {}])
-    assert with_vm_key(rows, ids)["vm_key"].to_list() == ["app01", "app01", "vm-9", None]
+    assert resolve(rows, ids)["vm_key"].to_list() == ["app01", "app01", "vm-9", None]
 
 
 def test_empty_inputs_give_empty_frames():
@@ -248,5 +249,5 @@ def test_empty_inputs_give_empty_frames():
     assert result.cycles.height == 0 and result.disks.height == 0
     assert result.cycles.schema == pl.Schema(tables.CYCLES)
     assert result.clock_skew is None and result.bundle_end is None
-    assert estimate_skew(with_vm_key(tables.empty("gateway_log"), tables.empty("identities")),
-                         with_vm_key(tables.empty("vcenter_tasks"), tables.empty("identities"), "vm_name")) == (None, 0)
+    assert estimate_skew(resolve(tables.empty("gateway_log"), tables.empty("identities")),
+                         resolve(tables.empty("vcenter_tasks"), tables.empty("identities"), "vm_name")) == (None, 0)

@@ -153,3 +153,54 @@ def test_gateway_fqdn_and_vc_support_archive_name_are_one_vcenter():
     )
     assert rows(ids) == [("app01", "APP01", "vm-1042", "vcsa01.contoso.local", None)]
     assert diags.items == []
+
+
+def test_names_lose_quotes_and_brackets_and_placeholders_name_no_vm():
+    names = ["'ERP08'", "[ERP08]", " \"ERP08\" ", "‘ERP08’", "ERP08", "VMName", "<VM name>", "<vm>", "%VMName;",
+             "'%HostName;'", "VMId", "DiskPath", "{vm}", "''", None]
+    cleaned = pl.DataFrame({"n": names}).select(identity.clean_name(pl.col("n")))["n"].to_list()
+    assert cleaned == ["ERP08"] * 5 + [None] * 10
+
+
+def test_a_name_two_vcenters_share_is_two_vms_told_apart_by_their_vcenter():
+    gw = gateway((1, "APP01", "vm-100", "vcsa01.contoso.local", "esx01"), (2, "APP01", "vm-300", "vcsa02.contoso.local", "esx05"),
+                 (3, "ADM01", "vm-100", "vcsa02.contoso.local", "esx06"))
+    ids, diags = build(gateway_log=gw)
+    assert rows(ids) == [
+        ("adm01", "ADM01", "vm-100", "vcsa02.contoso.local", "esx06"),
+        ("vcsa01/app01", "APP01 (vcsa01)", "vm-100", "vcsa01.contoso.local", "esx01"),
+        ("vcsa02/app01", "APP01 (vcsa02)", "vm-300", "vcsa02.contoso.local", "esx05"),
+    ]
+    assert any(d.code == "vm-name-in-several-vcenters" for d in diags.items)
+    assert identity.unsettled(ids) == {"app01": ["vcsa01/app01", "vcsa02/app01"]}
+    # a task by (vCenter, MoRef); a line by name and MoRef; a portal row by name alone stays unsettled
+    frame = pl.DataFrame({"vm": [None, "app01", "APP01", "ADM01"], "vm_id": ["vm-100", "vm-300", None, None],
+                          "vcenter": ["vc-vcsa02-2024-05-14--10.21-1", None, None, None]})
+    assert identity.resolve(frame, ids)["vm_key"].to_list() == ["adm01", "vcsa02/app01", "app01", "adm01"]
+
+
+def test_gateway_lines_of_a_shared_name_follow_the_cycle_running_at_their_time():
+    rows_ = [  # (minute, vm, vm_id, vcenter, cycle_id): two APP01s at the same cycle ids, at other times
+        (0, "APP01", "vm-100", "vcsa01", 17), (1, "APP01", None, None, 17), (5, "APP01", None, None, 17),
+        (8, "APP01", "vm-100", "vcsa01", 18), (10, "APP01", "vm-300", "vcsa02", 17), (11, "APP01", None, None, 17),
+        (21, "APP01", "vm-300", "vcsa02", 18), (22, "APP01", None, None, 18),
+    ]
+    gw = tables.conform("gateway_log", pl.DataFrame(
+        [(at(m), vm, moref, vc, cid) for m, vm, moref, vc, cid in rows_],
+        schema=["ts", "vm", "vm_id", "vcenter", "cycle_id"], orient="row"))
+    ids, _ = build(gateway_log=gw)
+    keys = identity.resolve(gw.lazy(), ids, cycle_col="cycle_id").collect()["vm_key"].to_list()
+    # a VM's cycle lasts until its next start: at minute 22 both VMs may be in their cycle 18
+    assert keys == ["vcsa01/app01", "vcsa01/app01", "vcsa01/app01", "vcsa01/app01", "vcsa02/app01", "vcsa02/app01",
+                    "vcsa02/app01", "app01"]
+
+
+def test_a_row_of_a_shared_name_settles_on_the_vm_whose_cycle_failed_then():
+    gw = gateway((1, "APP01", "vm-100", "vcsa01", "esx01"), (2, "APP01", "vm-300", "vcsa02", "esx05"))
+    ids, _ = build(gateway_log=gw)
+    cycles = pl.DataFrame({"vm_key": ["vcsa01/app01", "vcsa02/app01", "vcsa02/app01"],
+                           "start": [at(10), at(12), at(40)], "end": [at(20), at(30), at(46)],
+                           "outcome": ["failed", "succeeded", "succeeded"]})
+    rows_ = pl.DataFrame({"vm_key": ["app01", "app01", "app01", "sql01"], "ts": [at(21), at(45), at(59), at(21)]})
+    settled = identity.settle(rows_, ids, cycles)["vm_key"].to_list()
+    assert settled == ["vcsa01/app01", "vcsa02/app01", "app01", "sql01"]

@@ -289,3 +289,32 @@ def test_any_block_reads_the_text_column_of_every_source(tmp_path):
     assert {(m.source, m.column) for m in sig.matchers} == set(TEXT_COLUMNS.items())
     assert all(m.any_source and m.block == 1 for m in sig.matchers)
     assert [m.block for m in sig.blocks()] == [1]
+
+
+def test_a_vm_capture_that_is_no_vm_name_once_normalised_is_flagged(tmp_path):
+    """Captured VM names are compared as identity.clean_name leaves them: quotes and brackets around
+    the name go, placeholders become no VM. What is still no name after that is a regex to narrow."""
+    greedy = _edit(_edit(ERROR, "regex = '''Widget failed for (?P<vm>\\w+)'''", "regex = '''Widget failed for (?P<vm>.+?)(?: now)?$'''"),
+                   '''text = "Widget failed for APP01"
+captures = { vm = "APP01" }''', '''text = "Widget failed for 'APP01' [esx07] now"
+captures = { vm = "'APP01' [esx07]" }''')
+    greedy += '''
+[[examples]]
+source = "gateway_log"
+text = "Widget failed for 'ERP08'"
+columns = { level = "Error" }
+
+[[examples]]
+source = "gateway_log"
+text = "Widget failed for <VM name>"
+columns = { level = "Error" }
+
+[[examples]]
+source = "gateway_log"
+text = "Widget failed for %VMName; now"
+columns = { level = "Error" }
+'''
+    directory = _write(tmp_path, {"ev_disk_gone.toml": EVIDENCE, "err_widget.toml": greedy})
+    flagged = [p for p in lint(directory) if "no VM name" in p.message]
+    assert [(p.key, p.severity) for p in flagged] == [("examples[1]", "warning")], flagged
+    assert "'APP01' [esx07]" in flagged[0].message and "narrow" in flagged[0].hint

@@ -16,8 +16,8 @@ from typing import Iterable, Iterator
 from analyzer.sample import clock, esxi, gateway, portal, vcenter
 from analyzer.sample.clock import DAY, MINUTE
 from analyzer.sample.world import NEVER, Cycle, World
-from analyzer.sample.writer import (WINDOW, Encoder, Padder, Part, TarContainer, VcenterFormatter, ZipContainer,
-                                    gateway_formatter, merged, write_log, write_text)
+from analyzer.sample.writer import (WINDOW, Encoder, Padder, Part, TarContainer, TgzBundle, VcenterFormatter,
+                                    ZipContainer, gateway_formatter, merged, write_log, write_text)
 
 VPXD_LEAD = 30 * MINUTE  # vpxd reaches back a little before the appliance's log
 VPXD_TAIL = 5 * MINUTE  # ... and goes on a little after (collected later)
@@ -52,6 +52,9 @@ class Layout:
     portal_tz: int = 0
     status_table: bool = False
     toml: dict = field(default_factory=dict)
+    archive: str = "zip"  # zip | tgz: the bundle itself
+    toml_last: bool = False  # bundle.toml after every other member (archive order of `tar czf`)
+    vcenters_reversed: bool = False  # several vCenters: their vc-support archives in reverse order
     esxi: str = ""  # where ESXi logs of traced failures go: "" (none) | vm-support | loose
     esxi_version: int = 7  # 7: pipe vmware.log, `info hostd[..]`; 8: `In(05) vmx`, `In(166) Hostd[..]:`
     vddk_log: bool = False  # the appliance's VDDK client log
@@ -69,6 +72,8 @@ class Built:
     vcenter_extra: list[tuple] = field(default_factory=list)
     events_extra: list[portal.Event] = field(default_factory=list)
     verdicts_extra: list[tuple[str | None, str, str]] = field(default_factory=list)  # no cycle carries these
+    vcenter_extra_at: dict[str, list[tuple]] = field(default_factory=dict)  # extras of the other vCenters
+    severities: dict[tuple, str] = field(default_factory=dict)  # (vm, error, cause) -> severity, where known
 
 
 # ---- expected verdicts ------------------------------------------------------------------------------
@@ -92,9 +97,13 @@ def expected_verdicts(built: Built) -> list[dict]:
     triples = set()
     for c in built.cycles:
         if visible(built.world, c):
-            triples.add((c.vm.name, c.error, c.cause))
+            triples.add((c.vm.label or c.vm.name, c.error, c.cause))
     triples.update(built.verdicts_extra)
     rows = [{"vm": vm, "error": err, "cause": cause} for vm, err, cause in triples]
+    for row in rows:
+        severity = built.severities.get((row["vm"], row["error"], row["cause"]))
+        if severity:
+            row["severity"] = severity
     return sorted(rows, key=lambda r: (r["vm"] or "", r["error"], r["cause"]))
 
 
@@ -107,9 +116,9 @@ def expected_json(name: str, seed: int, built: Built) -> str:
 
 
 def _per_vm(world: World, cycles: list[Cycle], render) -> list[Iterator[tuple]]:
-    by_vm: dict[str, list[Cycle]] = {}
+    by_vm: dict[int, list[Cycle]] = {}
     for c in cycles:
-        by_vm.setdefault(c.vm.name, []).append(c)
+        by_vm.setdefault(c.vm.index, []).append(c)
     return [chain.from_iterable(render(world, c) for c in own) for own in by_vm.values()]
 
 
@@ -141,12 +150,15 @@ def gateway_stream(built: Built) -> Iterator[tuple]:
     return _between(merged(streams), world.gateway_from or world.start, world.end, world.dead())
 
 
-def vcenter_stream(built: Built) -> Iterator[tuple]:
+def vcenter_stream(built: Built, vc: str | None = None) -> Iterator[tuple]:
+    """vpxd records of one vCenter (`vc`: one of world.other_vcenters, else the first)."""
     world = built.world
-    fixed = vcenter.hit_evidence(world, built.cycles) + vcenter.other_vm_tasks(world) + list(built.vcenter_extra)
+    cycles = [c for c in built.cycles if world.vcenter_of(c.vm) == (vc or world.vcenter)]
+    fixed = (vcenter.hit_evidence(world, cycles) + vcenter.other_vm_tasks(world, vc)
+             + list(built.vcenter_extra_at.get(vc, []) if vc else built.vcenter_extra))
     fixed.sort(key=lambda r: r[0])
-    streams = _per_vm(world, built.cycles, vcenter.cycle_records)
-    streams += [vcenter.noise(world), fixed]
+    streams = _per_vm(world, cycles, vcenter.cycle_records)
+    streams += [vcenter.noise(world, vc), fixed]
     return _between(merged(streams), world.start - VPXD_LEAD, world.end + VPXD_TAIL)
 
 
@@ -289,17 +301,22 @@ def _toml(values: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_appliance_and_vcenter(zc: ZipContainer, built: Built, out_dir: Path, name: str, seed: int,
-                                 size: int | None) -> None:
+def _write_appliance_and_vcenter(zc, built: Built, out_dir: Path, name: str, seed: int,
+                                  size: int | None) -> None:
     world, lay = built.world, built.layout
     gw_pad, vc_pad = _padders(built, size)
     write_log(gateway_stream(built), gateway_formatter(lay.gateway_style, lay.gateway_tz),
               _gateway_parts(zc, built), lambda: Encoder("utf-8", lay.gateway_newline), gw_pad)
-    if lay.vpxd_nested:
-        tar_name = f"vc-{world.vcenter.split('.')[0]}-{clock.day_stamp(world.end)}--09.30-{4000 + seed % 999}.tgz"
-        container = TarContainer(zc, tar_name, out_dir)
-    else:
-        container = zc
+    if world.other_vcenters:  # one vc-support archive per vCenter
+        order = list(world.vcenters())
+        for n, vc in enumerate(order[::-1] if lay.vcenters_reversed else order):
+            container = TarContainer(zc, _vc_support_name(vc, world, seed + n), out_dir)
+            formatter = VcenterFormatter(lay.vpxd_layout, world.skew, lay.vcenter_tz, f"{seed}/{name}/{vc}")
+            write_log(vcenter_stream(built, None if vc == world.vcenter else vc), formatter,
+                      _vpxd_parts(container, built), lambda: Encoder(lay.vpxd_encoding, lay.vpxd_newline))
+            container.close()
+        return
+    container = TarContainer(zc, _vc_support_name(world.vcenter, world, seed), out_dir) if lay.vpxd_nested else zc
     formatter = VcenterFormatter(lay.vpxd_layout, world.skew, lay.vcenter_tz, f"{seed}/{name}")
     write_log(vcenter_stream(built), formatter, _vpxd_parts(container, built),
               lambda: Encoder(lay.vpxd_encoding, lay.vpxd_newline), vc_pad)
@@ -345,12 +362,16 @@ def _write_esxi(zc: ZipContainer, built: Built, out_dir: Path, seed: int) -> Non
 
 def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.zip"
     world, lay = built.world, built.layout
     level = 1 if size else 9
-    zc = ZipContainer(path, level, big=bool(size))
+    if lay.archive == "tgz":
+        path = out_dir / f"{name}.tgz"
+        zc = TgzBundle(path, level, out_dir)
+    else:
+        path = out_dir / f"{name}.zip"
+        zc = ZipContainer(path, level, big=bool(size))
     try:
-        if lay.toml:
+        if lay.toml and not lay.toml_last:
             write_text(zc, "bundle.toml", _toml(lay.toml))
         if not lay.pasted_only:
             _write_appliance_and_vcenter(zc, built, out_dir, name, seed, size)
@@ -371,10 +392,16 @@ def write_bundle(name: str, built: Built, out_dir: Path, seed: int, size: int | 
         write_text(zc, lay.events_name, text, encoding)
         if lay.status_table:
             write_text(zc, "portal/replication-status.csv", portal.status_table(world, built.cycles), "utf-8-sig")
+        if lay.toml and lay.toml_last:
+            write_text(zc, "bundle.toml", _toml(lay.toml))
     finally:
         zc.close()
     (out_dir / f"{name}.expected.json").write_text(expected_json(name, seed, built), encoding="utf-8")
     return path
+
+
+def _vc_support_name(vcenter_name: str, world: World, n: int) -> str:
+    return f"vc-{vcenter_name.split('.')[0]}-{clock.day_stamp(world.end)}--09.30-{4000 + n % 999}.tgz"
 
 
 def quiet_time(cycles: list[Cycle], around: int, world: World, margin: int = 10 * MINUTE) -> int:

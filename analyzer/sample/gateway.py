@@ -62,7 +62,9 @@ def texts(world: World, cycle: Cycle) -> dict[str, str]:
     disk = vm.disks[-1]
     rng = world.rng(cycle.key, "text")
     params = cycle.hit.params if cycle.hit else {}
-    return {"vm": vm.name, "vm_id": vm.moref, "disk": vm.disk_path(disk, cycle.due), "disk_id": disk.disk_id,
+    # some texts name the VM in quotes: "... on VM 'ERP08': ..."
+    name = f"'{vm.name}'" if params.get("quote_vm") else vm.name
+    return {"vm": name, "vm_id": vm.moref, "disk": vm.disk_path(disk, cycle.due), "disk_id": disk.disk_id,
             "host": vm.host.name, "kv": world.key_vault, "sa": world.cache_storage,
             "snap_guid": f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-{rng.getrandbits(16):04x}"
                          f"-{rng.getrandbits(16):04x}-{rng.getrandbits(48):012x}",
@@ -98,7 +100,9 @@ def cycle_records(world: World, cycle: Cycle) -> list[tuple]:
                    f"disks={len(vm.disks)}")
     else:
         started = (f"vm={vm.name} cycleId={cid} type={cycle.type} disks={len(vm.disks)} vmId={vm.moref} "
-                   f"host={vm.host.name} vcenter={world.vcenter}")
+                   f"host={vm.host.name} vcenter={world.vcenter_of(vm)}")
+    if world.other_vcenters and order != 2:  # with several vCenters every start names its own
+        started += f" vcenter={world.vcenter_of(vm)}"
     add(first[1], f"Replication cycle started. {started}")
     snap_name = f"AzureMigrate-{vm.name}-{cid}"
     previous = cat.QUEUED
@@ -118,7 +122,7 @@ def cycle_records(world: World, cycle: Cycle) -> list[tuple]:
                             f"changedAreas={rng.randint(3, 900)}", level="Verbose", component=SNAPSHOTS)
         elif state == cat.UPLOADING:
             out.extend(_progress(world, cycle, a, b, th, rng))
-        elif state == cat.RELEASING:
+        elif state == cat.RELEASING and not cycle.release_timeout:
             add(a + 25, f"Removing snapshot. vm={vm.name} name={quoted(snap_name)}", component=SNAPSHOTS)
     if cycle.killed is not None:
         if cycle.reconcile is not None:
@@ -308,6 +312,9 @@ def startup(world: World, at: int, rng: random.Random, vddk: str | None = None) 
         (at + 1900, "Info", "1", VDDK, f"VDDK initialised. version={version} build={world.vddk_build}", None),
         (at + 4200 + rng.randint(0, 900), "Info", "6", VCENTER,
          f"Connected to vCenter. vcenter={world.vcenter} user={world.account} apiVersion=8.0.2.0", None),
+        *((at + 4300 + 100 * n, "Info", "6", VCENTER,
+           f"Connected to vCenter. vcenter={other} user={world.account} apiVersion=8.0.2.0", None)
+          for n, other in enumerate(world.other_vcenters)),
         (at + 6100 + rng.randint(0, 900), "Info", "1", HOST, "Service asrgwy started.", None),
     ]
 

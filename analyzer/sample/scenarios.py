@@ -19,7 +19,7 @@ from analyzer.sample import portal, vcenter
 from analyzer.sample.assemble import Built, Layout, busiest_time, quiet_time
 from analyzer.sample.clock import DAY, HOUR, MINUTE, SECOND
 from analyzer.sample import gateway
-from analyzer.sample.world import (INITIAL, NEVER, RESYNC, VM, Cycle, Hit, Outage, Slow, Stall, World,
+from analyzer.sample.world import (GIB, INITIAL, NEVER, RESYNC, VM, Cycle, Hit, Outage, Slow, Stall, World,
                                    build_world, plan)
 
 TIMEOUTS = {cat.DISPOSAL: 20 * MINUTE, cat.QUERYING: 25 * MINUTE, cat.UPLOADING: 60 * MINUTE}
@@ -79,7 +79,7 @@ def finish(ctx: Ctx, world: World, **kw) -> Built:
 
 
 def hit(vm: VM | list[VM], start: int, error: str | None, cause: str | None, **kw) -> Hit:
-    names = frozenset([vm.name] if isinstance(vm, VM) else [v.name for v in vm])
+    names = frozenset(v.label or v.name for v in ([vm] if isinstance(vm, VM) else vm))
     return Hit(names, start, error, cause, **kw)
 
 
@@ -231,23 +231,34 @@ def readiness_failure(ctx: Ctx) -> Built:
 # ---- Key Vault (enable replication) ------------------------------------------------------------------------
 
 
-def key_vault(cause: str) -> Callable[[Ctx], Built]:
+def key_vault(cause: str, recovered: bool = False) -> Callable[[Ctx], Built]:
+    """`recovered`: once the vault's access policy is fixed, the retrying user enables replication of a
+    new VM, whose initial replication starts (the failure is then history: a warning)."""
+
     def build(ctx: Ctx) -> Built:
         world = new_world(ctx)
         guest = "partner.admin_fabrikam.com#EXT#@contoso.onmicrosoft.com"
         first_user = guest if cause == "csp_remote_user" else "alice@contoso.com"
         retry_user = guest if cause == "csp_remote_user" else "bob@contoso.com"
-        events = [portal.setup_event(world, vm.first_due - 20 * MINUTE, first_user, vm.name)
-                  for vm in world.vms if vm.initial]
-        if not events:
-            events.append(portal.setup_event(world, world.start + 5 * MINUTE, first_user, world.vms[0].name))
         late = at(world, 0.85)
+        added = None
+        if recovered:
+            added = pick(world, initial=None)
+            added.initial, added.first_cycle = True, 1
+            added.first_due = late + 70 * MINUTE
+        events = [portal.setup_event(world, vm.first_due - 20 * MINUTE, retry_user if vm is added else first_user,
+                                     vm.name)
+                  for vm in world.vms if vm.initial]
+        if not any(e.initiated_by == first_user for e in events):  # who set up the vault comes first
+            events.append(portal.setup_event(world, world.start + 5 * MINUTE, first_user, world.vms[0].name))
         events.append(portal.key_vault_event(world, late, retry_user, 0))
         events.append(portal.key_vault_event(world, late + 7 * MINUTE, retry_user, 1))
         if cause == cat.UNDETERMINED:  # the JSON export carries no initiator at all
             ctx.layout.events_form, ctx.layout.events_name = "json", "portal/events.json"
-        return finish(ctx, world, events_extra=events,
-                      verdicts_extra=[(None, "key_vault_operation_failed", cause)])
+        built = finish(ctx, world, events_extra=events, verdicts_extra=[(None, "key_vault_operation_failed", cause)])
+        if recovered:
+            built.severities[(None, "key_vault_operation_failed", cause)] = "warning"
+        return built
 
     return build
 
@@ -268,7 +279,9 @@ def stalled_outage(kind: str) -> Callable[[Ctx], Built]:
     def build(ctx: Ctx) -> Built:
         world = new_world(ctx)
         dry = plan(world)
-        start = quiet_time(dry, world.end - 8 * HOUR, world)
+        # Two minutes clear of any cycle is quiet: with ten either side, six hourly VMs often leave no
+        # quiet minute for hours, and an outage found only minutes before the end stalls nothing yet.
+        start = quiet_time(dry, world.end - 8 * HOUR, world, margin=2 * MINUTE)
         world.outages.append(Outage(kind, start, NEVER))
         built = finish(ctx, world)
         replicating = sorted({c.vm.name for c in built.cycles})
@@ -291,6 +304,40 @@ def slow_expected(built: Built, vms: list[str], cause: str) -> None:
         last = -1
         if rates[last] < 0.25 * statistics.median(rates) or durations[last] > 4 * statistics.median(durations):
             built.verdicts_extra.append((name, "slow_replication", cause))
+
+
+def end_condition(built: Built, vm: VM) -> str | None:
+    """CATALOGUE part C for one VM at the end of the bundle: `replication_stalled` when no cycle completed
+    for longer than the schedule allows (an hour's grace) and none is uploading, else `slow_replication`
+    when its running cycle has run, or its last completed cycle took, more than four times the median of
+    its completed cycles of that type; else None."""
+    world = built.world
+    own = [c for c in built.cycles if c.vm is vm and c.due < world.end]
+    done = [c for c in own if c.outcome == "succeeded" and c.end < world.end]
+    if not done:
+        return None
+    last = max(done, key=lambda c: c.end)
+    interval = 0 if last.type in (INITIAL, RESYNC) else min(max(HOUR, (last.end - last.due) // 2), 12 * HOUR)
+    running = [c for c in own if c.end >= world.end and c.outcome != "failed"]
+
+    def last_progress(c: Cycle) -> int | None:  # the latest progress line of the cycle the log holds
+        up = c.phase(cat.UPLOADING)
+        if not up or min(up[0] + MINUTE, up[1] - 100) >= world.end:
+            return None
+        return min(up[1], world.end)
+
+    uploading = any((seen := last_progress(c)) is not None and world.end - seen <= HOUR for c in running)
+    if world.end - (last.end + interval) > HOUR and not uploading:
+        return "replication_stalled"
+    for c in running[-1:] + [max(done, key=lambda c: c.due)]:
+        same = [d for d in done if d.type == c.type]
+        if len([d for d in same if d is not c]) < 3:
+            continue
+        durations = sorted(d.end - d.due for d in same)
+        took = (world.end if c in running else c.end) - c.due
+        if took > 4 * statistics.median(durations):
+            return "slow_replication"
+    return None
 
 
 def slow_throttled(ctx: Ctx) -> Built:
@@ -347,12 +394,26 @@ def slow_nfc(ctx: Ctx) -> Built:
     names = frozenset(v.name for v in crowd)
     world.slows.append(Slow(names, world.end - 7 * HOUR, NEVER, factor=10.0, churn=3.0))
     built = finish(ctx, world)
-    window = world.slows[0].start
     for name in sorted(names):
-        slow = [c.phase(cat.UPLOADING) for c in built.cycles if c.vm.name == name and c.due >= window]
-        crowded = any(up and parallel_disks(built.cycles, host.name, *up) > 8 for up in slow)
+        # the cause is judged on the cycle part C judges (the VM's pace now), in the cause's window:
+        # from an hour before it started to its end (an earlier slow cycle's crowd explains nothing)
+        judged = judged_cycle(built, world.vm(name))
+        crowded = judged is not None and parallel_disks(built.cycles, host.name, judged.due - HOUR,
+                                                         min(judged.end, world.end)) > 8
         slow_expected(built, [name], "nfc_buffer_exhausted" if crowded else "vcenter_read_throttled")
     return built
+
+
+def judged_cycle(built: Built, vm: VM) -> Cycle | None:
+    """The cycle CATALOGUE part C judges a VM's slowness on: the one still running at the end when it
+    has run more than four times the VM's median, else the last completed one."""
+    world = built.world
+    done = [c for c in built.cycles if c.vm is vm and c.outcome == "succeeded" and c.end < world.end]
+    running = [c for c in built.cycles if c.vm is vm and c.due < world.end <= c.end and c.outcome != "failed"]
+    durations = [c.end - c.due for c in done if c.type != INITIAL]
+    if running and durations and world.end - running[-1].due > 4 * statistics.median(durations):
+        return running[-1]
+    return max(done, key=lambda c: c.end) if done else None
 
 
 def slow_overloaded(ctx: Ctx) -> Built:
@@ -492,6 +553,98 @@ def fleet(ctx: Ctx) -> Built:
                               vms=frozenset(v.name for v in world.vms
                                             if v.name not in {n for h in world.hits for n in h.vms})))
     return finish(ctx, world)
+
+
+# ---- hard cases: shapes the field shows that single-vCenter, well-behaved bundles do not ---------------------
+
+
+OTHER_VCENTER = "vcsa02.contoso.local"
+
+
+def two_vcenters(reverse: bool) -> Callable[[Ctx], Built]:
+    """One appliance replicating from two vCenters, each with its vc-support archive. The second vCenter's
+    VMs reuse the first's MoRefs (other VMs behind them) and one VM name. A VM of the first vCenter fails
+    'another task in progress' after a task of its own timed out; the second vCenter's VM holding the same
+    MoRef runs a backup snapshot over the failing cycle and was relocated hours before: neither is about
+    the failing VM. `reverse` writes the second vCenter's archive first."""
+
+    def build(ctx: Ctx) -> Built:
+        world = new_world(ctx, min_vms=6)
+        ctx.layout.vcenters_reversed = reverse
+        world.other_vcenters = (OTHER_VCENTER,)
+        half = len(world.vms) // 2
+        first, second = world.vms[:half], world.vms[half:2 * half]
+        for n, vm in enumerate(second):
+            vm.vcenter = OTHER_VCENTER
+            vm.moref = first[(n + 1) % half].moref  # the same MoRef names another VM there
+        target, twin = first[0], second[-1]  # twin: the same name, another MoRef, another vCenter
+        old = twin.name
+        twin.name = target.name
+        for disk in twin.disks:
+            disk.file = disk.file.replace(old, twin.name)
+        for vm in (target, twin):
+            vm.label = f"{vm.name} ({world.vcenter_of(vm).split('.')[0]})"
+        holder = next(vm for vm in second if vm.moref == target.moref)
+        world.hits.append(hit(target, at(world, 0.8), "internal_another_task_in_progress", "vcenter_task_timeout",
+                              per_vm=1, params={"vcenter_evidence": "task_timeout"}))
+        built = finish(ctx, world)
+        failed = next(c for c in built.cycles if c.vm is target and c.outcome == "failed")
+        create = failed.phase(cat.CREATING)
+        rng = world.rng("other-vcenter")
+        specs = [
+            (create[0] - 2 * MINUTE, holder.moref, "vim.VirtualMachine.createSnapshot", vcenter.BACKUP_USER,
+             9 * MINUTE, None),
+            (create[0] - 5 * HOUR, holder.moref, "vim.VirtualMachine.relocate", vcenter.ADMIN_USER,
+             rng.randint(10, 20) * MINUTE, None),
+        ]
+        built.vcenter_extra_at[OTHER_VCENTER] = sorted(vcenter.extra_tasks(world, specs), key=lambda r: r[0])
+        return built
+
+    return build
+
+
+def removal_timed_out(ctx: Ctx) -> Built:
+    """vCenter's removal of one cycle's snapshot times out (vim.fault.Timedout) while the gateway, which
+    logs only its state change to ReleasingSnapshot, completes the cycle; the next cycle's snapshot
+    fails with 'Another task is already in progress'."""
+    world = new_world(ctx)
+    vm = pick(world)
+    before = first_in(plan(world), vm, at(world, 0.75))
+    world.hits.append(hit(vm, before.due + 1, "internal_another_task_in_progress", "vcenter_task_timeout",
+                          per_vm=1))
+    built = finish(ctx, world)
+    next(c for c in built.cycles if c.vm is vm and c.cid == before.cid).release_timeout = True
+    return built
+
+
+def migration_wave(ctx: Ctx) -> Built:
+    """A migration wave on an appliance that limits the disks it reads at once (12): six 4-disk VMs start
+    their initial replication three hours before the end and take every slot, so the deltas of the VMs
+    already replicating wait in Queued behind them (heartbeats show the queue). Earlier, ten 1-disk initial
+    replications ran side by side without any queue: the most cycles ever active is not the limit."""
+    world = new_world(ctx, min_vms=16, hosts=6)
+    world.limit_unit, world.limit = "disks", 12
+    rng = world.rng("wave")
+    base, wave = world.vms[:-6], world.vms[-6:]
+    for vm in base:
+        del vm.disks[1:]
+        vm.host = world.hosts[vm.index % 2]
+        vm.initial, vm.first_cycle = True, 1
+        vm.first_due = world.start + rng.randint(2, 12) * MINUTE
+    start = world.end - 160 * MINUTE
+    for n, vm in enumerate(wave):
+        vm.host = world.hosts[2 + n % 4]
+        vm.disks = [type(vm.disks[0])(2000 + d, f"{vm.name}/{vm.name}" + (f"_{d}" if d else "") + ".vmdk",
+                                      vm.disks[0].disk_id[:-4] + f"{d:04x}", 48 * GIB, rng.randint(15, 25) * GIB)
+                    for d in range(4)]
+        vm.initial, vm.first_cycle = True, 1
+        vm.first_due = start + rng.randint(0, 10) * MINUTE
+    built = finish(ctx, world)
+    for vm in world.vms:  # the wave's own deltas queue behind it too
+        condition = end_condition(built, vm)
+        if condition:
+            built.verdicts_extra.append((vm.name, condition, "appliance_overloaded"))
+    return built
 
 
 # ---- format variants: each a simple scenario with one known failure ---------------------------------------------
@@ -757,6 +910,30 @@ def _others() -> dict[str, Scenario]:
                  variant(_VM_CAUSES[("internal_operation_not_allowed", "host_management_agent_down")][1],
                          vpxd_nested=True, vpxd_gz=True, gateway_gz=True, events_form="json", events_wrapped=True,
                          events_name="portal/events.json")),
+        # hard cases (issue 18): each once broke a verdict on bundles nobody on the team generated
+        Scenario("vcenters-shared-morefs", "two vCenters (two vc-support archives) reuse MoRefs and a VM name; a "
+                 "VM of the first fails after a task of its own timed out while the other vCenter's VM with its "
+                 "MoRef runs a backup snapshot (expected: vcenter_task_timeout)", two_vcenters(False), min_vms=6),
+        Scenario("vcenters-shared-morefs-reversed", "as vcenters-shared-morefs, the second vCenter's archive first",
+                 two_vcenters(True), min_vms=6),
+        Scenario("format-tgz-late-toml", "a tgz whose bundle.toml (appliance_tz = +09:00 for a naive gateway "
+                 "log) comes after the logs: cache storage unreachable",
+                 variant(endpoint_outage("cache_storage_unreachable", "disk_upload_timed_out"), gateway_style="naive",
+                         gateway_tz=540, toml={"appliance_tz": "+09:00", "ticket": "2405140010009876"},
+                         archive="tgz", toml_last=True)),
+        Scenario("format-quoted-vm-name", "the error text names its VM in quotes (on VM 'ERP08': ...): a locked "
+                 "delta disk blocks consolidation",
+                 vm_failure("internal_consolidate_disks_failed", "disk_locked",
+                            params={"reason": "Unable to access file [{ds}] {vm}/{vm}-000001.vmdk since it is locked",
+                                    "quote_vm": True})),
+        Scenario("snapshot-removal-timed-out", "vCenter's removal of a snapshot times out while the gateway shows "
+                 "only ReleasingSnapshot; the next cycle meets 'another task in progress' (expected: "
+                 "vcenter_task_timeout)", removal_timed_out),
+        Scenario("slow-migration-wave", "a wave of 4-disk initial replications fills a disk-limited appliance; "
+                 "deltas of the other VMs wait queued (expected: appliance_overloaded)", migration_wave, min_vms=16),
+        Scenario("key-vault-recovered", "Key Vault failures while a second user enables replication, then the "
+                 "same user's enable succeeds (expected: a warning, not critical)",
+                 key_vault("access_policy_missing_for_user", recovered=True)),
     ]
     return {s.name: s for s in cases}
 

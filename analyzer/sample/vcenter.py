@@ -156,6 +156,13 @@ def cycle_records(world: World, cycle: Cycle) -> list[tuple]:
                                   user, op, end=(t + dur) if not killed_here or t + dur < cycle.killed else None,
                                   fault=fault, event=False)
                 t += dur + rng.randint(50, 500)
+        elif state == cat.RELEASING and cycle.release_timeout:
+            op = opid(rng)
+            t0 = a + rng.randint(300, 900)
+            # vCenter gives up on the removal long after the gateway moved on
+            out += task_lines(t0, (key, "remove"), "{snap}", "vim.vm.Snapshot.remove", user, op,
+                              progress=[(t0 + 20 * SECOND, 30)], end=t0 + rng.randint(30, 45) * MINUTE,
+                              fault=("vim.fault.Timedout", "Operation timed out.", ()), snap_key=(key,))
         elif state == cat.RELEASING:
             op = opid(rng)
             t0 = a + rng.randint(300, 900)
@@ -305,9 +312,9 @@ def extra_tasks(world: World, specs: list[tuple]) -> list[tuple]:
     return out
 
 
-def other_vm_tasks(world: World) -> list[tuple]:
+def other_vm_tasks(world: World, vcenter: str | None = None) -> list[tuple]:
     """Everyday tasks on VMs nobody replicates (backups, reconfigures, power-ons): noise, never evidence."""
-    rng = world.rng("vc-other-tasks")
+    rng = world.rng("vc-other-tasks", vcenter) if vcenter else world.rng("vc-other-tasks")
     out: list[tuple] = []
     t = world.start + rng.randint(10, 90) * MINUTE
     n = 0
@@ -323,9 +330,9 @@ def other_vm_tasks(world: World) -> list[tuple]:
     return out
 
 
-def noise(world: World) -> Iterator[tuple]:
+def noise(world: World, vcenter: str | None = None) -> Iterator[tuple]:
     """vCenter background: session checks, property updates, logins, cluster chatter."""
-    rng = world.rng("vc-noise")
+    rng = world.rng("vc-noise", vcenter) if vcenter else world.rng("vc-noise")
     t = world.start - 30 * MINUTE + rng.randint(0, 30) * SECOND
     end = world.end + 5 * MINUTE
     n = 0

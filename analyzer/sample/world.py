@@ -61,6 +61,8 @@ class VM:
     first_cycle: int
     initial: bool  # starts with its initial replication inside the bundle
     moves: list[tuple[int, str]] = field(default_factory=list)  # (ms, datastore) after a Storage vMotion
+    vcenter: str | None = None  # its vCenter when the appliance talks to several (None: World.vcenter)
+    label: str | None = None  # how the analysis names it when another vCenter has a VM of the same name
 
     def datastore_at(self, ms: int) -> str:
         ds = self.datastore
@@ -154,6 +156,7 @@ class World:
     vddk_build: str = "19513565"
     service_version: str = "25.24.02.07"
     limit: int = 64  # appliance concurrency (cycles past Queued)
+    limit_unit: str = "cycles"  # cycles | disks: a cycle takes one slot, or one per disk it reads
     vcenter: str = "vcsa01.contoso.local"
     datacenter: str = "DC01"
     cluster: str = "CL01"
@@ -169,6 +172,13 @@ class World:
     hits: list[Hit] = field(default_factory=list)
     slows: list[Slow] = field(default_factory=list)
     gateway_from: int | None = None  # the gateway log starts here (older files rotated away)
+    other_vcenters: tuple[str, ...] = ()  # more vCenters the appliance replicates from (VM.vcenter)
+
+    def vcenters(self) -> tuple[str, ...]:
+        return (self.vcenter, *self.other_vcenters)
+
+    def vcenter_of(self, vm: VM) -> str:
+        return vm.vcenter or self.vcenter
 
     def rng(self, *parts: object) -> random.Random:
         return random.Random("/".join([str(self.seed), self.name, *map(str, parts)]))
@@ -251,6 +261,9 @@ class Cycle:
     hit: Hit | None = None
     stall: Stall | None = None
     outage: Outage | None = None
+    # vCenter's removal of this cycle's snapshot times out (vim.fault.Timedout) while the gateway
+    # moves on; the gateway then logs only its state change to ReleasingSnapshot
+    release_timeout: bool = False
 
     @property
     def key(self) -> str:
@@ -289,7 +302,7 @@ def _outage_at(world: World, ms: int) -> Outage | None:
 
 def _hit_for(world: World, vm: VM, due: int, counts: dict) -> Hit | None:
     for hit in world.hits:
-        if vm.name in hit.vms and hit.start <= due < hit.end:
+        if (vm.label or vm.name) in hit.vms and hit.start <= due < hit.end:
             if hit.per_vm is None or counts.get((id(hit), vm.name), 0) < hit.per_vm:
                 return hit
     return None
@@ -457,10 +470,13 @@ def plan(world: World) -> list[Cycle]:
         st = state[index]
         hit = _hit_for(world, vm, due, hit_counts)
         ctype = hit.cycle_type if hit and hit.cycle_type else st["type"]
-        free = heapq.heappop(slots)
+        # a disk-limited appliance gives a cycle one slot per disk it reads
+        need = min(len(vm.disks), world.limit) if world.limit_unit == "disks" else 1
+        free = max(heapq.heappop(slots) for _ in range(need))
         cycle = _build_cycle(world, vm, st["cid"], ctype, due, max(due, free), due - st["snap"], hit)
         _cut_by_outage(world, cycle)
-        heapq.heappush(slots, cycle.end)
+        for _ in range(need):
+            heapq.heappush(slots, cycle.end)
         cycles.append(cycle)
         if cycle.hit:
             hit_counts[(id(cycle.hit), vm.name)] = hit_counts.get((id(cycle.hit), vm.name), 0) + 1

@@ -83,11 +83,11 @@ class ZipContainer(Container):
         self.zf.close()
 
 
-class TarContainer(Container):
-    """A vc-support style tgz: members spool to temporary files, the tgz is built on close."""
+class _Spooled(Container):
+    """Members spool to temporary files until close() writes them as one tgz, in the order written."""
 
-    def __init__(self, parent: ZipContainer, name: str, tmp_dir: Path):
-        self.parent, self.name, self.tmp_dir = parent, name, tmp_dir
+    def __init__(self, tmp_dir: Path):
+        self.tmp_dir = tmp_dir
         self.members: list[tuple[str, tempfile.SpooledTemporaryFile]] = []
 
     @contextmanager
@@ -96,19 +96,42 @@ class TarContainer(Container):
         self.members.append((name, spool))
         yield spool
 
+    def _write(self, raw: BinaryIO, level: int) -> None:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                for name, spool in self.members:
+                    size = spool.tell()
+                    spool.seek(0)
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mtime, info.mode = size, TAR_MTIME, 0o644
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
+                    tar.addfile(info, spool)
+                    spool.close()
+
+
+class TgzBundle(_Spooled):
+    """The bundle itself as a tgz (`tar czf` of a folder)."""
+
+    def __init__(self, path: Path, level: int, tmp_dir: Path):
+        super().__init__(tmp_dir)
+        self.path, self.level = path, level
+
+    def close(self) -> None:
+        with open(self.path, "wb") as raw:
+            self._write(raw, self.level)
+
+
+class TarContainer(_Spooled):
+    """A vc-support style tgz inside the bundle."""
+
+    def __init__(self, parent: ZipContainer | TgzBundle, name: str, tmp_dir: Path):
+        super().__init__(tmp_dir)
+        self.parent, self.name = parent, name
+
     def close(self) -> None:
         with self.parent.open(self.name, stored=True) as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=self.parent.level) as gz:
-                with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                    for name, spool in self.members:
-                        size = spool.tell()
-                        spool.seek(0)
-                        info = tarfile.TarInfo(name)
-                        info.size, info.mtime, info.mode = size, TAR_MTIME, 0o644
-                        info.uid = info.gid = 0
-                        info.uname = info.gname = "root"
-                        tar.addfile(info, spool)
-                        spool.close()
+            self._write(raw, self.parent.level)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import jsonschema
 import polars as pl
 
 from analyzer import tables
+from analyzer.identity import clean_name
 from analyzer.signatures.match import example_keys, full_regex, group_names
 from analyzer.signatures.model import (
     ANY, CONFIDENCES, DETECTORS, SCOPES, SEVERITIES, SOURCES, TEXT_COLUMNS, Cause, Example, Library,
@@ -750,6 +751,24 @@ def load_library(extra_dirs: Sequence[Path] = (), builtin: bool = True) -> Libra
     return library
 
 
+# What is left of a captured VM name once identity.clean_name has dropped the quotes and brackets
+# around it must look like one: no spaces, quotes, brackets or template marks.
+NOT_A_VM_NAME = r"[\s'\"`\u2018\u2019\u201c\u201d\[\](){}<>%;]"
+
+
+def _vm_captures(results) -> list[Problem]:
+    """A `vm` capture of an example that is still no VM name once normalised the way identity
+    compares names (a placeholder, which the normaliser turns into no VM, is fine)."""
+    captured = [r for r in results if r.ok and r.example.matches and r.vm is not None]
+    if not captured:
+        return []
+    cleaned = pl.Series([r.vm for r in captured]).to_frame("vm").select(clean_name(pl.col("vm")))["vm"]
+    return [Problem(r.path, r.key, f"captures {r.vm!r} as the VM, which is no VM name even as {name!r}",
+                    "narrow the regex's vm group to the name itself (quotes and brackets around it may "
+                    "stay)", "warning")
+            for r, name in zip(captured, cleaned.to_list()) if name is not None and re.search(NOT_A_VM_NAME, name)]
+
+
 def lint(dirs: Sequence[Path] | Path | None = None) -> list[Problem]:
     """Every check, examples included, over `dirs` (default: the built-in library).
 
@@ -767,11 +786,13 @@ def lint(dirs: Sequence[Path] | Path | None = None) -> list[Problem]:
     problems += check_library(context, only=set(linted.signatures))
     broken = {p.file for p in problems if p.severity == "error"}  # their matchers may not even run
     runnable = {sid for sid, sig in linted.signatures.items() if sig.path not in broken}
-    for result in run_examples(linted, only=runnable):
+    results = run_examples(linted, only=runnable)
+    for result in results:
         if not result.ok:
             what = "matches, but it must not" if not result.example.matches else "does not match"
             problems.append(Problem(result.path, result.key, f"{what}: {result.detail}",
                                     "fix the matcher, or the example if the text is not real"))
+    problems += _vm_captures(results)
     if with_builtin:
         problems += [Problem("signatures", None, f"catalogue error '{e}' has no signature",
                              f"create signatures/{e}.toml") for e in CATALOGUE

@@ -19,16 +19,17 @@ import polars as pl
 import regex
 
 from analyzer import tables
+from analyzer.identity import clean_name
 from analyzer.signatures.model import ANY, Example, Library, Matcher, Signature
 
 CAPTURE = pl.Struct({"name": pl.Utf8, "value": pl.Utf8})
 # Where vm / vm_id / host come from when the regex captures none.
 ROW_IDENTITY = {
-    "gateway_log": {"vm": "vm", "vm_id": "vm_id", "host": "host"},
+    "gateway_log": {"vm": "vm", "vm_id": "vm_id", "host": "host", "vcenter": "vcenter"},
     "portal_events": {"vm": "machine"},
-    "vcenter_tasks": {"vm": "vm_name", "vm_id": "vm_id"},
-    "vcenter_log": {"host": "host"},  # an ESXi log's host (vm-support archive)
-    "vcenter_events": {},
+    "vcenter_tasks": {"vm": "vm_name", "vm_id": "vm_id", "vcenter": "vcenter"},
+    "vcenter_log": {"host": "host", "vcenter": "vcenter"},  # an ESXi log's host (vm-support archive)
+    "vcenter_events": {"vcenter": "vcenter"},
     "text_log": {"vm": "vm", "host": "host"},
 }
 TS_COLUMN = {"vcenter_tasks": "start"}
@@ -106,7 +107,9 @@ def _matches_of(sig: Signature, m: Matcher, rows: pl.DataFrame, source: str) -> 
 
     def identity(field: str) -> pl.Expr:
         sources = ([pl.col("_groups").struct.field(field)] if field in names else []) + \
-            ([pl.col(ids[field])] if field in ids else [])
+            ([pl.col(ids[field]).cast(pl.Utf8)] if field in ids else [])
+        if field == "vm":  # a VM named in quotes or brackets is that VM; a placeholder names none
+            sources = [clean_name(source) for source in sources]
         return pl.coalesce(sources) if sources else pl.lit(None, dtype=pl.Utf8)
 
     return rows.select(
@@ -114,6 +117,7 @@ def _matches_of(sig: Signature, m: Matcher, rows: pl.DataFrame, source: str) -> 
         pl.lit(sig.id).alias("signature"), pl.lit(sig.kind).alias("kind"),
         pl.lit(source).alias("source"), pl.col(TS_COLUMN.get(source, "ts")).alias("ts"),
         identity("vm").alias("vm"), identity("vm_id").alias("vm_id"), identity("host").alias("host"),
+        identity("vcenter").alias("vcenter"),
         _text(m.column).alias("text"), captures.alias("captures"),
     )
 
@@ -152,6 +156,7 @@ class ExampleResult:
     example: Example
     ok: bool
     detail: str = ""  # why it failed: which condition, how far the regex got
+    vm: str | None = None  # the `vm` the regex captured, as captured (lint checks it names a VM)
 
     def __str__(self) -> str:
         state = "ok" if self.ok else "FAIL"
@@ -223,7 +228,7 @@ def _judge(sig: Signature, key: str, ex: Example, found: pl.DataFrame | None) ->
     got = {c["name"]: c["value"] for c in own["captures"][0]}
     wrong = [f"{name}: expected {want!r}, got {got.get(name)!r}"
              for name, want in ex.captures if got.get(name) != want]
-    return ExampleResult(sig.id, sig.path, key, ex, not wrong, "; ".join(wrong))
+    return ExampleResult(sig.id, sig.path, key, ex, not wrong, "; ".join(wrong), got.get("vm"))
 
 
 def explain_miss(sig: Signature, ex: Example) -> str:
