@@ -182,41 +182,50 @@ SUMMARY_ROWS = 15
 
 
 def _summary(doc: dict, html_path: Path) -> None:
+    """What the analysis found, on the terminal, in the document's language."""
     from collections import Counter
 
+    from analyzer.diagnostics import incomplete_reasons_in
+    from analyzer.i18n import DEFAULT_LANG, check_lang, messages
+
+    m = messages(check_lang(doc.get("lang")) or DEFAULT_LANG)
     bundle = doc["bundle"]
     health = Counter(vm["health"] for vm in doc["vms"])
-    counts = "  ".join(f"{name}: {health.get(name, 0)}" for name in ("critical", "warning", "healthy",
-                                                                      "unknown"))
-    console.print(f"[bold]{shown(bundle['name'])}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False,
-                  soft_wrap=True)
+    counts = "  ".join(f"{m.label('health', name)}: {health.get(name, 0)}"
+                       for name in ("critical", "warning", "healthy", "unknown"))
+    console.print(f"[bold]{shown(bundle['name'])}[/]  {m.text('cli.vms', n=len(doc['vms']))}  ({counts})",
+                  highlight=False, soft_wrap=True)
     complete = bundle.get("complete", True)
     if not complete:
-        say(console, "results incomplete: " + "; ".join(bundle.get("incomplete_reasons", [])), "yellow")
+        reasons = bundle.get("incomplete_reasons", [])
+        if m.lang != DEFAULT_LANG:
+            reasons = incomplete_reasons_in(doc.get("diagnostics") or [], m) or reasons
+        say(console, m.text("cli.incomplete", reasons="; ".join(reasons)), "yellow")
     for outage in doc.get("outages") or []:
-        labelled(console, "outage", "magenta", outage["summary"])
+        labelled(console, m.text("cli.outage"), "magenta", outage.get(f"summary_{m.lang}") or outage["summary"])
     if doc["verdicts"]:
-        table = Table("severity", "VM", "error", "cause", "confidence", "cycles", box=None, pad_edge=False)
+        table = Table(*(m.text(f"cli.col_{name}") for name in ("severity", "vm", "error", "cause", "confidence",
+                                                               "cycles")), box=None, pad_edge=False)
         for column in table.columns[1:4]:
             column.overflow = "fold"  # wrapped on a narrow terminal, never cut
         style = {"critical": "red", "warning": "yellow", "info": "blue"}
         for v in doc["verdicts"][:SUMMARY_ROWS]:
-            table.add_row(f"[{style.get(v['severity'], '')}]{shown(v['severity'])}[/]", shown(v["vm"] or "—"),
-                          shown(v["error"]), shown(v["cause"]), shown(v["confidence"]), str(len(v["cycles"])))
+            table.add_row(f"[{style.get(v['severity'], '')}]{shown(m.label('severity', v['severity']))}[/]",
+                          shown(v["vm"] or "—"), shown(v["error"]), shown(v["cause"]),
+                          shown(m.label("confidence", v["confidence"])), str(len(v["cycles"])))
         print_table(console, table)
         if len(doc["verdicts"]) > SUMMARY_ROWS:
-            say(console, f"… and {len(doc['verdicts']) - SUMMARY_ROWS} more verdicts in the report")
+            say(console, m.text("cli.more_verdicts", n=len(doc["verdicts"]) - SUMMARY_ROWS))
     elif not set(FAILURE_SOURCES) & set(bundle.get("sources", {})):
-        say(console, "no gateway log or portal events: cannot judge replication health; "
-                     f"{len(doc.get('findings', []))} findings, "
-                     f"{len(doc.get('unexplained', []))} unexplained templates", "yellow")
+        say(console, m.text("cli.no_failure_source", findings=len(doc.get("findings", [])),
+                            templates=len(doc.get("unexplained", []))), "yellow")
     elif complete:
-        say(console, "no failure found", "green")
+        say(console, m.text("cli.no_failure"), "green")
     else:
-        say(console, "no verdicts, but the results are incomplete (see above)", "yellow")
+        say(console, m.text("cli.no_verdicts_incomplete"), "yellow")
     if doc["diagnostics"]:
-        say(console, f"{len(doc['diagnostics'])} diagnostics (see the report)")
-    say(console, f"report: {html_path}")
+        say(console, m.text("cli.diagnostics", n=len(doc["diagnostics"])))
+    say(console, m.text("cli.report", path=html_path))
 
 
 @app.command()

@@ -18,6 +18,8 @@ from analyzer.report.page import environment, page_words, script_json
 
 __all__ = ["render"]
 
+SCRIPT_LABELS = ("health", "outcome", "severity", "confidence", "cycle_type")  # words report.js shows
+
 
 def render(doc: dict, lang: str | None = None) -> str:
     """The report page, in `lang`, else in the document's `lang`, else in English."""
@@ -28,7 +30,9 @@ def render(doc: dict, lang: str | None = None) -> str:
         data = script_json(model["timeline"], checked=model["timeline_checked"])
         model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
         # what the script writes itself: its words, and the causes' labels in this language
-        words = script_json({"lang": m.lang, "text": m.script("js"), "causes": model.pop("cause_titles")})
+        words = script_json({"lang": m.lang, "text": m.script("js"), "time": m.script("time"),
+                             "labels": {group: m.script(group) for group in SCRIPT_LABELS},
+                             "causes": model.pop("cause_titles")})
         template = environment().get_template("report.html.j2")
         return template.render(**model, data=data, script_messages=words, **page_words(m))
 
