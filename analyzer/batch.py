@@ -442,7 +442,7 @@ class Store:
             return pl.DataFrame(schema=VERDICT_ROWS)
         return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
 
-    def rebuild_outputs(self, redact: bool = True) -> None:
+    def rebuild_outputs(self, redact: bool = True, lang: str | None = None) -> None:
         """index.html, verdicts.csv and analysis.jsonl over every bundle in the store."""
         from analyzer.redact import redact_texts
         from analyzer.report.fleet import render_fleet
@@ -456,7 +456,7 @@ class Store:
         if redact:  # messages are redacted when recorded; the bundle's path is shown here too
             failures = [(shown_path, message, details) for shown_path, (_, message, details)
                         in zip(redact_texts([p for p, _, _ in failures]), failures)]
-        write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures), "-o")
+        write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures, lang), "-o")
 
     def _write_csv(self, verdicts: pl.DataFrame) -> None:
         iso = "%Y-%m-%dT%H:%M:%SZ"
@@ -668,7 +668,7 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
                 _run_local(planned, workers, options, on_result)
         finally:
             store.save()
-            store.rebuild_outputs(options.redact)
+            store.rebuild_outputs(options.redact, options.lang)
     result.failed.sort()
     result.bundle_ids.sort()
     result.seconds = time.perf_counter() - started

@@ -273,3 +273,68 @@ def test_a_bad_lang_in_bundle_toml_is_a_warning_and_english(tmp_path):
     doc = pipeline.analyze(bundle).doc
     assert doc["lang"] == "en"
     assert any(d["code"] == "bad-bundle-toml" and "lang 'xx'" in d["message"] for d in doc["diagnostics"])
+
+
+# ---------------------------------------------------------------- serve's drop page
+
+def test_the_drop_page_speaks_the_servers_language():
+    from analyzer.serve import drop_page_in
+
+    english = drop_page_in(None)
+    korean = drop_page_in("ko")
+    assert '<html lang="en">' in english and "Drop support bundles" in english
+    assert '<html lang="ko">' in korean
+    words = json.loads(re.search(r'id="messages">(.*?)</script>', korean).group(1))
+    assert words["text"]["title"] == catalogue("ko")["serve.title"]
+    text = visible_text(korean).replace("bundle-analyzer", " ")
+    left = [p for key, pieces in english_words().items() if key.startswith("serve.")
+            for p in pieces if p in text]
+    assert left == []
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_korean_drop_page_runs_in_chromium(browser, tmp_path):
+    from analyzer.serve import drop_page_in
+
+    path = tmp_path / "drop.html"
+    path.write_text(drop_page_in("ko").replace("__MAX_UPLOAD__", str(2 * 2**30)), encoding="utf-8")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    assert page.locator("#limit").inner_text() == "번들당 최대 2.0 GiB."
+    assert errors == []
+    page.close()
+
+
+# ---------------------------------------------------------------- the fleet page
+
+def test_the_fleet_page_in_korean():
+    import polars as pl
+
+    from analyzer import batch
+    from analyzer.report.fleet import render_fleet
+
+    doc = {"bundle": {"name": "a.zip"}, "vms": [{"vm": "APP01", "host": "esx1"}, {"vm": "SQL02", "host": None}],
+           "verdicts": [{"vm": "APP01", "error": "disk_upload_timed_out", "cause": "gateway_service_down",
+                         "severity": "critical", "first_seen": "2024-05-14T10:00:00Z",
+                         "last_seen": "2024-05-14T11:00:00Z"},
+                        {"vm": "SQL02", "error": "snapshot_failed", "cause": "undetermined", "severity": "warning",
+                         "first_seen": None, "last_seen": None}]}
+    bundles = {"a-1": {"name": "a.zip", "vms": 2, "health": {"critical": 1, "warning": 1},
+                       "analyzed_at": "2024-05-15T09:30:00Z", "appliance": None, "ticket": "T-1", "verdicts": 2}}
+    frames = pl.concat([batch.verdict_rows(doc, "a-1", None)])
+    page = render_fleet(bundles, frames, [("/in/bad.zip", "not an archive")], "ko")
+    assert '<html lang="ko">' in page
+    assert "2024. 5. 14. 10:00:00 UTC" in page and "2024. 5. 15. 09:30:00 UTC" in page
+    assert "(호스트 알 수 없음)" in page
+    text = visible_text(page)
+    for name in ("a.zip", "a-1", "APP01", "SQL02", "esx1", "/in/bad.zip", "not an archive", "bundle-analyzer"):
+        text = text.replace(name, " ")
+    text = re.sub(r"[\w.]*[A-Za-z][_.][\w.]*", " ", text)
+    left = {key: [p for p in pieces if re.search(rf"(?<![A-Za-z/]){re.escape(p)}(?![A-Za-z/])", text)]
+            for key, pieces in english_words().items() if key.startswith(("fleet.", "severity.", "health."))}
+    assert {k: v for k, v in left.items() if v} == {}
+    english = render_fleet(bundles, frames, [("/in/bad.zip", "not an archive")])
+    assert "(unknown host)" in english and "2024-05-15T09:30:00Z" in english
