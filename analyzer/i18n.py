@@ -60,18 +60,21 @@ def format_time(moment: datetime, lang: str = DEFAULT_LANG) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def format_iso(value: object, lang: str = DEFAULT_LANG) -> str | None:
-    """An ISO 8601 time of the document (Z, an offset, or naive = UTC) in the language's form;
-    None when `value` is not one."""
+def parse_iso(value: object) -> datetime | None:
+    """An ISO 8601 time of the document (Z, an offset, or naive = UTC); None when `value` is not one."""
     if not isinstance(value, str) or not value:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return format_time(moment, lang)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def format_iso(value: object, lang: str = DEFAULT_LANG) -> str | None:
+    """An ISO 8601 time in the language's form; None when `value` is not one."""
+    moment = parse_iso(value)
+    return None if moment is None else format_time(moment, lang)
 
 
 # ---------------------------------------------------------------- messages

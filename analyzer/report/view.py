@@ -8,14 +8,13 @@ out of the timeline, never an exception, because a report is most needed when in
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
 from itertools import chain
 
 from markupsafe import Markup
 
 import analyzer
 from analyzer.diagnostics import incomplete_reasons_in
-from analyzer.i18n import Messages, format_iso, messages
+from analyzer.i18n import Messages, format_iso, messages, parse_iso
 from analyzer.report.jsontext import same_with_orjson
 
 HEALTH_ORDER = ("critical", "warning", "unknown", "healthy")
@@ -56,15 +55,8 @@ def humanize(ident: object) -> str:
 
 def epoch(value: object) -> float | None:
     """Seconds since 1970 for an ISO 8601 time (naive means UTC), None if it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    moment = parse_iso(value)
+    return None if moment is None else moment.timestamp()
 
 
 def show_time(value: object, m: Messages = EN) -> str:
