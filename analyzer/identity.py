@@ -55,7 +55,9 @@ def _vcenter_keys(*columns: pl.Series) -> pl.Expr:
 
 
 _QUOTED = r"^['\"`\u2018\u2019\u201c\u201d]\s*(.*?)\s*['\"`\u2018\u2019\u201c\u201d]$"
-_BRACKETED = r"^[\[(<{]\s*(.*?)\s*[\])>}]$"
+# one pair of brackets around the whole name, holding no bracket of its kind: `<script>x</script>`
+# or `[a] b [c]` keep theirs
+_BRACKETED = r"^(?:\[\s*([^\[\]]*?)\s*\]|\(\s*([^()]*?)\s*\)|<\s*([^<>]*?)\s*>|\{\s*([^{}]*?)\s*\})$"
 # What documentation and templates put where a VM name goes: <vm>, <VM name>, %VMName;, {vm},
 # VMName, VMId, DiskPath, HostName (quotes around them already stripped).
 PLACEHOLDER = r"(?i)^(?:<[^<>]*>|%\w+;?|\{\w*\}|vm[ _]?name|vm[ _]?id|disk[ _]?path|host[ _]?name)$"
@@ -64,7 +66,7 @@ PLACEHOLDER = r"(?i)^(?:<[^<>]*>|%\w+;?|\{\w*\}|vm[ _]?name|vm[ _]?id|disk[ _]?p
 def clean_name(expr: pl.Expr) -> pl.Expr:
     """A VM name as written, without quotes or brackets around it; null for a placeholder."""
     unquoted = expr.cast(pl.Utf8).str.strip_chars().str.replace(_QUOTED, "${1}")
-    bare = unquoted.str.replace(_BRACKETED, "${1}").str.replace(_QUOTED, "${1}")
+    bare = unquoted.str.replace(_BRACKETED, "${1}${2}${3}${4}").str.replace(_QUOTED, "${1}")
     placeholder = unquoted.str.contains(PLACEHOLDER) | bare.str.contains(PLACEHOLDER)
     return pl.when(~placeholder & (bare != "")).then(bare)
 

@@ -162,6 +162,12 @@ def test_names_lose_quotes_and_brackets_and_placeholders_name_no_vm():
     assert cleaned == ["ERP08"] * 5 + [None] * 10
 
 
+def test_brackets_inside_a_name_are_part_of_it():
+    names = ["<script>alert(1)</script>", "[a] b [c]", "(ERP08)", "{ ERP08 }", "<ERP 08>", "a<b>"]
+    cleaned = pl.DataFrame({"n": names}).select(identity.clean_name(pl.col("n")))["n"].to_list()
+    assert cleaned == ["<script>alert(1)</script>", "[a] b [c]", "ERP08", "ERP08", None, "a<b>"]
+
+
 def test_a_name_two_vcenters_share_is_two_vms_told_apart_by_their_vcenter():
     gw = gateway((1, "APP01", "vm-100", "vcsa01.contoso.local", "esx01"), (2, "APP01", "vm-300", "vcsa02.contoso.local", "esx05"),
                  (3, "ADM01", "vm-100", "vcsa02.contoso.local", "esx06"))
