@@ -98,7 +98,7 @@ def _read_bundle_config(data: bytes, diags: Diagnostics) -> dict:
         diags.add("warning", "bad-bundle-toml", f"bundle.toml could not be read: {exc}",
                   _ROOT_CONFIG, "fix the TOML syntax; the zones it sets were not applied")
         return {}
-    known = {"appliance_tz", "portal_tz", "vcenter_tz", "ticket"}
+    known = {"appliance_tz", "portal_tz", "vcenter_tz", "ticket", "lang"}
     return {k: str(v) for k, v in config.items() if k in known}
 
 

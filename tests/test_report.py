@@ -71,8 +71,10 @@ def assert_inert(html: str) -> Page:
     assert [t for t, _ in page.tags if t in fetching] == []
     handlers = [(t, k) for t, a in page.tags for k in a if k.lower().startswith("on")]
     assert handlers == []
-    assert [a for a, _ in page.scripts] == [{"type": "application/json", "id": "data"}, {}]
-    data_body, code_body = page.scripts[0][1], page.scripts[1][1]
+    assert [a for a, _ in page.scripts] == [{"type": "application/json", "id": "data"},
+                                            {"type": "application/json", "id": "messages"}, {}]
+    data_body, code_body = page.scripts[0][1], page.scripts[-1][1]
+    json.loads(page.scripts[1][1])  # the messages block too
     assert code_body.strip() == static("report.js").strip()
     json.loads(data_body)  # the data block stayed one intact JSON value
     for tag, attrs in page.tags:

@@ -12,19 +12,29 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from analyzer.i18n import DEFAULT_LANG, check_lang, messages
 from analyzer.report import view
-from analyzer.report.page import environment, script_json
+from analyzer.report.page import environment, page_words, script_json
 
 __all__ = ["render"]
 
+SCRIPT_LABELS = ("health", "outcome", "severity", "confidence", "cycle_type")  # words report.js shows
 
-def render(doc: dict) -> str:
+
+def render(doc: dict, lang: str | None = None) -> str:
+    """The report page, in `lang`, else in the document's `lang`, else in English."""
+    m = messages(check_lang(lang) or check_lang(doc.get("lang") if isinstance(doc, dict) else None)
+                 or DEFAULT_LANG)
     with _gc_paused():
-        model = view.build(doc)
+        model = view.build(doc, m)
         data = script_json(model["timeline"], checked=model["timeline_checked"])
         model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
+        # what the script writes itself: its words, and the causes' labels in this language
+        words = script_json({"lang": m.lang, "text": m.script("js"), "time": m.script("time"),
+                             "labels": {group: m.script(group) for group in SCRIPT_LABELS},
+                             "causes": model.pop("cause_titles")})
         template = environment().get_template("report.html.j2")
-        return template.render(**model, data=data)
+        return template.render(**model, data=data, script_messages=words, **page_words(m))
 
 
 @contextmanager
