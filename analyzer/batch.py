@@ -245,7 +245,7 @@ def analyze_bundle(path: str, bundle: str, options: Options, name: str | None = 
             analysis.doc["bundle"]["name"] = name
         result.appliance = _appliance_of(analysis)
         result.doc = {**analysis.doc, "bundle_id": bundle}
-        result.html = render(analysis.doc, analysis.tasks)
+        result.html = render(analysis.doc, tasks=analysis.tasks)
         if exports:
             result.parquet = _export_frames(analysis, bundle, result.appliance, options.redact)
     except UnusableBundle as exc:
@@ -290,7 +290,7 @@ def code_digest() -> str:
 def options_fingerprint(options: Options) -> str:
     relevant = {"signatures": [str(p) for p in options.signatures],
                 "appliance_tz": options.appliance_tz, "portal_tz": options.portal_tz,
-                "vcenter_tz": options.vcenter_tz, "redact": options.redact,
+                "vcenter_tz": options.vcenter_tz, "redact": options.redact, "lang": options.lang,
                 "analyzer": __version__, "code": code_digest()}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -442,7 +442,7 @@ class Store:
             return pl.DataFrame(schema=VERDICT_ROWS)
         return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
 
-    def rebuild_outputs(self, redact: bool = True) -> None:
+    def rebuild_outputs(self, redact: bool = True, lang: str | None = None) -> None:
         """index.html, verdicts.csv and analysis.jsonl over every bundle in the store."""
         from analyzer.redact import redact_texts
         from analyzer.report.fleet import render_fleet
@@ -456,7 +456,7 @@ class Store:
         if redact:  # messages are redacted when recorded; the bundle's path is shown here too
             failures = [(shown_path, message, details) for shown_path, (_, message, details)
                         in zip(redact_texts([p for p, _, _ in failures]), failures)]
-        write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures), "-o")
+        write_atomic(self.out / "index.html", render_fleet(self.bundles, verdicts, failures, lang), "-o")
 
     def _write_csv(self, verdicts: pl.DataFrame) -> None:
         iso = "%Y-%m-%dT%H:%M:%SZ"
@@ -607,6 +607,7 @@ def _run_dask(jobs: list[_Job], scheduler: str, options: Options, on_result) -> 
 def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
               scheduler: str | None, console: Console) -> BatchResult:
     """Analyze every bundle named by `inputs` (files, folders, globs) into `out`."""
+    from analyzer.i18n import DEFAULT_LANG, messages
     from analyzer.redact import redact
 
     paths, problems = expand_inputs(inputs)
@@ -615,16 +616,16 @@ def run_batch(inputs: list[str], out: Path, jobs: int | None, options: Options,
         raise UserError(f"no bundle found ({found or 'no inputs'}) — give bundle files, folders "
                         "or globs that match some")
     result = run_paths(paths, out, jobs, options, scheduler, console, problems)
-    say(console, f"{result.done} analyzed, {result.skipped} unchanged, {len(result.failed)} "
-                 f"failed in {result.seconds:.1f} s → {Path(out) / 'index.html'}")
+    m = messages(options.lang or DEFAULT_LANG)
+    say(console, m.text("cli.batch_done", done=result.done, skipped=result.skipped, failed=len(result.failed),
+                        seconds=f"{result.seconds:.1f}", index=Path(out) / "index.html"))
     for path, message in result.failed[:MAX_LISTED_FAILURES]:
         named = message if message.startswith(path) else f"{path}: {message}"
         named = redact(named) if options.redact else named
         details = result.details.get(path)
-        labelled(console, "  failed", "red", named + (f" (details: {details})" if details else ""))
+        labelled(console, m.text("cli.batch_failed"), "red", named + (f" (details: {details})" if details else ""))
     if len(result.failed) > MAX_LISTED_FAILURES:
-        say(console, f"  … and {len(result.failed) - MAX_LISTED_FAILURES} more, listed in "
-                     "index.html")
+        say(console, m.text("cli.batch_more", n=len(result.failed) - MAX_LISTED_FAILURES))
     return result
 
 
@@ -667,7 +668,7 @@ def run_paths(paths: list[Path], out: Path, jobs: int | None, options: Options,
                 _run_local(planned, workers, options, on_result)
         finally:
             store.save()
-            store.rebuild_outputs(options.redact)
+            store.rebuild_outputs(options.redact, options.lang)
     result.failed.sort()
     result.bundle_ids.sort()
     result.seconds = time.perf_counter() - started

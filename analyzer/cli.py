@@ -40,6 +40,7 @@ EXIT_INTERRUPTED = 130  # as a shell reports a process that Ctrl-C stopped
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Why is Azure Migrate agentless replication failing? Analyze a support bundle.")
 console = Console(stderr=True)  # stdout stays free for `--json -`
+LANG_HELP = "en|ko: language of the report and the summary (default: bundle.toml's lang, else en)"
 
 
 @dataclass
@@ -62,9 +63,13 @@ def _mount_signatures() -> None:
 
 
 def _options(signatures: list[Path] | None, appliance_tz, portal_tz, vcenter_tz, redact=True,
-             dump_tables=None):
+             dump_tables=None, lang=None):
+    from analyzer.i18n import LANGS, check_lang
     from analyzer.parsers.timeparse import BadZone, zone_offset
     from analyzer.pipeline import Options
+
+    if lang is not None and check_lang(lang) is None:
+        raise UserError(f"--lang takes {' or '.join(LANGS)}, not {lang!r}")
 
     for flag, value in (("--appliance-tz", appliance_tz), ("--portal-tz", portal_tz),
                         ("--vcenter-tz", vcenter_tz)):
@@ -78,7 +83,7 @@ def _options(signatures: list[Path] | None, appliance_tz, portal_tz, vcenter_tz,
                             "*.toml signature files")
     running.redact = redact
     return Options(signatures=tuple(signatures or ()), appliance_tz=appliance_tz, portal_tz=portal_tz,
-                   vcenter_tz=vcenter_tz, redact=redact, dump_tables=dump_tables)
+                   vcenter_tz=vcenter_tz, redact=redact, dump_tables=dump_tables, lang=lang)
 
 
 def _redacted(text: str, options) -> str:
@@ -144,6 +149,7 @@ def analyze(
     no_redact: bool = typer.Option(False, "--no-redact", help="show secrets as they are in the logs"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="critical|warning: exit 1 if found"),
     dump_tables: Optional[Path] = typer.Option(None, "--dump-tables", help="write stage frames as Parquet"),
+    lang: Optional[str] = typer.Option(None, "--lang", help=LANG_HELP),
 ) -> None:
     """Analyze one bundle: HTML report, optional JSON, summary on the terminal."""
     from analyzer import pipeline, report
@@ -151,7 +157,7 @@ def analyze(
     if fail_on not in (None, "critical", "warning"):
         raise UserError(f"--fail-on takes critical or warning, not {fail_on!r}")
     _bundle(bundle)
-    options = _options(signatures, appliance_tz, portal_tz, vcenter_tz, not no_redact, dump_tables)
+    options = _options(signatures, appliance_tz, portal_tz, vcenter_tz, not no_redact, dump_tables, lang)
     # the places the results go are checked before the analysis, which may take minutes
     running.out_dir = prepare_folder(out_dir, "-o")
     if json_out and json_out != "-":
@@ -164,7 +170,7 @@ def analyze(
     doc, tasks = analysis.doc, analysis.tasks
     del analysis
     html_path = out_dir / f"{safe_stem(bundle)}.html"
-    write_atomic(html_path, report.render(doc, tasks), "-o")
+    write_atomic(html_path, report.render(doc, tasks=tasks), "-o")
     del tasks
     if json_out:
         _write_json(doc, json_out)
@@ -180,41 +186,50 @@ SUMMARY_ROWS = 15
 
 
 def _summary(doc: dict, html_path: Path) -> None:
+    """What the analysis found, on the terminal, in the document's language."""
     from collections import Counter
 
+    from analyzer.diagnostics import incomplete_reasons_in
+    from analyzer.i18n import DEFAULT_LANG, check_lang, messages
+
+    m = messages(check_lang(doc.get("lang")) or DEFAULT_LANG)
     bundle = doc["bundle"]
     health = Counter(vm["health"] for vm in doc["vms"])
-    counts = "  ".join(f"{name}: {health.get(name, 0)}" for name in ("critical", "warning", "healthy",
-                                                                      "unknown"))
-    console.print(f"[bold]{shown(bundle['name'])}[/]  VMs {len(doc['vms'])}  ({counts})", highlight=False,
-                  soft_wrap=True)
+    counts = "  ".join(f"{m.label('health', name)}: {health.get(name, 0)}"
+                       for name in ("critical", "warning", "healthy", "unknown"))
+    console.print(f"[bold]{shown(bundle['name'])}[/]  {m.text('cli.vms', n=len(doc['vms']))}  ({counts})",
+                  highlight=False, soft_wrap=True)
     complete = bundle.get("complete", True)
     if not complete:
-        say(console, "results incomplete: " + "; ".join(bundle.get("incomplete_reasons", [])), "yellow")
+        reasons = bundle.get("incomplete_reasons", [])
+        if m.lang != DEFAULT_LANG:
+            reasons = incomplete_reasons_in(doc.get("diagnostics") or [], m) or reasons
+        say(console, m.text("cli.incomplete", reasons="; ".join(reasons)), "yellow")
     for outage in doc.get("outages") or []:
-        labelled(console, "outage", "magenta", outage["summary"])
+        labelled(console, m.text("cli.outage"), "magenta", outage.get(f"summary_{m.lang}") or outage["summary"])
     if doc["verdicts"]:
-        table = Table("severity", "VM", "error", "cause", "confidence", "cycles", box=None, pad_edge=False)
+        table = Table(*(m.text(f"cli.col_{name}") for name in ("severity", "vm", "error", "cause", "confidence",
+                                                               "cycles")), box=None, pad_edge=False)
         for column in table.columns[1:4]:
             column.overflow = "fold"  # wrapped on a narrow terminal, never cut
         style = {"critical": "red", "warning": "yellow", "info": "blue"}
         for v in doc["verdicts"][:SUMMARY_ROWS]:
-            table.add_row(f"[{style.get(v['severity'], '')}]{shown(v['severity'])}[/]", shown(v["vm"] or "—"),
-                          shown(v["error"]), shown(v["cause"]), shown(v["confidence"]), str(len(v["cycles"])))
+            table.add_row(f"[{style.get(v['severity'], '')}]{shown(m.label('severity', v['severity']))}[/]",
+                          shown(v["vm"] or "—"), shown(v["error"]), shown(v["cause"]),
+                          shown(m.label("confidence", v["confidence"])), str(len(v["cycles"])))
         print_table(console, table)
         if len(doc["verdicts"]) > SUMMARY_ROWS:
-            say(console, f"… and {len(doc['verdicts']) - SUMMARY_ROWS} more verdicts in the report")
+            say(console, m.text("cli.more_verdicts", n=len(doc["verdicts"]) - SUMMARY_ROWS))
     elif not set(FAILURE_SOURCES) & set(bundle.get("sources", {})):
-        say(console, "no gateway log or portal events: cannot judge replication health; "
-                     f"{len(doc.get('findings', []))} findings, "
-                     f"{len(doc.get('unexplained', []))} unexplained templates", "yellow")
+        say(console, m.text("cli.no_failure_source", findings=len(doc.get("findings", [])),
+                            templates=len(doc.get("unexplained", []))), "yellow")
     elif complete:
-        say(console, "no failure found", "green")
+        say(console, m.text("cli.no_failure"), "green")
     else:
-        say(console, "no verdicts, but the results are incomplete (see above)", "yellow")
+        say(console, m.text("cli.no_verdicts_incomplete"), "yellow")
     if doc["diagnostics"]:
-        say(console, f"{len(doc['diagnostics'])} diagnostics (see the report)")
-    say(console, f"report: {html_path}")
+        say(console, m.text("cli.diagnostics", n=len(doc["diagnostics"])))
+    say(console, m.text("cli.report", path=html_path))
 
 
 @app.command()
@@ -262,13 +277,14 @@ def batch(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT"),
     signatures: Optional[list[Path]] = typer.Option(None, "--signatures"),
     no_redact: bool = typer.Option(False, "--no-redact"),
+    lang: Optional[str] = typer.Option(None, "--lang", help=LANG_HELP),
 ) -> None:
     """Many bundles: one report each, a fleet index page, CSV/JSONL/Parquet exports."""
     from analyzer.batch import run_batch
 
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
-    options = _options(signatures, None, None, None, not no_redact)
+    options = _options(signatures, None, None, None, not no_redact, lang=lang)
     running.out_dir = out_dir
     run_batch(inputs, out_dir, jobs, options, scheduler, console)
 
@@ -278,14 +294,16 @@ def watch(
     folder: Path = typer.Argument(..., help="drop folder"),
     out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir"),
     signatures: Optional[list[Path]] = typer.Option(None, "--signatures"),
+    lang: Optional[str] = typer.Option(None, "--lang", help=LANG_HELP),
 ) -> None:
     """Analyze each bundle dropped into FOLDER once it is completely written."""
     from analyzer.watch import watch as run_watch
 
+    options = _options(signatures, None, None, None, lang=lang)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder — give the drop folder to watch")
     running.out_dir = out_dir
-    run_watch(folder, out_dir, _options(signatures, None, None, None), console)
+    run_watch(folder, out_dir, options, console)
 
 
 @app.command()
@@ -295,11 +313,13 @@ def serve(
     out_dir: Path = typer.Option(Path("reports"), "-o", "--out-dir", help="where uploads and reports go"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="analyses at once (default: cores - 1)"),
     max_upload: str = typer.Option("2GiB", "--max-upload", help="largest bundle accepted, e.g. 500MiB"),
+    lang: Optional[str] = typer.Option(None, "--lang", help=LANG_HELP),
 ) -> None:
     """A local web page to drop bundles on: progress, verdicts, reports, and a JSON API."""
     from analyzer.sample import parse_size
     from analyzer.serve import default_workers, run
 
+    options = _options(None, None, None, None, lang=lang)
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
     if not 0 <= port <= 65535:
@@ -311,7 +331,7 @@ def serve(
     if limit <= 0:
         raise UserError("--max-upload must be more than 0 bytes, e.g. 500MiB")
     running.out_dir = out_dir
-    run(host, port, out_dir, jobs or default_workers(), limit, _options(None, None, None, None),
+    run(host, port, out_dir, jobs or default_workers(), limit, options,
         say=lambda text: say(console, text))
 
 

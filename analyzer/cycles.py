@@ -35,6 +35,9 @@ SNAPSHOT_METHODS = ["vim.VirtualMachine.createSnapshot", "vim.vm.Snapshot.remove
 CREATE_SNAPSHOT = "vim.VirtualMachine.createSnapshot"
 SKEW_PAIR_TOLERANCE = timedelta(minutes=30)  # a snapshot task further than this from the line is another one
 OWN_TASK_TOLERANCE = timedelta(minutes=2)  # after skew correction
+# Two VMs' releases nearer each other than this, seen from one removal, cannot be told apart: the
+# corrected start is off by the call's latency, which the skew (a median over pairs) leaves in.
+RELEASE_APART = timedelta(seconds=1)
 SKEW_REPORT_SECONDS = 30.0
 # A cycle with no end is `in_progress` only when the gateway log runs up to the end of the bundle.
 IN_PROGRESS_TAIL = timedelta(minutes=15)
@@ -132,45 +135,34 @@ def appliance_user(gateway: pl.DataFrame | pl.LazyFrame) -> str | None:
     return users["u"][-1] if users.height else None
 
 
-def _release_windows(marks: pl.DataFrame) -> pl.DataFrame:
-    """When each VM's own snapshot was being removed, from its gateway lines: its cycles' span from
-    ReleasingSnapshot to the end (Completed or Failed), the moments a cycle failed (the service
-    then removes the snapshot it took), and its `Removing snapshot` lines."""
-    states = marks.filter((pl.col("event") == "state_changed") & pl.col("vm_key").is_not_null()
-                          & pl.col("cycle_id").is_not_null())
-    cycles = (states.group_by("vm_key", "cycle_id")
-              .agg(w_from=pl.col("ts").filter(pl.col("state_to") == "ReleasingSnapshot").min(),
-                   w_until=pl.col("ts").filter(pl.col("state_to").is_in(["Completed", "Failed"])).max())
-              .drop_nulls("w_from").with_columns(pl.col("w_until").fill_null(pl.col("w_from"))))
-    moments = pl.concat([
-        states.filter(pl.col("state_to") == "Failed").select("vm_key", "ts"),
-        marks.filter((pl.col("event") == "snapshot_removing") & pl.col("vm_key").is_not_null()).select("vm_key", "ts"),
-    ]).select("vm_key", w_from="ts", w_until="ts")
-    return pl.concat([cycles.select("vm_key", "w_from", "w_until"), moments]).drop_nulls("w_from")
+def _release_points(marks: pl.DataFrame) -> pl.DataFrame:
+    """The moments each VM's service set about removing its own snapshot, from its gateway lines:
+    a cycle's change to ReleasingSnapshot, its `Removing snapshot` lines, and a cycle's change to
+    Failed once past CreatingSnapshot (the service then removes the snapshot it took; failing to
+    take one, it has none to remove). The removal task starts right after."""
+    failed_after_snapshot = (pl.col("state_to") == "Failed") & ~pl.col("state_from").is_in(["Queued", "CreatingSnapshot"])
+    states = marks.filter((pl.col("event") == "state_changed")
+                          & ((pl.col("state_to") == "ReleasingSnapshot") | failed_after_snapshot.fill_null(True)))
+    removing = marks.filter(pl.col("event") == "snapshot_removing")
+    return pl.concat([states.select("vm_key", "ts"), removing.select("vm_key", "ts")]).drop_nulls()
 
 
-def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
-    """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`): the one VM
-    whose own snapshot was being removed when it started (`_release_windows`; within
-    OWN_TASK_TOLERANCE of one only when no window holds the start itself). Two VMs removing theirs
-    then: no VM, however near either one's line. A snapshot MoRef then ties the other tasks on it
-    (a removal retried, a timed-out one)."""
+def _tie_removals(work: pl.DataFrame, points: pl.DataFrame, user: str | None) -> pl.Series:
+    """The VM of each snapshot task that names no VM (a removal names `snapshot-<n>`), through the
+    moments VMs set about removing their own snapshots (`_release_points`): the task and a VM's
+    moment are each other's nearest, within OWN_TASK_TOLERANCE. Each release issues one removal,
+    so a task just after another VM's release that is nearer its own VM's, or one beside a release
+    whose own removal is nearer, is not that VM's; a second VM's moment within RELEASE_APART as
+    near: no VM. Only the appliance's removals (its user's, or initiator unknown) are so tied: a
+    backup product's removal beside a release is not that release's. A snapshot MoRef
+    then ties the other tasks on it (a removal retried, a timed-out one)."""
+    initiator = pl.col("initiator").cast(pl.Utf8).str.to_lowercase()
+    appliance_s = initiator.is_null() | (initiator == user.lower()) if user else pl.lit(True)
     loose = work.filter(pl.col("vm_key").is_null() & pl.col("method").is_in(SNAPSHOT_METHODS)
-                        & pl.col("start").is_not_null()).select("_i", "start")
-    if not loose.height or not windows.height:
+                        & pl.col("start").is_not_null() & appliance_s).select("_i", "start")
+    if not loose.height or not points.height:
         return work["vm_key"]
-    windows = windows.drop_nulls("vm_key")
-    keys = windows["vm_key"].unique().sort()
-    codes = pl.int_range(1, keys.len() + 1, eager=True, dtype=pl.Int64)
-    coded = windows.with_columns(_k=pl.col("vm_key").replace_strict(keys, codes, return_dtype=pl.Int64))
-    loose = loose.sort("start")
-    inside = _vms_covering(loose, coded, "w_from", "w_until")
-    near = _vms_covering(loose, coded.with_columns(pl.col("w_from") - OWN_TASK_TOLERANCE,
-                                                   pl.col("w_until") + OWN_TASK_TOLERANCE), "w_from", "w_until")
-    loose = loose.with_columns(_in=inside[0], _in_k=inside[1], _near=near[0], _near_k=near[1])
-    one = (pl.when(pl.col("_in") == 1).then("_in_k")
-           .when((pl.col("_in") == 0) & (pl.col("_near") == 1)).then("_near_k"))
-    owners = loose.select("_i", _tied=one.replace_strict(codes, keys, default=None, return_dtype=work.schema["vm_key"]))
+    owners = _mutually_nearest(loose, points).select("_i", _tied="vm_key")
     tied = work.join(owners, on="_i", how="left", maintain_order="left").with_columns(
         _key=pl.coalesce("vm_key", "_tied"))
     # every task on one snapshot MoRef is that snapshot's VM's
@@ -183,22 +175,45 @@ def _tie_removals(work: pl.DataFrame, windows: pl.DataFrame) -> pl.Series:
     return tied.select(pl.coalesce("_key", by_moref).alias("vm_key")).to_series()
 
 
-def _vms_covering(moments: pl.DataFrame, windows: pl.DataFrame, lo: str, hi: str) -> tuple[pl.Series, pl.Series]:
-    """For each `start` of `moments` (sorted by it): how many VMs have a window [lo, hi] that
-    holds it, and the sum of their codes `_k` (the VM's code when there is one). A sweep, not a
-    join of every moment with every window near it: each VM's windows are merged into disjoint
-    spans, whose openings and closings are summed in time order."""
-    spans = (windows.select("_k", lo, hi).sort("_k", lo)
-             .with_columns(_new=(pl.col(lo) > pl.col(hi).cum_max().shift(1).over("_k")).fill_null(True))
-             .with_columns(_span=pl.col("_new").cum_sum())
-             .group_by("_span").agg(pl.col("_k").first(), pl.col(lo).min().alias("_lo"), pl.col(hi).max().alias("_hi")))
-    closed = pl.duration(microseconds=1)  # a span holds its last moment: it closes just after
-    edges = (pl.concat([spans.select(_t=pl.col("_lo"), _n=pl.lit(1, pl.Int64), _s=pl.col("_k")),
-                        spans.select(_t=pl.col("_hi") + closed, _n=pl.lit(-1, pl.Int64), _s=-pl.col("_k"))])
-             .group_by("_t").agg(pl.col("_n").sum(), pl.col("_s").sum()).sort("_t")
-             .select("_t", _count=pl.col("_n").cum_sum(), _sum=pl.col("_s").cum_sum()))
-    at = moments.select("start").join_asof(edges, left_on="start", right_on="_t", strategy="backward")
-    return at["_count"].fill_null(0), at["_sum"].fill_null(0)
+def _mutually_nearest(loose: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
+    """Each task (`_i`, `start`) with the VM of the moment nearest it, when that moment is within
+    OWN_TASK_TOLERANCE, no other VM's moment is within RELEASE_APART as near, and no other task is
+    nearer that moment. Sorted searches (join_asof), not all pairs within the tolerance: on 300
+    VMs x 7 days those were millions of rows and raised the analysis' peak by about 360 MiB.
+
+    The nearest moment is the one just before the task or the one just after it. The nearest moment
+    of another VM on either side is that neighbour, or, when the neighbour is the nearest VM's, the
+    moment just beyond the run of that VM's consecutive moments it belongs to."""
+    run = (pl.col("vm_key") != pl.col("vm_key").shift()).fill_null(True).cum_sum()
+    moments = (points.select("vm_key", "ts").sort("ts").with_row_index("_k")
+               .with_columns(_run=run, _before=pl.col("ts").shift(1), _after=pl.col("ts").shift(-1))
+               .with_columns(_other_before=pl.col("_before").first().over("_run"),
+                             _other_after=pl.col("_after").last().over("_run")))
+    side = moments.select("ts", "_k", "vm_key", "_other_before", "_other_after")
+    tasks = loose.sort("start")
+    back = tasks.join_asof(side.select("ts", _kb="_k", _vb="vm_key", _ob="_other_before", _tb="ts"),
+                           left_on="start", right_on="ts", strategy="backward", check_sortedness=False)
+    both = back.drop("ts").join_asof(
+        side.select("ts", _kf="_k", _vf="vm_key", _of="_other_after", _tf="ts"),
+        left_on="start", right_on="ts", strategy="forward", check_sortedness=False).drop("ts")
+    d_back, d_fwd = pl.col("start") - pl.col("_tb"), pl.col("_tf") - pl.col("start")
+    take_back = d_fwd.is_null() | (d_back <= d_fwd)
+    vm = pl.when(take_back).then("_vb").otherwise("_vf")
+    other_back = pl.when(pl.col("_vb") != vm).then(d_back).otherwise(pl.col("start") - pl.col("_ob"))
+    other_fwd = pl.when(pl.col("_vf") != vm).then(d_fwd).otherwise(pl.col("_of") - pl.col("start"))
+    nearest = both.select(
+        "_i", "start", vm_key=vm, _k=pl.when(take_back).then("_kb").otherwise("_kf"),
+        _d=pl.when(take_back).then(d_back).otherwise(d_fwd),
+        _second=pl.min_horizontal(other_back, other_fwd))
+    second = pl.when(pl.col("_second") <= OWN_TASK_TOLERANCE).then("_second")
+    nearest = nearest.filter((pl.col("_d") <= OWN_TASK_TOLERANCE)
+                             & (second.is_null() | (second - pl.col("_d") >= RELEASE_APART)))
+    # the distance from each moment to the task nearest it
+    own = (moments.select("_k", "ts")
+           .join_asof(tasks.select(_t="start"), left_on="ts", right_on="_t", strategy="nearest",
+                      check_sortedness=False)
+           .select("_k", _nearest_task=(pl.col("_t") - pl.col("ts")).abs()))
+    return nearest.join(own, on="_k").filter(pl.col("_d") == pl.col("_nearest_task")).select("_i", "vm_key")
 
 
 def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> pl.DataFrame:
@@ -209,8 +224,7 @@ def _tie_tasks(tasks: pl.DataFrame, gateway: pl.DataFrame, user: str | None) -> 
     # the tasks themselves would copy every column twice.
     work = tasks.select("vm_key", "method", "start", "initiator", "entity",
                         _vc=pl.col("vcenter").cast(pl.Utf8).fill_null("")).with_row_index("_i")
-    windows = _release_windows(gateway)
-    keyed = _tie_removals(work, windows)
+    keyed = _tie_removals(work, _release_points(gateway), user)
     released = work["vm_key"].is_null() & keyed.is_not_null()
     work = work.with_columns(vm_key=keyed, _released=released)
     snapshot_lines = (gateway.select("event", "vm_key", "ts")
@@ -326,7 +340,7 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     # The gateway may be a lazy scan (pipeline._SCANNED): each part below reads only its rows
     # and columns (state changes alone are hundreds of thousands of rows).
     scanned = identity.resolve(_table(frames, "gateway_log").lazy(), identities, cycle_col="cycle_id")
-    marks = scanned.filter(_MARKS).select("event", "state_to", "vm_key", "cycle_id", "ts").collect()
+    marks = scanned.filter(_MARKS).select("event", "state_from", "state_to", "vm_key", "cycle_id", "ts").collect()
     tasks = identity.resolve(_table(frames, "vcenter_tasks"), identities, "vm_name")
     matches = _table(frames, "matches")
     activity = _table(frames, "activity")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from analyzer.i18n import Messages, messages
+
 SEVERITIES = ("error", "warning", "info")
 MAX_SAMPLES = 5
 
@@ -92,52 +94,32 @@ def _same(a: Diagnostic, b: Diagnostic) -> bool:
 
 # ------------------------------------------------------------------ what makes results incomplete
 
-# code -> (what is counted, the reason with {} for the count of it). A code here means that some
-# of the bundle was not read, or not read as it is (a time zone assumed), or that a source does
-# not cover a failure: the results may miss or misplace something. Codes about single values or
-# lines (unparsed-lines, bad-timestamps, truncated-values, decode-errors) leave the rest whole.
-INCOMPLETE: dict[str, tuple[str | None, str]] = {
-    "parser-failed": ("member", "a parser failed on {}; what it holds is not in the results"),
-    "member-truncated": ("member", "{} cut short by damage; only the part before it was read"),
-    "member-corrupt": ("member", "{} unreadable (corrupt) and skipped"),
-    "member-unreadable": ("file", "{} could not be read and skipped"),
-    "unsupported-member": ("member", "{} in a format that cannot be read, skipped"),
-    "encrypted-member": ("member", "{} protected by a password, skipped"),
-    "unsafe-member": ("member", "{} refused as unsafe (a ../ name or a link), not read"),
-    "decompression-limit": ("member", "{} skipped or cut by a size or compression-ratio limit"),
-    "nesting-too-deep": ("nested archive", "{} nested too deep, not read"),
-    "too-many-members": (None, "the bundle has more members than the limit; the rest was not read"),
-    "archive-damaged": (None, "the archive is damaged; its members were salvaged from what remains"),
-    "archive-truncated": (None, "the archive breaks off; the members after the break are missing"),
-    "csv-abandoned": ("CSV file", "{} not read to the end (too many broken records)"),
-    "malformed-csv": ("CSV file", "{} not read to the end (the CSV stops being readable)"),
-    "invalid-json": ("events JSON file", "{} could not be read"),
-    "naive-timestamps": ("member", "time zone assumed: times without a zone in {} were read as UTC"),
-    "bad-time-zone": ("member", "time zone assumed: the zone given could not be used for {}, "
-                                "its times were read as UTC"),
-    "source-does-not-cover": ("failure", "the logs do not cover the time of {} whose cause they "
-                                         "would show"),
-    "missing-columns": ("file", "{} lacking the columns it needs, not read"),
-    "vm-lines-unplaced": ("VM name", "gateway cycle lines of {} that VMs of two vCenters share could not be "
-                                     "told apart and were left out"),
-}
+# The codes that mean some of the bundle was not read, or not read as it is (a time zone
+# assumed), or that a source does not cover a failure: the results may miss or misplace
+# something. Each one's reason, with {n} for the count, is `incomplete.<code>` in the message
+# catalogue (analyzer/i18n). Codes about single values or lines (unparsed-lines, bad-timestamps,
+# truncated-values, decode-errors) leave the rest whole.
+INCOMPLETE = (
+    "parser-failed", "member-truncated", "member-corrupt", "member-unreadable", "unsupported-member",
+    "encrypted-member", "unsafe-member", "decompression-limit", "nesting-too-deep", "too-many-members",
+    "archive-damaged", "archive-truncated", "csv-abandoned", "malformed-csv", "invalid-json",
+    "naive-timestamps", "bad-time-zone", "source-does-not-cover", "missing-columns", "vm-lines-unplaced",
+)
 # Codes that make results incomplete at this severity only (as a warning, the rows are kept).
 INCOMPLETE_ONLY_AS = {"missing-columns": "error"}
 
 
 def incomplete_reasons(diagnostics: list[Diagnostic]) -> list[str]:
     """Why the results are incomplete, one short sentence per kind of cause, sorted; [] when
-    nothing says so."""
+    nothing says so. In English: the document's `bundle.incomplete_reasons`."""
+    return incomplete_reasons_in([d.as_dict() for d in diagnostics], messages("en"))
+
+
+def incomplete_reasons_in(diagnostics: list[dict], m: Messages) -> list[str]:
+    """The same reasons in `m`'s language, from the document's diagnostics."""
     counts: dict[str, int] = {}
     for d in diagnostics:
-        if d.code in INCOMPLETE and INCOMPLETE_ONLY_AS.get(d.code, d.severity) == d.severity:
-            counts[d.code] = counts.get(d.code, 0) + d.count
-    reasons = set()
-    for code, n in counts.items():
-        noun, sentence = INCOMPLETE[code]
-        reasons.add(sentence.format(_counted(n, noun)) if noun else sentence)
-    return sorted(reasons)
-
-
-def _counted(n: int, noun: str) -> str:
-    return f"1 {noun}" if n == 1 else f"{n} {noun}s"
+        code = d.get("code")
+        if code in INCOMPLETE and INCOMPLETE_ONLY_AS.get(code, d.get("severity")) == d.get("severity"):
+            counts[code] = counts.get(code, 0) + int(d.get("count") or 1)
+    return sorted({m.text(f"incomplete.{code}", n=n) for code, n in counts.items()})

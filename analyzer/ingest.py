@@ -9,6 +9,7 @@ memory follows the largest member and the kept rows, not the bundle.
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -97,7 +98,7 @@ def _read_bundle_config(data: bytes, diags: Diagnostics) -> dict:
         diags.add("warning", "bad-bundle-toml", f"bundle.toml could not be read: {exc}",
                   _ROOT_CONFIG, "fix the TOML syntax; the zones it sets were not applied")
         return {}
-    known = {"appliance_tz", "portal_tz", "vcenter_tz", "ticket"}
+    known = {"appliance_tz", "portal_tz", "vcenter_tz", "ticket", "lang"}
     return {k: str(v) for k, v in config.items() if k in known}
 
 
@@ -173,30 +174,34 @@ def _walk(path: Path, given: dict[str, str | None], config: dict | None, library
         if progress:
             progress(done_bytes, member)
 
-    for member in streaming.read_ahead(bundle.open_bundle(path, diags, stream_over=streaming.STREAM_OVER)):
-        readable += 1
-        info = {"member": member.path, "source": None, "form": "unrecognised", "records": 0,
-                "unparsed": 0, "first": None, "last": None}
-        found.members.append(info)
-        read(len(member.data), member.path)
-        if member.rest is not None:
-            member = replace(member, rest=_reported(member.rest, lambda n, m=member.path: read(n, m)))
-        try:
-            if _is_root_config(member.path):
-                member = bundle.whole(member)
-                if config is None:
-                    found.config = _read_bundle_config(member.data, diags)
-                    naive_before = any(d.code == "naive-timestamps" for d in diags.items)
-                    for key in zones:
-                        zones[key] = zones[key] or found.config.get(key)
-                info.update(source="bundle_config", form="toml", records=len(found.config))
-            else:
-                _ingest_member(member, info, found, zones, keeps, registry, library, diags)
-            for _ in member.rest or ():  # what was left unread, so that the walk goes on
-                pass
-        except bundle.MemberDropped:  # a limit stopped its reading: skipped, as the walk says
-            readable -= 1
-            found.members.pop()
+    # closed here, not by the garbage collector: a Ctrl-C that lands while the reader is stopped
+    # is then an ordinary KeyboardInterrupt, never an 'Exception ignored' traceback
+    walk = streaming.read_ahead(bundle.open_bundle(path, diags, stream_over=streaming.STREAM_OVER))
+    with contextlib.closing(walk):
+        for member in walk:
+            readable += 1
+            info = {"member": member.path, "source": None, "form": "unrecognised", "records": 0,
+                    "unparsed": 0, "first": None, "last": None}
+            found.members.append(info)
+            read(len(member.data), member.path)
+            if member.rest is not None:
+                member = replace(member, rest=_reported(member.rest, lambda n, m=member.path: read(n, m)))
+            try:
+                if _is_root_config(member.path):
+                    member = bundle.whole(member)
+                    if config is None:
+                        found.config = _read_bundle_config(member.data, diags)
+                        naive_before = any(d.code == "naive-timestamps" for d in diags.items)
+                        for key in zones:
+                            zones[key] = zones[key] or found.config.get(key)
+                    info.update(source="bundle_config", form="toml", records=len(found.config))
+                else:
+                    _ingest_member(member, info, found, zones, keeps, registry, library, diags)
+                for _ in member.rest or ():  # what was left unread, so that the walk goes on
+                    pass
+            except bundle.MemberDropped:  # a limit stopped its reading: skipped, as the walk says
+                readable -= 1
+                found.members.pop()
 
     if readable == 0:
         problems = "; ".join(d.message for d in diags.sorted()[:3]) or "it holds no files"

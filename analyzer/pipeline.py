@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analyzer import __version__, bundle, cycles, identity, ingest, signatures, sources, tables, verdicts
+from analyzer import __version__, bundle, cycles, i18n, identity, ingest, signatures, sources, tables, verdicts
 from analyzer.bundle import UnusableBundle  # what analyze and inspect raise, for callers
 from analyzer.diagnostics import Diagnostics, incomplete_reasons
 from analyzer.output import write_atomic
@@ -37,6 +37,7 @@ class Options:
     vcenter_tz: str | None = None
     redact: bool = True
     dump_tables: Path | None = None
+    lang: str | None = None  # en | ko; None: as the bundle's bundle.toml says, else en
 
 
 @dataclass
@@ -70,10 +71,13 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
     # without a dump, the record tables go once judged (the Analysis keeps the others)
     decision = verdicts.decide(frames, cycle_result, library, diags, sources.tables_of(found.stats),
                                release=options.dump_tables is None, redact=options.redact)
+    lang = _language(options, found.config, diags)
     for finding in decision.findings:  # the report names each signature by its title
         signature = library.signatures.get(finding["signature"])
         finding["title"] = signature.title if signature is not None else None
-    doc = _document(path, options, found, cycle_result, decision, diags)
+        if lang == "ko":
+            finding["title_ko"] = (signature.title_ko or signature.title) if signature is not None else None
+    doc = _document(path, options, found, cycle_result, decision, diags, lang)
     members = [{**m, "first": to_iso(m["first"]), "last": to_iso(m["last"])} for m in found.members]
     if options.dump_tables:
         frames = {name: frame.collect() if isinstance(frame, pl.LazyFrame) else frame
@@ -106,6 +110,24 @@ def inspect(path: Path, options: Options = Options(), progress=None) -> dict:
         "diagnostics": [d.as_dict() for d in diags.sorted()],
     }
     return redact_doc(doc, options.redact)
+
+
+def _language(options: Options, config: dict, diags: Diagnostics) -> str:
+    """The language of the document's texts: --lang, else bundle.toml's `lang`, else English."""
+    if options.lang:
+        return options.lang
+    wanted = config.get("lang")
+    if wanted is not None and i18n.check_lang(wanted) is None:
+        diags.add("warning", "bad-bundle-toml", f"bundle.toml: lang {wanted!r} is not one of "
+                  f"{', '.join(i18n.LANGS)}; the report is in English", "bundle.toml",
+                  "write lang = \"en\" or lang = \"ko\"")
+        return i18n.DEFAULT_LANG
+    return wanted or i18n.DEFAULT_LANG
+
+
+# What verdicts.decide writes in Korean beside the English (verdicts._korean): in the document only
+# with lang = "ko", so that an English document stays as it was.
+KOREAN_FIELDS = ("title_ko", "cause_title_ko", "summary_ko", "remediation_ko")
 
 
 def _zones(options: Options) -> dict[str, str | None]:
@@ -182,15 +204,20 @@ def _place_yearless(frames: dict, stats: dict[str, dict], diags: Diagnostics) ->
 
 
 def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result: cycles.CycleResult,
-              decision: verdicts.Decision, diags: Diagnostics) -> dict:
+              decision: verdicts.Decision, diags: Diagnostics, lang: str) -> dict:
     """The analysis document (OUTPUT.md), redacted unless asked not to be: the VMs were redacted
     as columns while they were built (verdicts.decide); the rest, verdicts, findings and
     diagnostics composed from a few thousand rows, is redacted here."""
     config, stats = found.config, found.stats
     diagnostics = diags.sorted()
     reasons = incomplete_reasons(diagnostics)
+    if lang != "ko":
+        for item in decision.verdicts + decision.outages:
+            for key in KOREAN_FIELDS:
+                item.pop(key, None)
     doc = {
         "schema": "bundle-analyzer/analysis/v1",
+        "lang": lang,
         "bundle": {
             "name": path.name,
             "sha256": bundle.file_sha256(path),

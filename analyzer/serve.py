@@ -336,11 +336,24 @@ def _size(n: int) -> str:
 
 # ---------------------------------------------------------------- the web app
 
+def drop_page_in(lang: str | None) -> str:
+    """The drop page in the server's --lang: its words, and those its script shows, from the catalogue."""
+    from jinja2 import Environment, StrictUndefined
+
+    from analyzer.i18n import DEFAULT_LANG, messages
+    from analyzer.report.page import page_words, script_json
+
+    m = messages(lang or DEFAULT_LANG)
+    words = script_json({"text": m.script("serve"), "health": m.script("health"), "severity": m.script("severity")})
+    template = Environment(autoescape=True, undefined=StrictUndefined).from_string(PAGE.read_text(encoding="utf-8"))
+    return template.render(words=words, **page_words(m))
+
+
 def create_app(runner: Runner, max_upload: int = DEFAULT_MAX_UPLOAD,
                allowed_hosts: list[str] | None = None) -> Starlette:
     uploads = runner.out / UPLOADS
     uploads.mkdir(parents=True, exist_ok=True)
-    page = PAGE.read_text(encoding="utf-8").replace("__MAX_UPLOAD__", str(max_upload))
+    page = drop_page_in(runner.options.lang).replace("__MAX_UPLOAD__", str(max_upload))
     too_large = f"the bundle is larger than this server's upload limit ({_size(max_upload)}; " \
                 "start it with a larger --max-upload)"
 

@@ -22,13 +22,14 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from analyzer import detectors, findings, identity
+from analyzer import detectors, findings, i18n, identity
 from analyzer.cycles import CycleResult
 from analyzer.diagnostics import Diagnostics
 from analyzer.evidence import (RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, family_of,
                                short_host)
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.redact import redact_columns, redact_series
+from analyzer.signatures.load import cause_titles_ko
 from analyzer.signatures.model import Cause, Library, Signature
 
 UNDETERMINED = "undetermined"
@@ -577,6 +578,61 @@ def _summary(sig: Signature, facts: dict[str, str]) -> str:
     return f"{sig.title} on {values['vm']}: {values['cause_title']}."
 
 
+# --------------------------------------------------------------------------------------------
+# Korean texts (--lang ko): built beside the English ones, kept in the document only with ko
+# (pipeline.KOREAN_FIELDS); the English stay as they are. The UI's words are in analyzer/i18n.
+
+
+def _korean(b: Case, sig: Signature, best: Judgement, facts: dict[str, str], vm: str | None,
+            host: str | None) -> dict:
+    """A verdict's title_ko, cause_title_ko, summary_ko and remediation_ko: the signature's Korean
+    texts filled with the facts of the English summary (a text the signature lacks stays English)."""
+    ko = i18n.messages("ko")
+    label = _cause_title_ko(b, sig, best.cause)
+    values = _Blank({**facts, "vm": vm or ko.text("verdict.no_vm"), "host": host or ko.text("verdict.no_host"),
+                     "cause_title": label, "title": sig.title_ko or sig.title})
+    summary = _summary(sig, facts)
+    if sig.summary_ko:
+        try:
+            summary = sig.summary_ko.format_map(values)
+        except (ValueError, IndexError, AttributeError):
+            pass
+    elif not sig.summary:
+        summary = ko.text("verdict.summary", vm=values["vm"], title=values["title"], cause_title=label)
+    cause = sig.cause(best.cause)
+    steps = (cause.remediation_ko if cause else sig.undetermined_ko) or best.remediation
+    return {"title_ko": sig.title_ko or sig.title, "cause_title_ko": label, "summary_ko": summary,
+            "remediation_ko": list(steps)}
+
+
+def _cause_title_ko(b: Case, sig: Signature | None, cause_id: str) -> str:
+    """The cause's Korean label: its block's title_ko, else the library's label for the id, else
+    the English wording."""
+    cause = sig.cause(cause_id) if sig is not None else None
+    if cause is not None and cause.title_ko:
+        return cause.title_ko
+    return cause_titles_ko(b.library).get(cause_id) or _cause_title(b, cause_id)
+
+
+def _unrecognised_korean(b: Case, code: str | None) -> dict:
+    """An error outside the catalogue keeps the words it was given (summary, remediation)."""
+    ko = i18n.messages("ko")
+    return {"title_ko": ko.text("verdict.unrecognised_title", code=code) if code else
+            ko.text("verdict.unrecognised_title_no_code"),
+            "cause_title_ko": _cause_title_ko(b, None, UNDETERMINED)}
+
+
+def _outage_korean(b: Case, cause: str, start: datetime, end: datetime | None, cycles: int | None,
+                   failures: int, vms: int) -> dict:
+    ko = i18n.messages("ko")
+    label = _cause_title_ko(b, None, cause)
+    until = i18n.format_time(end, "ko") if end else ko.text("verdict.outage_until_end")
+    what = ko.text("verdict.outage_cycles", n=cycles) if cycles else ko.text("verdict.outage_failures", n=failures)
+    return {"cause_title_ko": label,
+            "summary_ko": ko.text("verdict.outage_summary", cause_title=label, start=i18n.format_time(start, "ko"),
+                                  until=until, what=what, vms=vms)}
+
+
 def _captures(b: Case, occurrences: list[dict]) -> dict[str, str]:
     out: dict[str, str] = {}
     for o in sorted(occurrences, key=_in_time):
@@ -629,7 +685,9 @@ def _outages(b: Case, judged: list[Judgement]) -> tuple[list[dict], dict[int, st
         summary = (f"{title[0].upper()}{title[1:]} from {to_iso(start)} to {until}; "
                    f"it explains {what} on {_count(len(vms), 'VM')}.")
         outages.append({"id": oid, "cause": cause, "start": to_iso(start), "end": to_iso(end), "summary": summary,
-                        "vms": vms, "cycles": cycles, "evidence": _limit(entries)})
+                        "vms": vms, "cycles": cycles, "evidence": _limit(entries),
+                        **_outage_korean(b, cause, start, end, len(cycles) if cycles else None,
+                                         len(members), len(vms))})
         for i in groups[key]:
             explains[i] = oid
     return outages, explains
@@ -673,6 +731,7 @@ def _verdicts(b: Case, judged: list[Judgement], explains: dict[int, str]) -> lis
             "summary": _summary(sig, facts),
             "remediation": list(best.remediation), "references": sorted(sig.references),
             "evidence": _limit(entries), "title": sig.title, "outage": outage,
+            **_korean(b, sig, best, facts, vm, b.host_of(vm_key)),
         })
     return out
 
@@ -749,6 +808,7 @@ def _unrecognised(b: Case) -> list[dict]:
                                       UNRECOGNISED, "the error") for r in group]),
             "title": f"Error {code} (not in the catalogue)" if code else "An error not in the catalogue",
             "outage": None,
+            **_unrecognised_korean(b, code),
         })
     return out
 

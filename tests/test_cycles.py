@@ -6,8 +6,6 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from analyzer import tables
 from analyzer.cycles import build, estimate_skew
@@ -253,24 +251,3 @@ def test_empty_inputs_give_empty_frames():
     assert result.clock_skew is None and result.bundle_end is None
     assert estimate_skew(resolve(tables.empty("gateway_log"), tables.empty("identities")),
                          resolve(tables.empty("vcenter_tasks"), tables.empty("identities"), "vm_name")) == (None, 0)
-
-
-# ---------------------------------------------------------------------------------------------
-# _vms_covering: the sweep that ties loose snapshot removals (issue 20: it replaced a join of
-# every removal with every window near it, 700 MiB on a 300-VM week) against the plain count.
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 60), st.integers(0, 20)), min_size=1, max_size=12),
-       st.lists(st.integers(-5, 90), min_size=1, max_size=15))
-def test_vms_covering_counts_distinct_vms_whose_window_holds_the_moment(windows, moments):
-    from analyzer.cycles import _vms_covering
-    t0 = datetime(2024, 5, 14, tzinfo=timezone.utc)
-    at = lambda m: t0 + timedelta(minutes=m)  # noqa: E731
-    frame = pl.DataFrame({"_k": [k for k, _, _ in windows], "w_from": [at(a) for _, a, _ in windows],
-                          "w_until": [at(a + d) for _, a, d in windows]},
-                         schema={"_k": pl.Int64, "w_from": tables.TS, "w_until": tables.TS})
-    starts = pl.DataFrame({"start": sorted(at(m) for m in moments)}, schema={"start": tables.TS})
-    count, total = _vms_covering(starts, frame, "w_from", "w_until")
-    for t, n, k in zip(starts["start"].to_list(), count.to_list(), total.to_list()):
-        holding = {key for key, a, d in windows if at(a) <= t <= at(a + d)}
-        assert (n, k) == (len(holding), sum(holding))

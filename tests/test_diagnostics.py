@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analyzer.diagnostics import INCOMPLETE, MAX_SAMPLES, Diagnostic, Diagnostics, incomplete_reasons
+from analyzer.i18n import LANGS, messages
 from analyzer.pipeline import analyze
 
 
@@ -73,7 +74,8 @@ def test_incomplete_reasons_come_from_the_one_table():
     assert incomplete_reasons([diag("missing-columns")]) == []
     assert incomplete_reasons([diag("missing-columns", "error")]) == [
         "1 file lacking the columns it needs, not read"]
-    assert all(INCOMPLETE[code][1] for code in INCOMPLETE)
+    for lang in LANGS:  # every code has its reason in every language
+        assert all(messages(lang).has(f"incomplete.{code}") for code in INCOMPLETE)
 
 
 # ---------------------------------------------------------------- through the pipeline

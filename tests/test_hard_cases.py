@@ -284,6 +284,62 @@ def test_a_removal_that_timed_out_is_tied_through_its_vms_own_cycle(tmp_path):
     assert both not in tasks["APP01"] | tasks["WEB03"]  # APP01 and WEB03 released theirs then: neither's
 
 
+def test_a_removal_is_the_vm_whose_release_it_follows_not_one_still_releasing(tmp_path):
+    """In a busy appliance another VM is often still in ReleasingSnapshot when a removal starts; the
+    removal belongs to the VM whose release came just before it (or, with the skew's slack, just after)."""
+    gw = Gateway()
+    gw.cycle("APP01", "vm-1", 17, 60)  # ReleasingSnapshot at 64.5 until 65.0
+    gw.cycle("WEB03", "vm-3", 70, 60.25)  # ReleasingSnapshot at 64.75, inside APP01's
+    gw.cycle("SQL02", "vm-2", 40, 90)  # releases at 94.5 ...
+    gw.cycle("FS04", "vm-4", 9, 90.008)  # ... and FS04 half a second later
+    gw.heartbeats(100)
+    vc = Vpxd()
+    app01 = vc.task("snapshot-11", "vim.vm.Snapshot.remove", 64.505, 64.6, display="Remove snapshot")
+    web03 = vc.task("snapshot-12", "vim.vm.Snapshot.remove", 64.748, 64.85, display="Remove snapshot")
+    between = vc.task("snapshot-13", "vim.vm.Snapshot.remove", 94.5125, 94.6, display="Remove snapshot")
+    analysis = pipeline.analyze(zip_bundle(tmp_path / "busy.zip", {"appliance/GatewayService.log": gw.text(),
+                                                                    "vcenter/vpxd-1.log": vc.text()}))
+    doc = analysis.doc
+
+    tasks = tasks_by_vm(analysis, doc)
+    assert app01 in tasks["APP01"] and web03 in tasks["WEB03"]  # main: both APP01's
+    assert web03 not in tasks["APP01"]
+    assert between not in set().union(*tasks.values())  # two releases under a second apart: neither's
+
+
+def test_a_backup_products_removal_beside_a_failed_cycle_is_not_that_vms(tmp_path):
+    """A cycle failing in CreatingSnapshot took no snapshot, so removes none; a removal by another user
+    (a backup product) just before it names only `snapshot-<n>`: whose it is cannot be told, and it is
+    no conflict on the VM."""
+    gw = Gateway()
+    for n, start in enumerate((60, 120, 180)):
+        gw.cycle("APP01", "vm-1", 17 + n, start)
+    gw.cycle("APP01", "vm-1", 20, 240, fail=ANOTHER_TASK)  # Failed at 240.6
+    gw.heartbeats(260)
+    vc = Vpxd()
+    vc.task("vm-1", "vim.VirtualMachine.removeAllSnapshots", 200, 230, fault=("vim.fault.Timedout", "Operation timed out."),
+            display="Remove all snapshots")
+    backup = vc.task("snapshot-146", "vim.vm.Snapshot.remove", 240.0, 240.95, user=BACKUP, display="Remove snapshot")
+    vc.task("vm-1", "vim.VirtualMachine.createSnapshot", 240.1, 240.4,
+            fault=("vim.fault.TaskInProgress", "Another task is already in progress."))
+    members = {"appliance/GatewayService.log": gw.text(), "vcenter/vpxd-1.log": vc.text(),
+               "portal/events.csv": portal_csv((240.8, "APP01", "", ANOTHER_TASK))}
+    analysis = pipeline.analyze(zip_bundle(tmp_path / "backup.zip", members))
+    doc = analysis.doc
+
+    assert triples(doc) == {("APP01", "internal_another_task_in_progress", "vcenter_task_timeout")}  # before: conflicting
+    tasks = tasks_by_vm(analysis, doc)
+    assert backup not in tasks["APP01"]
+
+
+def tasks_by_vm(analysis, doc) -> dict[str, set[str]]:
+    """Every VM's task ids, from the task table (the JSON lists only those around failures)."""
+    out = {vm["vm"]: set() for vm in doc["vms"]}
+    for vm, task_id in analysis.tasks.select("vm", "task_id").iter_rows():
+        out.setdefault(vm, set()).add(task_id)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Zones from a bundle.toml that comes after the logs
 

@@ -132,7 +132,7 @@ def test_report_source_holds_no_markup_from_the_bundle(outputs):
     for raw in ("<script>alert", f"<script>{PWN}", "<img src=x", "<svg/onload", "<iframe",
                 "<a href=javascript", "<b>bold</b>", "</script><script>"):
         assert raw not in html, raw
-    assert html.count("<script") == 2  # the page's own: the JSON data and the timeline script
+    assert html.count("<script") == 3  # the page's own: the JSON data, its words, the timeline script
     assert "{{ 7*7 }}" in html and "{{7*7}}" in html
 
 
@@ -200,7 +200,7 @@ def test_report_in_chromium_runs_no_script_from_the_bundle(outputs, browser):
     page.fill("#f-search", "<script>")
     page.fill("#f-search", "")
     watched.inert()
-    assert page.evaluate("document.scripts.length") == 2
+    assert page.evaluate("document.scripts.length") == 3  # data, words, code
     text = visible_text(page)
     for literal in SHOWN + [VDDK_MEMBER, NFC_TEXT, ODD_TEXT, OUTSIDE_TEXT, OUTSIDE_CAUSE]:
         assert literal in text, literal

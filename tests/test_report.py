@@ -72,8 +72,10 @@ def assert_inert(html: str) -> Page:
     handlers = [(t, k) for t, a in page.tags for k in a if k.lower().startswith("on")]
     assert handlers == []
     assert [a for a, _ in page.scripts] == [{"type": "application/gzip", "id": "data",
-                                              "data-encoding": "gzip+base64"}, {}]
-    data_body, code_body = page.scripts[0][1], page.scripts[1][1]
+                                             "data-encoding": "gzip+base64"},
+                                            {"type": "application/json", "id": "messages"}, {}]
+    data_body, code_body = page.scripts[0][1], page.scripts[-1][1]
+    json.loads(page.scripts[1][1])  # the messages block too
     assert code_body.strip() == static("report.js").strip()
     assert re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", data_body)  # base64 only: nothing can end the script
     unpacked_json(data_body)  # the data block stayed one intact JSON value

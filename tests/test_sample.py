@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -544,3 +545,45 @@ def test_pasted_only_bundle_holds_pasted_errors_and_loose_logs(tmp_path):
     assert {"portal_events", "text"} <= set(doc["bundle"]["sources"]) and "gateway_log" not in doc["bundle"]["sources"]
     without = pipeline.analyze(strip_members(path, tmp_path / "no-esxi.zip", lambda n: n.startswith("esxi/"))).doc
     assert {v["confidence"] for v in without["verdicts"]} == {"low"}  # the single cause, with no evidence
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_overload_is_expected_only_where_heartbeats_show_a_queue(tmp_path, seed):
+    """CATALOGUE "Appliance saturation": queued cycles over the judged cycle's window (an hour before
+    it to its end; two heartbeats in a row) are the evidence. A VM whose judged cycle (part C: the
+    running one past four times the median, else the last completed) met no queue is slow from its
+    big delta alone, not expected overloaded (seed 2 expected all eight)."""
+    name = "slow_replication--appliance_overloaded"
+    [path] = write_bundles([name], tmp_path, seed=seed)
+    when = {}
+    lines = gateway_text(members(path)).splitlines()
+    rows = [(ts, rest) for line in lines if (m := re.match(r"^(\S+) \w+ \[\d+\] \S+ - (.*)", line))
+            for ts, rest in [(when.setdefault(m[1], pl.Series([m[1]]).str.to_datetime().item()), m[2])]]
+    rows.sort(key=lambda r: r[0])
+    end = rows[-1][0]
+    runs, run = [], []
+    for ts, text in rows:
+        if (m := re.match(r"Heartbeat\. activeCycles=\d+ queuedCycles=(\d+)", text)):
+            if int(m[1]):
+                run.append(ts)
+            elif run:
+                runs.append(run)
+                run = []
+    runs.append(run)
+    started, done = {}, {}
+    for ts, text in rows:
+        cycle = (re.search(r"\bvm=(\w+)", text) or [None, None])[1], (re.search(r"\bcycleId=(\d+)", text) or [0, 0])[1]
+        if text.startswith("Replication cycle started.") and "type=InitialReplication" not in text:
+            started[cycle] = ts
+        elif text.startswith("Replication cycle completed.") and cycle in started:
+            done[cycle] = (started[cycle], ts)
+    causes = {v["vm"]: v["cause"] for v in expected(tmp_path, name)["verdicts"]}
+    assert causes
+    for vm, cause in causes.items():
+        spans = sorted(span for (v, _), span in done.items() if v == vm)
+        running = [t for (v, c), t in started.items() if v == vm and (v, c) not in done]
+        median = statistics.median(b - a for a, b in spans)
+        judged = (running[-1], end) if running and end - running[-1] > 4 * median else spans[-1]
+        lo = judged[0] - pl.select(pl.duration(hours=1)).item()
+        queued = any(len(r) >= 2 and any(lo <= t <= judged[1] for t in r) for r in runs)
+        assert cause == ("appliance_overloaded" if queued else "undetermined"), vm

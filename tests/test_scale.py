@@ -46,7 +46,7 @@ def test_listed_tasks_are_failures_and_evidence_and_counts_cover_every_task(anal
 
 
 def test_timeline_draws_every_task_from_the_table(analysis):
-    html = report.render(analysis.doc, analysis.tasks)
+    html = report.render(analysis.doc, tasks=analysis.tasks)
     drawn = sum(len(row) for row in _timeline(html)["tasks"])
     with_start = analysis.tasks.filter(pl.col("start").is_not_null()).height
     assert drawn == with_start > sum(len(vm["tasks"]) for vm in analysis.doc["vms"])
@@ -66,7 +66,7 @@ def test_packed_report_works_from_file_in_chromium(analysis, browser, tmp_path):
     page runs without errors or requests, draws its lanes and every task of a lane, and shows a
     tooltip."""
     path = tmp_path / "packed.html"
-    path.write_text(report.render(analysis.doc, analysis.tasks), encoding="utf-8")
+    path.write_text(report.render(analysis.doc, tasks=analysis.tasks), encoding="utf-8")
     page = browser.new_page()
     errors, requests = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)

@@ -14,21 +14,31 @@ from contextlib import contextmanager
 
 import polars as pl
 
+from analyzer.i18n import DEFAULT_LANG, check_lang, messages
 from analyzer.report import view
-from analyzer.report.page import environment, packed_json
+from analyzer.report.page import environment, packed_json, page_words, script_json
 
 __all__ = ["render"]
 
+SCRIPT_LABELS = ("health", "outcome", "severity", "confidence", "cycle_type")  # words report.js shows
 
-def render(doc: dict, tasks: pl.DataFrame | None = None) -> str:
-    """The page; `tasks`: every VM's vCenter tasks for the timeline (pipeline.Analysis.tasks),
-    else the timeline draws the tasks the document lists."""
+
+def render(doc: dict, lang: str | None = None, tasks: pl.DataFrame | None = None) -> str:
+    """The report page, in `lang`, else in the document's `lang`, else in English. `tasks`: every
+    VM's vCenter tasks for the timeline (pipeline.Analysis.tasks), else the timeline draws the
+    tasks the document lists."""
+    m = messages(check_lang(lang) or check_lang(doc.get("lang") if isinstance(doc, dict) else None)
+                 or DEFAULT_LANG)
     with _gc_paused():
-        model = view.build(doc, tasks)
+        model = view.build(doc, m, tasks)
         data = packed_json(model["timeline"], checked=model["timeline_checked"])
         model["timeline"] = {"empty": model["timeline"]["empty"]}  # the rest is in `data` now
+        # what the script writes itself: its words, and the causes' labels in this language
+        words = script_json({"lang": m.lang, "text": m.script("js"), "time": m.script("time"),
+                             "labels": {group: m.script(group) for group in SCRIPT_LABELS},
+                             "causes": model.pop("cause_titles")})
         template = environment().get_template("report.html.j2")
-        return template.render(**model, data=data)
+        return template.render(**model, data=data, script_messages=words, **page_words(m))
 
 
 @contextmanager

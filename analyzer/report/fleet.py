@@ -8,7 +8,8 @@ from __future__ import annotations
 import polars as pl
 
 from analyzer import __version__
-from analyzer.report.page import environment
+from analyzer.i18n import DEFAULT_LANG, Messages, format_iso, messages
+from analyzer.report.page import environment, page_words
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANK.items()} | {3: "unknown"}
@@ -33,7 +34,7 @@ def _grouped(verdicts: pl.DataFrame, keys: list[str], *extra: pl.Expr) -> list[d
 
 
 def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
-               failures: list[tuple]) -> dict:
+               failures: list[tuple], m: Messages | None = None) -> dict:
     """The numbers and groups the page shows (plain values, for the template and for tests)."""
     names = pl.DataFrame({"bundle_id": list(bundles),
                           "_name": [e["name"] for e in bundles.values()]},
@@ -46,7 +47,7 @@ def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
              issue=pl.concat_str([pl.col("error"), pl.col("cause").fill_null("?")],
                                  separator=" · "),
              appliance=pl.coalesce("appliance", "_name", "bundle_id"),
-             host=pl.col("host").fill_null("(unknown host)")))
+             host=pl.col("host").fill_null((m or messages()).text("fleet.unknown_host"))))
     issues_of = pl.col("issue").drop_nulls().unique().sort().alias("issues")
     health: dict[str, int] = {}
     for entry in bundles.values():
@@ -71,6 +72,13 @@ def fleet_view(bundles: dict[str, dict], verdicts: pl.DataFrame,
 
 
 def render_fleet(bundles: dict[str, dict], verdicts: pl.DataFrame,
-                 failures: list[tuple]) -> str:
-    view = fleet_view(bundles, verdicts, failures)
-    return environment().get_template("fleet.html.j2").render(version=__version__, **view)
+                 failures: list[tuple], lang: str | None = None) -> str:
+    """The fleet page in `lang` (--lang), English by default."""
+    m = messages(lang or DEFAULT_LANG)
+    view = fleet_view(bundles, verdicts, failures, m)
+
+    def show_time(value: object) -> object:  # English shows the times as they are
+        return value if m.lang == DEFAULT_LANG else format_iso(value, m.lang) or value
+
+    return environment().get_template("fleet.html.j2").render(version=__version__, show_time=show_time,
+                                                              **view, **page_words(m))

@@ -15,6 +15,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from analyzer.i18n import Messages
 from analyzer.report.jsontext import orjson_dumps
 
 HERE = Path(__file__).parent
@@ -42,6 +43,12 @@ def environment() -> Environment:
     env.globals["static"] = static
     env.filters["code_spans"] = code_spans
     return env
+
+
+def page_words(m: Messages) -> dict:
+    """What a template needs to speak `m`'s language: `t("key", name=value)` (escaped; a value
+    that is markup stays markup) and `label("health", "critical")`."""
+    return {"lang": m.lang, "t": m.html, "label": m.label}
 
 
 def code_spans(value: object) -> Markup:

@@ -8,12 +8,14 @@ out of the timeline, never an exception, because a report is most needed when in
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
 from itertools import chain
 
+from markupsafe import Markup
 import polars as pl
 
 import analyzer
+from analyzer.diagnostics import incomplete_reasons_in
+from analyzer.i18n import Messages, format_iso, messages, parse_iso
 from analyzer.report.jsontext import same_with_orjson
 
 HEALTH_ORDER = ("critical", "warning", "unknown", "healthy")
@@ -23,23 +25,15 @@ OUTCOMES = ("succeeded", "failed", "in_progress", "incomplete")
 CYCLE_TYPES = ("initial", "delta", "resync", "final_delta")
 KNOWN_SOURCES = ("gateway_log", "portal_events", "vcenter_tasks")
 FAILURE_SOURCES = ("gateway_log", "portal_events")  # the sources that show replication failing
-SOURCE_LABELS = {
-    "gateway_log": "Gateway service log (appliance)",
-    "portal_events": "Portal replication events",
-    "vcenter_tasks": "vCenter tasks (vpxd / task export)",
-    "vcenter_log": "vCenter log",
-    "vcenter_events": "vCenter events",
-    "replication_status": "Portal replication status",
-    "text": "Other text (logs, vmware.log, VDDK, syslog, pasted text)",
-    "text_log": "Other text (logs, vmware.log, VDDK, syslog, pasted text)",
-}
-TEMPLATE_SOURCES = {"gateway_log": "gateway log", "vcenter_log": "vCenter log", "text_log": "other text"}
+# The words of the page are in the message catalogue (analyzer/i18n): sources as `source.<name>`,
+# an unexplained template's sources as `template_source.<name>`, the rest by what they label.
 EVIDENCE_SHOWN = 6  # evidence lines shown on a card before the rest is folded
 TEMPLATES_SHOWN = 10  # unexplained templates shown before the rest is folded
 FINDINGS_OPEN = 8  # up to this many findings show their example lines unfolded
-NO_HOST = "(host unknown)"
-NO_TIME = "time not given"
 UNRECOGNISED = "unrecognised_error"
+NOTE_THE_ERROR = "the error"  # the note of a verdict's own error line (verdicts._error_entries)
+EN = messages("en")
+IN_ENGLISH = Markup(' lang="en"')  # marks English text in a page of another language
 
 
 # ---------------------------------------------------------------- small formatting helpers
@@ -62,34 +56,26 @@ def humanize(ident: object) -> str:
 
 def epoch(value: object) -> float | None:
     """Seconds since 1970 for an ISO 8601 time (naive means UTC), None if it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    moment = parse_iso(value)
+    return None if moment is None else moment.timestamp()
 
 
-def show_time(value: object) -> str:
-    seconds = epoch(value)
-    if seconds is None:
-        return text(value) or "—"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+def show_time(value: object, m: Messages = EN) -> str:
+    shown = format_iso(value, m.lang)
+    return (text(value) or "—") if shown is None else shown
 
 
-def show_duration(seconds: float | None) -> str:
+def show_duration(seconds: float | None, m: Messages = EN) -> str:
     if seconds is None or seconds < 0:
         return "—"
     seconds = int(round(seconds))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours)
-    parts += [f"{minutes} min"] * bool(minutes) + [f"{secs} s"] * (bool(secs) and not days)
-    return " ".join(parts[:2]) or "0 s"
+    parts = [m.text("time.days", n=days)] * bool(days) + [m.text("time.hours", n=hours)] * bool(hours)
+    parts += [m.text("time.minutes", n=minutes)] * bool(minutes)
+    parts += [m.text("time.seconds", n=secs)] * (bool(secs) and not days)
+    return " ".join(parts[:2]) or m.text("time.seconds", n=0)
 
 
 def show_bytes(value: object) -> str:
@@ -128,7 +114,7 @@ def _strings(value: object) -> list[str]:
 
 # ---------------------------------------------------------------- header
 
-def _header(doc: dict) -> dict:
+def _header(doc: dict, m: Messages) -> dict:
     bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
     sources = bundle.get("sources") if isinstance(bundle.get("sources"), dict) else {}
     missing = _strings(bundle.get("missing_sources"))
@@ -141,13 +127,13 @@ def _header(doc: dict) -> dict:
                        key=lambda n: (n not in KNOWN_SOURCES, n)):
         stats = sources.get(name) if isinstance(sources.get(name), dict) else None
         rows.append({
-            "name": name, "label": SOURCE_LABELS.get(name, humanize(name)),
+            "name": name, "label": m.text(f"source.{name}") if m.has(f"source.{name}") else humanize(name),
             "present": stats is not None,
             "files": text((stats or {}).get("files", "—")),
             "records": text((stats or {}).get("records", "—")),
             "unparsed": text((stats or {}).get("unparsed", "—")),
-            "first": show_time((stats or {}).get("first")),
-            "last": show_time((stats or {}).get("last")),
+            "first": show_time((stats or {}).get("first"), m),
+            "last": show_time((stats or {}).get("last"), m),
             "not_evaluated": sorted(not_evaluated.get(name, [])),
         })
 
@@ -155,13 +141,15 @@ def _header(doc: dict) -> dict:
     skew_view = None
     if skew and _number(skew.get("seconds")) is not None:
         seconds = float(skew["seconds"])
-        ahead = "ahead of" if seconds >= 0 else "behind"
-        skew_view = {"text": f"vCenter {abs(seconds):.1f} s {ahead} the appliance",
+        skew_view = {"text": m.text("header.skew_ahead" if seconds >= 0 else "header.skew_behind",
+                                    seconds=f"{abs(seconds):.1f}"),
                      "basis": text(skew.get("basis", "?"))}
 
     diagnostics = sorted(
         ({"severity": text(d.get("severity")) or "info", "code": text(d.get("code")),
           "message": text(d.get("message")), "location": text(d.get("location")),
+          # in another language than English: the code's meaning, the English message behind it
+          "label": m.text(f"diag.{d.get('code')}") if m.lang != "en" and m.has(f"diag.{d.get('code')}") else "",
           "hint": text(d.get("hint")),
           # the repeats this entry stands for beyond itself, and the lines they are on
           "more": max(int(_number(d.get("count")) or 1) - 1, 0),
@@ -170,13 +158,15 @@ def _header(doc: dict) -> dict:
         key=lambda d: (_ranked(d["severity"], ("error", "warning", "info")), d["code"],
                        d["location"]))
     complete = bundle.get("complete") is not False
+    reasons = [] if complete else _strings(bundle.get("incomplete_reasons"))
+    said = incomplete_reasons_in(_dicts(doc.get("diagnostics")), m) if m.lang != "en" and reasons else []
     return {
         # neither the gateway log nor portal events: nothing says whether replication works
         "no_failure_source": not set(FAILURE_SOURCES) & set(sources),
-        "name": text(bundle.get("name")) or "(unnamed bundle)",
+        "name": text(bundle.get("name")) or m.text("view.unnamed_bundle"),
         "sha256": text(bundle.get("sha256")) or "—",
         "ticket": text(bundle.get("ticket")),
-        "analyzed_at": show_time(bundle.get("analyzed_at")),
+        "analyzed_at": show_time(bundle.get("analyzed_at"), m),
         "version": text(bundle.get("analyzer_version")) or analyzer.__version__,
         "appliance_tz": text(bundle.get("appliance_tz")),
         "clock_skew": skew_view,
@@ -185,76 +175,105 @@ def _header(doc: dict) -> dict:
         "diagnostics": diagnostics,
         "diagnostic_counts": Counter(d["severity"] for d in diagnostics).most_common(),
         "complete": complete,
-        "incomplete_reasons": [] if complete else _strings(bundle.get("incomplete_reasons")),
+        "incomplete_reasons": said or reasons,
+        "incomplete_lang": IN_ENGLISH if m.lang != "en" and not said else "",
     }
 
 
 # ---------------------------------------------------------------- cards
 
-def _evidence(items: object) -> list[dict]:
+def _evidence(items: object, m: Messages) -> list[dict]:
     lines = []
     for e in _dicts(items):
         member, line = text(e.get("member")), text(e.get("line"))
+        note = text(e.get("note"))
+        # a detector's note (measured values, built in English) stays English in another language
+        english = m.lang != "en" and bool(note) and note != NOTE_THE_ERROR
         lines.append({"source": text(e.get("source")),
                       "where": f"{member}:{line}" if line else member or "—",
-                      "ts": show_time(e.get("ts")) if e.get("ts") else NO_TIME,
-                      "text": text(e.get("text")), "note": text(e.get("note"))})
+                      "ts": show_time(e.get("ts"), m) if e.get("ts") else m.text("view.no_time"),
+                      "text": text(e.get("text")),
+                      "note": m.text("card.note_error") if note == NOTE_THE_ERROR else note,
+                      "note_lang": IN_ENGLISH if english else ""})
     return lines
 
 
-def _seen(first: object, last: object) -> str:
-    """'first → last', one time when they are equal, NO_TIME when the text gave none."""
+def _seen(first: object, last: object, m: Messages) -> str:
+    """'first → last', one time when they are equal, 'time not given' when the text gave none."""
     if not first and not last:
-        return NO_TIME
-    first, last = show_time(first), show_time(last)
+        return m.text("view.no_time")
+    first, last = show_time(first, m), show_time(last, m)
     return first if last in (first, "—") else f"{first} → {last}"
 
 
-def _verdict_card(v: dict, dom_id: str, vm_index: dict[str, int]) -> dict:
+def _in_language(v: dict, key: str, m: Messages, english: object) -> tuple[object, Markup | str]:
+    """A text of the document in the page's language: its `<key>_ko` in Korean when there is one,
+    else the English, marked as English in a page of another language."""
+    if m.lang == "en":
+        return english, ""
+    value = v.get(f"{key}_{m.lang}")
+    if value:
+        return value, ""
+    return english, IN_ENGLISH if english else ""
+
+
+def _verdict_card(v: dict, dom_id: str, vm_index: dict[str, int], m: Messages) -> dict:
     error = text(v.get("error")) or "unknown_error"
     vm = v.get("vm")
-    evidence = _evidence(v.get("evidence"))
+    evidence = _evidence(v.get("evidence"), m)
+    unrecognised = error == UNRECOGNISED
+    cause = text(v.get("cause")) or "undetermined"
+    title, _ = _in_language(v, "title", m, text(v.get("title")) or humanize(error))
+    cause_title, _ = _in_language(v, "cause_title", m, humanize(cause))
+    summary, summary_lang = _in_language(v, "summary", m, text(v.get("summary")))
+    remediation, remediation_lang = _in_language(v, "remediation", m, _strings(v.get("remediation")))
+    if unrecognised:  # the error's own words, in whatever language it was given
+        summary, summary_lang = text(v.get("summary")), ""
+        remediation, remediation_lang = _strings(v.get("remediation")), ""
     return {
-        "unrecognised": error == UNRECOGNISED,
+        "unrecognised": unrecognised,
         "stated_causes": _strings(v.get("stated_causes")),
-        "seen": _seen(v.get("first_seen"), v.get("last_seen")),
+        "seen": _seen(v.get("first_seen"), v.get("last_seen"), m),
         "id": dom_id, "kind": "verdict",
         "vm": text(vm) if vm is not None else None,
         "vm_indices": [vm_index[text(vm)]] if text(vm) in vm_index else [],
         "error": error, "error_code": text(v.get("error_code")),
-        "title": text(v.get("title")) or humanize(error),
-        "cause": text(v.get("cause")) or "undetermined",
-        "cause_title": humanize(text(v.get("cause")) or "undetermined"),
+        "title": title,
+        "cause": cause,
+        "cause_title": cause_title,
         "confidence": text(v.get("confidence")) or "low",
         "severity": text(v.get("severity")) or "info",
         "cycles": _strings(v.get("cycles")),
-        "first_seen": show_time(v.get("first_seen")), "last_seen": show_time(v.get("last_seen")),
-        "summary": text(v.get("summary")),
-        "remediation": _strings(v.get("remediation")),
+        "first_seen": show_time(v.get("first_seen"), m), "last_seen": show_time(v.get("last_seen"), m),
+        "summary": summary, "summary_lang": summary_lang,
+        "remediation": _strings(remediation), "remediation_lang": remediation_lang,
         "references": _strings(v.get("references")),
         "evidence": evidence[:EVIDENCE_SHOWN], "evidence_more": evidence[EVIDENCE_SHOWN:],
         "errors": [error], "causes": [text(v.get("cause")) or "undetermined"],
     }
 
 
-def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str, int]) -> dict:
+def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str, int], m: Messages) -> dict:
     start, end = epoch(o.get("start")), epoch(o.get("end"))
     vms = sorted(set(_strings(o.get("vms"))) | {text(v["vm"]) for v in explained if v["vm"]})
     cause = text(o.get("cause")) or "undetermined"
     severity = min((v["severity"] for v in explained),
                    key=lambda s: _ranked(s, SEVERITY_ORDER), default="warning")
-    evidence = _evidence(o.get("evidence"))
+    evidence = _evidence(o.get("evidence"), m)
     shown = {line["where"] for line in evidence}
+    cause_title, _ = _in_language(o, "cause_title", m, humanize(cause))
+    summary, summary_lang = _in_language(o, "summary", m, text(o.get("summary")))
+    remediation_lang = next((v["remediation_lang"] for v in explained if v["remediation_lang"]), "")
     for v in explained:  # the outage card lists each verdict with the lines it adds
         v["own_evidence"] = [line for line in v["evidence"] + v["evidence_more"]
                              if line["where"] not in shown]
     return {
         "id": dom_id, "kind": "outage", "outage_id": text(o.get("id")),
-        "cause": cause, "cause_title": humanize(cause),
-        "start": show_time(o.get("start")), "end": show_time(o.get("end")),
+        "cause": cause, "cause_title": cause_title,
+        "start": show_time(o.get("start"), m), "end": show_time(o.get("end"), m),
         "raw_start": o.get("start"), "raw_end": o.get("end"),
-        "duration": show_duration(end - start if start is not None and end is not None else None),
-        "summary": text(o.get("summary")),
+        "duration": show_duration(end - start if start is not None and end is not None else None, m),
+        "summary": summary, "summary_lang": summary_lang,
         "vms": vms, "vm_indices": sorted(vm_index[vm] for vm in vms if vm in vm_index),
         "cycles": _strings(o.get("cycles")),
         "cycle_count": len(set(_strings(o.get("cycles")))
@@ -263,15 +282,16 @@ def _outage_card(o: dict, dom_id: str, explained: list[dict], vm_index: dict[str
         "explained": explained,
         "error_counts": Counter(v["title"] for v in explained).most_common(),
         "remediation": list(dict.fromkeys(r for v in explained for r in v["remediation"])),
+        "remediation_lang": remediation_lang,
         "references": list(dict.fromkeys(r for v in explained for r in v["references"])),
         "evidence": evidence[:EVIDENCE_SHOWN], "evidence_more": evidence[EVIDENCE_SHOWN:],
         "errors": sorted({v["error"] for v in explained}), "causes": [cause],
     }
 
 
-def _cards(doc: dict, vm_index: dict[str, int]) -> tuple[list[dict], list[dict]]:
+def _cards(doc: dict, vm_index: dict[str, int], m: Messages) -> tuple[list[dict], list[dict]]:
     raw_verdicts = _dicts(doc.get("verdicts"))
-    verdicts = [_verdict_card(v, f"v-{n}", vm_index) for n, v in enumerate(raw_verdicts)]
+    verdicts = [_verdict_card(v, f"v-{n}", vm_index, m) for n, v in enumerate(raw_verdicts)]
     outages = _dicts(doc.get("outages"))
     outage_ids = {text(o.get("id")) for o in outages}
     explained_by: dict[str, list[dict]] = {}
@@ -282,7 +302,7 @@ def _cards(doc: dict, vm_index: dict[str, int]) -> tuple[list[dict], list[dict]]
             explained_by.setdefault(outage, []).append(card)
         else:
             own_cards.append(card)
-    outage_cards = [_outage_card(o, f"o-{n}", explained_by.get(text(o.get("id")), []), vm_index)
+    outage_cards = [_outage_card(o, f"o-{n}", explained_by.get(text(o.get("id")), []), vm_index, m)
                     for n, o in enumerate(outages)]
     outage_cards.sort(key=lambda c: (c["start"], c["outage_id"]))
     own_cards.sort(key=lambda c: (_ranked(c["severity"], SEVERITY_ORDER),
@@ -293,39 +313,41 @@ def _cards(doc: dict, vm_index: dict[str, int]) -> tuple[list[dict], list[dict]]
 
 # ---------------------------------------------------------------- VMs, summary, timeline
 
-def _vms(doc: dict) -> list[dict]:
+def _vms(doc: dict, m: Messages) -> list[dict]:
     """VMs in lane order: grouped by ESXi host, then by name."""
+    no_host = m.text("view.no_host")
     vms = []
     for raw in _dicts(doc.get("vms")):
         cycles = _dicts(raw.get("cycles"))
         vms.append({
             "raw": raw,
-            "name": text(raw.get("vm")) or "(unnamed VM)",
-            "host": text(raw.get("host")) or NO_HOST,
+            "name": text(raw.get("vm")) or m.text("view.unnamed_vm"),
+            "host": text(raw.get("host")) or no_host,
             "ids": ", ".join(_strings(raw.get("vm_ids"))),
             "health": text(raw.get("health")) if raw.get("health") in HEALTH_ORDER else "unknown",
-            "last_success": show_time(raw.get("last_successful_cycle_end"))
-            if raw.get("last_successful_cycle_end") else "never",
+            "last_success": show_time(raw.get("last_successful_cycle_end"), m)
+            if raw.get("last_successful_cycle_end") else m.text("view.never"),
             "last_success_sort": text(raw.get("last_successful_cycle_end")),
             "consecutive": _number(raw.get("consecutive_failures")),
             "cycles": len(cycles),
             "failed": sum(c.get("outcome") == "failed" for c in cycles),
         })
         vms[-1]["health_rank"] = _ranked(vms[-1]["health"], HEALTH_ORDER)
-        vms[-1]["health_note"] = _health_note(raw, vms[-1]["health"])
-    vms.sort(key=lambda v: (v["host"] == NO_HOST, v["host"].lower(), v["name"].lower()))
+        vms[-1]["health_note"] = _health_note(raw, vms[-1]["health"], m)
+    vms.sort(key=lambda v: (v["host"] == no_host, v["host"].lower(), v["name"].lower()))
     for n, vm in enumerate(vms):
         vm["index"] = n
     return vms
 
 
-def _health_note(raw: dict, health: str) -> str:
+def _health_note(raw: dict, health: str, m: Messages) -> str:
     """'portal: critical · cycles: healthy' when the portal's health and the cycle history
     disagree (vms[].derived_health), else ''."""
     derived = raw.get("derived_health")
     if derived not in HEALTH_ORDER or derived == health:
         return ""
-    return f"portal: {health} · cycles: {derived}"  # derived_health exists only beside the portal's
+    # derived_health exists only beside the portal's
+    return m.text("view.health_note", health=m.label("health", health), derived=m.label("health", derived))
 
 
 def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict],
@@ -358,7 +380,7 @@ def _attach_findings(vms: list[dict], outage_cards: list[dict], cards: list[dict
 
 
 def _summary(vms: list[dict], outage_cards: list[dict], cards: list[dict],
-             titles: dict[str, str]) -> dict:
+             titles: dict[str, str], cause_titles: dict[str, str]) -> dict:
     health = Counter(vm["health"] for vm in vms)
     all_verdicts = cards + [v for o in outage_cards for v in o["explained"]]
     severity = Counter(v["severity"] for v in all_verdicts)
@@ -378,7 +400,7 @@ def _summary(vms: list[dict], outage_cards: list[dict], cards: list[dict],
         "outcomes": [(o, outcomes.get(o, 0)) for o in OUTCOMES],
         "errors": [(e, titles.get(e) or humanize(e), n)
                    for e, n in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "causes": [(c, humanize(c), n)
+        "causes": [(c, cause_titles.get(c) or humanize(c), n)
                    for c, n in sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))],
     }
 
@@ -437,7 +459,7 @@ _TASK_TEXTS = ("method", "outcome", "fault_type", "initiator", "task_id")
 
 
 def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[dict],
-              header: dict, titles: dict[str, str], task_rows: list[tuple]) -> dict:
+              header: dict, titles: dict[str, str], m: Messages, task_rows: list[tuple]) -> dict:
     """Compact arrays for the timeline script; times are whole seconds after `t0`.
 
     vm:     [name, host, health, [error ids], [cause ids], [findings], last success,
@@ -479,7 +501,7 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
 
     strings = _Strings()
     s = strings.index
-    findings, outage_entry, of_vm, of_cycle = _findings(outage_cards, cards)
+    findings, outage_entry, of_vm, of_cycle = _findings(outage_cards, cards, m)
 
     lanes, cycles, tasks, errors = [], [], [], []
     per_vm.reverse()
@@ -532,7 +554,7 @@ def _plain_timeline(timeline: dict) -> bool:
     return same_with_orjson(numbers)
 
 
-def _findings(outage_cards: list[dict], cards: list[dict]):
+def _findings(outage_cards: list[dict], cards: list[dict], m: Messages):
     """What the timeline says about a cycle or a VM: one entry per verdict, plus one per outage.
 
     entry: [card dom id, title, cause, severity, confidence, note]. A verdict explained by an
@@ -555,12 +577,13 @@ def _findings(outage_cards: list[dict], cards: list[dict]):
     for card in outage_cards:
         window = f"{card['start']} → {card['end']}"
         outage_entry[card["id"]] = add(
-            [card["id"], f"Appliance-wide: {card['cause_title']}", card["cause"], card["severity"],
-             "", f"{window} · explains {card['cycle_count']} cycles on {len(card['vms'])} VMs"],
+            [card["id"], m.text("timeline.outage_title", cause_title=card["cause_title"]), card["cause"],
+             card["severity"], "", m.text("timeline.outage_note", window=window, cycles=card["cycle_count"],
+                                          vms=len(card["vms"]))],
             None, [])
         for v in card["explained"]:
             add([card["id"], v["title"], v["cause"], v["severity"], v["confidence"],
-                 f"explained by the appliance-wide outage {window}"], v["vm"], v["cycles"])
+                 m.text("timeline.explained_by", window=window)], v["vm"], v["cycles"])
         explained_cycles = {c for v in card["explained"] for c in v["cycles"]}
         explained_vms = {v["vm"] for v in card["explained"]}
         for cycle in card["cycles"]:
@@ -577,7 +600,7 @@ def _findings(outage_cards: list[dict], cards: list[dict]):
 
 # ---------------------------------------------------------------- what was recognised, what was not
 
-def _recognised(doc: dict) -> list[dict]:
+def _recognised(doc: dict, m: Messages) -> list[dict]:
     """`findings`: every signature that matched, errors first, then the most frequent."""
     out = []
     for f in _dicts(doc.get("findings")):
@@ -585,17 +608,18 @@ def _recognised(doc: dict) -> list[dict]:
         kind = text(f.get("kind")) if f.get("kind") in ("error", "evidence") else "evidence"
         count = _number(f.get("count"))
         out.append({
-            "signature": signature, "title": text(f.get("title")) or humanize(signature),
+            "signature": signature,
+            "title": _in_language(f, "title", m, text(f.get("title")) or humanize(signature))[0],
             "kind": kind, "count": int(count) if count is not None else 0,
-            "seen": _seen(f.get("first_seen"), f.get("last_seen")),
+            "seen": _seen(f.get("first_seen"), f.get("last_seen"), m),
             "vms": _strings(f.get("vms")),
-            "examples": _evidence(f.get("examples")),
+            "examples": _evidence(f.get("examples"), m),
         })
     out.sort(key=lambda f: (f["kind"] != "error", -f["count"], f["signature"]))
     return out
 
 
-def _unexplained(doc: dict) -> list[dict]:
+def _unexplained(doc: dict, m: Messages) -> list[dict]:
     """`unexplained`: problem records no signature explains, as templates, largest first."""
     out = []
     for t in _dicts(doc.get("unexplained")):
@@ -604,8 +628,9 @@ def _unexplained(doc: dict) -> list[dict]:
         count = _number(t.get("count"))
         out.append({
             "template": text(t.get("template")), "count": int(count) if count is not None else 0,
-            "seen": _seen(t.get("first_seen"), t.get("last_seen")),
-            "sources": ", ".join(TEMPLATE_SOURCES.get(x, humanize(x)) for x in _strings(t.get("sources"))),
+            "seen": _seen(t.get("first_seen"), t.get("last_seen"), m),
+            "sources": ", ".join(m.text(f"template_source.{x}") if m.has(f"template_source.{x}") else humanize(x)
+                                 for x in _strings(t.get("sources"))),
             "where": f"{member}:{line}" if line else member or "—",
             "text": text(example.get("text")),
         })
@@ -613,24 +638,30 @@ def _unexplained(doc: dict) -> list[dict]:
     return out
 
 
-def build(doc: dict, tasks: pl.DataFrame | None = None) -> dict:
-    """Everything the report template needs, from an analysis document. `tasks`: every VM's
-    vCenter tasks (pipeline.Analysis.tasks) for the timeline; without it, those the document lists."""
+def build(doc: dict, m: Messages = EN, tasks: pl.DataFrame | None = None) -> dict:
+    """Everything the report template needs, from an analysis document, in `m`'s language.
+    `tasks`: every VM's vCenter tasks (pipeline.Analysis.tasks) for the timeline; without it,
+    those the document lists."""
     if not isinstance(doc, dict):
         doc = {}
-    header = _header(doc)
-    vms = _vms(doc)
+    header = _header(doc, m)
+    vms = _vms(doc, m)
     vm_index = {vm["name"]: vm["index"] for vm in vms}
-    outage_cards, cards = _cards(doc, vm_index)
+    outage_cards, cards = _cards(doc, vm_index, m)
     explained = [v for o in outage_cards for v in o["explained"]]
-    titles = {v["error"]: v["title"] for v in cards + explained}
+    recognised = _recognised(doc, m)
+    titles = {}
+    if m.lang != "en":  # errors seen with no verdict: their signature's title, not the id's English
+        titles = {f["signature"]: f["title"] for f in recognised if f["kind"] == "error"}
+    titles.update({v["error"]: v["title"] for v in cards + explained})
     if UNRECOGNISED in titles:  # one id for many errors: each card has its own title, the filter this one
-        titles[UNRECOGNISED] = "Errors not in the catalogue"
+        titles[UNRECOGNISED] = m.text("view.unrecognised_filter")
+    cause_titles = {c["cause"]: c["cause_title"] for c in outage_cards + cards + explained} \
+        if m.lang != "en" else {}
     _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
-    timeline = _timeline(doc, vms, outage_cards, cards, header, titles, _task_rows(vms, tasks))
-    recognised = _recognised(doc)
-    unexplained = _unexplained(doc)
+    timeline = _timeline(doc, vms, outage_cards, cards, header, titles, m, _task_rows(vms, tasks))
+    unexplained = _unexplained(doc, m)
     return {
         "recognised": recognised,
         "findings_open": len(recognised) <= FINDINGS_OPEN,
@@ -638,7 +669,8 @@ def build(doc: dict, tasks: pl.DataFrame | None = None) -> dict:
         "unexplained_more": unexplained[TEMPLATES_SHOWN:],
         "unexplained_total": sum(t["count"] for t in unexplained),
         "header": header,
-        "summary": _summary(vms, outage_cards, cards, titles),
+        "summary": _summary(vms, outage_cards, cards, titles, cause_titles),
+        "cause_titles": cause_titles,
         "outage_cards": outage_cards,
         "cards": cards,
         "vms": sorted(vms, key=lambda v: (_ranked(v["health"], HEALTH_ORDER),

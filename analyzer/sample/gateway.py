@@ -338,8 +338,8 @@ def lifecycle_records(world: World, extra: list[tuple] = ()) -> list[tuple]:
     return _sorted(out)
 
 
-def heartbeats(world: World, cycles: list[Cycle]) -> Iterator[tuple]:
-    """`Heartbeat. activeCycles=N queuedCycles=M` every 5 minutes, counted from the plan."""
+def heartbeat_counts(world: World, cycles: list[Cycle]) -> Iterator[tuple[int, int, int]]:
+    """(ms, active cycles, queued cycles) every 5 minutes, counted from the plan."""
     q_starts = sorted(c.due for c in cycles)
     q_ends = sorted(c.phases[0][2] for c in cycles)
     a_starts = sorted(c.phases[0][2] for c in cycles)
@@ -348,8 +348,14 @@ def heartbeats(world: World, cycles: list[Cycle]) -> Iterator[tuple]:
     while t < world.end:
         queued = bisect.bisect_right(q_starts, t) - bisect.bisect_right(q_ends, t)
         active = bisect.bisect_right(a_starts, t) - bisect.bisect_right(a_ends, t)
-        yield (t, "Info", "4", HEALTH, f"Heartbeat. activeCycles={active} queuedCycles={queued}", None)
+        yield t, active, queued
         t += 5 * MINUTE
+
+
+def heartbeats(world: World, cycles: list[Cycle]) -> Iterator[tuple]:
+    """`Heartbeat. activeCycles=N queuedCycles=M` every 5 minutes."""
+    for t, active, queued in heartbeat_counts(world, cycles):
+        yield (t, "Info", "4", HEALTH, f"Heartbeat. activeCycles={active} queuedCycles={queued}", None)
 
 
 def stall_evidence(world: World, stall: Stall) -> list[tuple]:

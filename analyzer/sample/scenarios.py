@@ -416,15 +416,39 @@ def judged_cycle(built: Built, vm: VM) -> Cycle | None:
     return max(done, key=lambda c: c.end) if done else None
 
 
+# CATALOGUE "Appliance saturation" as the signatures read it: heartbeats in a row (slow_replication's
+# min_queued_heartbeats) showing cycles queued, a run that touches the cause's window.
+QUEUED_RUN = 2
+
+
+def queued_over(built: Built, lo: int, hi: int) -> bool:
+    """The heartbeats the log holds show cycles queued, QUEUED_RUN or more in a row, over [lo, hi]."""
+    world = built.world
+    seen = [(t, queued) for t, _, queued in gateway.heartbeat_counts(world, built.cycles)
+            if (world.gateway_from or world.start) <= t and not any(a <= t < z for a, z in world.dead())]
+    runs, run = [], []
+    for t, queued in seen + [(NEVER, 0)]:
+        if queued:
+            run.append(t)
+        elif run:
+            runs.append(run)
+            run = []
+    return any(len(run) >= QUEUED_RUN and any(lo <= t <= hi for t in run) for run in runs)
+
+
 def slow_overloaded(ctx: Ctx) -> Built:
     """Few slots and big deltas: cycles wait in Queued behind each other (heartbeats show queued cycles
-    while every slot is busy), so they take far longer than usual at a normal upload rate."""
+    while every slot is busy), so they take far longer than usual at a normal upload rate. A VM whose
+    judged cycle met no queue (from an hour before it to its end) is slow from its big delta alone."""
     world = new_world(ctx, min_vms=8)
     world.limit = 2
     names = frozenset(v.name for v in world.vms)
     world.slows.append(Slow(names, world.end - 7 * HOUR, NEVER, factor=1.0, churn=20.0))
     built = finish(ctx, world)
-    slow_expected(built, sorted(names), "appliance_overloaded")
+    for name in sorted(names):
+        judged = judged_cycle(built, world.vm(name))
+        queued = judged is not None and queued_over(built, judged.due - HOUR, min(judged.end, world.end))
+        slow_expected(built, [name], "appliance_overloaded" if queued else cat.UNDETERMINED)
     return built
 
 

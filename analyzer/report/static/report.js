@@ -7,6 +7,21 @@ function startReport(D) {
   var byId = function (id) { return document.getElementById(id); };
   var S = D.strings || [];
   var str = function (i) { return i >= 0 && i < S.length ? S[i] : ""; };
+  // the page's words in its language (analyzer/report/messages), and the causes' labels
+  var M = JSON.parse(byId("messages").textContent);
+  function word(key, values) {
+    var s = M.text[key];
+    if (s === undefined) return key;
+    if (Array.isArray(s)) s = values && values.n === 1 ? s[0] : s[1];
+    return s.replace(/\{(\w+)\}/g, function (all, name) {
+      return values && name in values ? String(values[name]) : all;
+    });
+  }
+  function label(group, value) {
+    var words = M.labels[group] || {};
+    return words[value] || String(value).replace("_", " ");
+  }
+  function unit(key, n) { return M.time[key].replace("{n}", n); }
   var CARD_LIMIT = 24;
   var HEALTH_ICON = { critical: "\u2716", warning: "\u25B2", healthy: "\u25CF", unknown: "?" };
 
@@ -25,6 +40,7 @@ function startReport(D) {
     if (words.length && words[0] === words[0].toLowerCase()) words[0] = words[0].charAt(0).toUpperCase() + words[0].slice(1);
     return words.join(" ");
   }
+  function causeTitle(id) { return (M.causes && M.causes[id]) || humanize(id); }
   function errorTitle(id) { return (D.titles && D.titles[id]) || humanize(id); }
 
   /* ------------------------------------------------------------------ time */
@@ -56,9 +72,11 @@ function startReport(D) {
     if (rel === null) return "\u2014";
     var ms = (D.t0 + rel) * 1000;
     var d = new Date(ms + shiftMs(ms));
-    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
-      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) +
-      (TL.local && tzOffset ? " (" + D.tz + ")" : "Z");
+    var clock = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
+    var zone = TL.local && tzOffset ? " (" + D.tz + ")" : null;
+    if (M.lang === "ko")  // Korean order: 2024. 5. 14. 10:21:33 UTC
+      return d.getUTCFullYear() + ". " + (d.getUTCMonth() + 1) + ". " + d.getUTCDate() + ". " + clock + (zone || " UTC");
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " + clock + (zone || "Z");
   }
   function fmtDuration(sec) {
     if (sec === null || sec < 0) return "\u2014";
@@ -66,11 +84,11 @@ function startReport(D) {
     var d = Math.floor(sec / 86400), h = Math.floor(sec % 86400 / 3600);
     var m = Math.floor(sec % 3600 / 60), s = sec % 60;
     var parts = [];
-    if (d) parts.push(d + " d");
-    if (h) parts.push(h + " h");
-    if (m) parts.push(m + " min");
-    if (s && !d) parts.push(s + " s");
-    return parts.slice(0, 2).join(" ") || "0 s";
+    if (d) parts.push(unit("days", d));
+    if (h) parts.push(unit("hours", h));
+    if (m) parts.push(unit("minutes", m));
+    if (s && !d) parts.push(unit("seconds", s));
+    return parts.slice(0, 2).join(" ") || unit("seconds", 0);
   }
   function fmtBytes(n) {
     if (n === null || n < 0) return "\u2014";
@@ -133,11 +151,10 @@ function startReport(D) {
     });
     if (moreButton) {
       moreButton.hidden = cardsExpanded || shownCards <= CARD_LIMIT;
-      moreButton.textContent = "Show all " + shownCards + " verdict cards (" +
-        (shownCards - CARD_LIMIT) + " more)";
+      moreButton.textContent = word("show_all_cards", { shown: shownCards, more: shownCards - CARD_LIMIT });
     }
-    F.status.textContent = "Showing " + shownVms + " of " + D.vms.length + " VMs \u00B7 " +
-      shownCards + " of " + cards.length + " verdict cards";
+    F.status.textContent = word("status", { vms: shownVms, total: D.vms.length, cards: shownCards,
+                                         card_total: cards.length });
     document.querySelectorAll(".chip[data-filter]").forEach(function (chip) {
       chip.classList.toggle("active", F[chip.dataset.filter].value === chip.dataset.value);
     });
@@ -245,7 +262,8 @@ function startReport(D) {
     for (var w = first; w - shift - D.t0 <= TL.b; w += step) {
       var d = new Date(w * 1000);
       out.push({ t: w - shift - D.t0, midnight: w % 86400 === 0,
-        day: d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()),
+        day: M.lang === "ko" ? d.getUTCFullYear() + ". " + (d.getUTCMonth() + 1) + ". " + d.getUTCDate() + "."
+          : d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()),
         hm: pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) });
     }
     return out;
@@ -276,8 +294,8 @@ function startReport(D) {
     });
     g.appendChild(svg("text", { "class": "axis-day", x: 6, y: 12 }, TL.local && tzOffset ? "Local " + D.tz : "UTC"));
     g.appendChild(svg("text", { "class": "axis-text", x: 6, y: 26 },
-      TL.rows.length ? "VM (by ESXi host)" : "no VM matches the filter"));
-    if (D.outages.length) g.appendChild(svg("text", { "class": "outage-label", x: 6, y: H - 4 }, "appliance-wide outages"));
+      TL.rows.length ? word("lanes_title") : word("no_vm_match")));
+    if (D.outages.length) g.appendChild(svg("text", { "class": "outage-label", x: 6, y: H - 4 }, word("outages_label")));
     TL.axis.replaceChildren(g);
   }
 
@@ -369,7 +387,7 @@ function startReport(D) {
       if (row.vm === undefined) {
         bg.appendChild(svg("rect", { "class": "host-row", x: 0, y: row.y, width: W, height: row.h }));
         labels.appendChild(svg("text", { "class": "host-label", x: 6, y: row.y + 15 },
-          str(row.host) + " \u00B7 " + row.count + " VM" + (row.count === 1 ? "" : "s")));
+          word("host_vms", { host: str(row.host), n: row.count })));
         continue;
       }
       var v = D.vms[row.vm];
@@ -400,8 +418,8 @@ function startReport(D) {
     TL.drawn = win; TL.stale = false;
     drawAxis(tks);
     var vmRows = TL.rows.filter(function (x) { return x.vm !== undefined; }).length;
-    TL.foot.textContent = vmRows + " lane" + (vmRows === 1 ? "" : "s") + " \u00B7 view " + fmtTime(TL.a) +
-      " \u2192 " + fmtTime(TL.b) + " (" + fmtDuration(TL.b - TL.a) + ")";
+    TL.foot.textContent = word("foot", { n: vmRows, from: fmtTime(TL.a), to: fmtTime(TL.b),
+                                      duration: fmtDuration(TL.b - TL.a) });
   }
 
   var pending = false;
@@ -434,27 +452,29 @@ function startReport(D) {
 
   function cycleLines(i, n) {
     var c = D.cycles[i][n];
-    var lines = [c[4] || "cycle", (D.types[c[3]] || "unknown type").replace("_", " ") + " \u00B7 " +
-      (D.outcomes[c[2]] || "unknown").replace("_", " "), fmtTime(c[0]) + " \u2192 " + (c[1] < 0 ? "not ended" : fmtTime(c[1]))];
-    if (c[7] >= 0 || c[1] >= 0) lines.push("duration " + fmtDuration(c[7] >= 0 ? c[7] : c[1] - c[0]));
-    if (c[6] >= 0) lines.push("uploaded " + fmtBytes(c[6]) + (c[8] >= 0 ? " at " + c[8] + " MB/s" : ""));
-    if (c[5] >= 0) lines.push("error: " + errorTitle(str(c[5])));
-    if (c[9] >= 0) lines.push("failed in state " + str(c[9]));
+    var lines = [c[4] || word("cycle"), (D.types[c[3]] ? label("cycle_type", D.types[c[3]]) : word("unknown_type")) + " \u00B7 " +
+      (D.outcomes[c[2]] ? label("outcome", D.outcomes[c[2]]) : word("unknown")),
+      fmtTime(c[0]) + " \u2192 " + (c[1] < 0 ? word("not_ended") : fmtTime(c[1]))];
+    if (c[7] >= 0 || c[1] >= 0) lines.push(word("duration_line", { duration: fmtDuration(c[7] >= 0 ? c[7] : c[1] - c[0]) }));
+    if (c[6] >= 0) lines.push(word("uploaded_line", { bytes: fmtBytes(c[6]) }) + (c[8] >= 0 ? word("rate_suffix", { rate: c[8] }) : ""));
+    if (c[5] >= 0) lines.push(word("error_line", { title: errorTitle(str(c[5])) }));
+    if (c[9] >= 0) lines.push(word("failed_state_line", { state: str(c[9]) }));
     return lines;
   }
   function taskLines(i, n) {
     var t = D.tasks[i][n];
-    return [str(t[2]) || "vCenter task", (t[6] ? t[6] + " \u00B7 " : "") + (str(t[3]) || (t[1] < 0 ? "no end" : "")),
-      fmtTime(t[0]) + " \u2192 " + (t[1] < 0 ? "not ended" : fmtTime(t[1]))]
-      .concat(t[4] >= 0 ? ["fault: " + str(t[4])] : [], t[5] >= 0 ? ["initiator: " + str(t[5])] : []);
+    return [str(t[2]) || word("task"), (t[6] ? t[6] + " \u00B7 " : "") + (str(t[3]) || (t[1] < 0 ? word("no_end") : "")),
+      fmtTime(t[0]) + " \u2192 " + (t[1] < 0 ? word("not_ended") : fmtTime(t[1]))]
+      .concat(t[4] >= 0 ? [word("fault_line", { fault: str(t[4]) })] : [],
+              t[5] >= 0 ? [word("initiator_line", { initiator: str(t[5]) })] : []);
   }
   function errorLines(i, n) {
     var e = D.errors[i][n];
-    return [errorTitle(str(e[1])) || "error", fmtTime(e[0]) + (e[2] >= 0 ? " \u00B7 " + str(e[2]) : ""), e[3]];
+    return [errorTitle(str(e[1])) || word("error"), fmtTime(e[0]) + (e[2] >= 0 ? " \u00B7 " + str(e[2]) : ""), e[3]];
   }
   function outageLines(n) {
     var o = D.outages[n];
-    return ["Appliance-wide: " + humanize(str(o[2])), fmtTime(o[0]) + " \u2192 " + fmtTime(o[1]), "click to open its card"];
+    return [word("outage_line", { cause: causeTitle(str(o[2])) }), fmtTime(o[0]) + " \u2192 " + fmtTime(o[1]), word("open_card_tip")];
   }
   function describe(target) {
     var k = target.getAttribute("data-k"), i = +target.getAttribute("data-v"), n = +target.getAttribute("data-n");
@@ -462,7 +482,7 @@ function startReport(D) {
     if (k === "t") return taskLines(i, n);
     if (k === "e") return errorLines(i, n);
     if (k === "o") return outageLines(n);
-    if (k === "l") { var v = D.vms[i]; return [v[0], str(v[1]), "health " + v[2]].concat(v[8] ? [v[8]] : [], ["click for details"]); }
+    if (k === "l") { var v = D.vms[i]; return [v[0], str(v[1]), word("health_line", { health: label("health", v[2]) })].concat(v[8] ? [v[8]] : [], [word("details_tip")]); }
     return null;
   }
   function onHover(ev) {
@@ -492,10 +512,10 @@ function startReport(D) {
     var info = D.findings[finding], card = byId(info[0]);
     var box = el("div", { "class": "verdict sev-" + info[3] });
     box.appendChild(el("strong", {}, info[1]));
-    box.appendChild(el("div", {}, "cause: " + humanize(info[2]) + (info[4] ? " \u00B7 confidence " + info[4] : "") +
-      " \u00B7 " + info[3]));
+    box.appendChild(el("div", {}, word("cause_line", { cause: causeTitle(info[2]) }) +
+      (info[4] ? word("confidence_part", { confidence: label("confidence", info[4]) }) : "") + " \u00B7 " + label("severity", info[3])));
     if (info[5]) box.appendChild(el("div", { "class": "muted" }, info[5]));
-    var link = el("a", { href: "#" + info[0] }, "open the verdict card");
+    var link = el("a", { href: "#" + info[0] }, word("open_card"));
     link.addEventListener("click", function (ev) { ev.preventDefault(); showCard(info[0]); });
     box.appendChild(link);
     var evidence = card && card.querySelector(".evidence-block");
@@ -518,24 +538,24 @@ function startReport(D) {
   }
   function showCycle(i, n) {
     var c = D.cycles[i][n], v = D.vms[i], e = c[1] < 0 ? D.t1 : c[1];
-    var nodes = [dl([["VM", v[0]], ["ESXi host", str(v[1])], ["Type", (D.types[c[3]] || "").replace("_", " ")],
-      ["Outcome", (D.outcomes[c[2]] || "unknown").replace("_", " ")], ["Start", fmtTime(c[0])],
-      ["End", c[1] < 0 ? "not ended in the bundle" : fmtTime(c[1])],
-      ["Duration", fmtDuration(c[7] >= 0 ? c[7] : e - c[0])], ["Uploaded", c[6] >= 0 ? fmtBytes(c[6]) : ""],
-      ["Rate", c[8] >= 0 ? c[8] + " MB/s" : ""], ["Error", c[5] >= 0 ? errorTitle(str(c[5])) : ""],
-      ["Failed in state", c[9] >= 0 ? str(c[9]) : ""]])];
+    var nodes = [dl([[word("vm"), v[0]], [word("host"), str(v[1])], [word("type"), D.types[c[3]] ? label("cycle_type", D.types[c[3]]) : ""],
+      [word("outcome"), D.outcomes[c[2]] ? label("outcome", D.outcomes[c[2]]) : word("unknown")], [word("start"), fmtTime(c[0])],
+      [word("end"), c[1] < 0 ? word("not_ended_bundle") : fmtTime(c[1])],
+      [word("duration"), fmtDuration(c[7] >= 0 ? c[7] : e - c[0])], [word("uploaded"), c[6] >= 0 ? fmtBytes(c[6]) : ""],
+      [word("rate"), c[8] >= 0 ? c[8] + " MB/s" : ""], [word("error_label"), c[5] >= 0 ? errorTitle(str(c[5])) : ""],
+      [word("failed_state"), c[9] >= 0 ? str(c[9]) : ""]])];
     if (c[10].length) {
-      nodes.push(el("h4", {}, c[10].length > 1 ? "Verdicts" : "Verdict"));
+      nodes.push(el("h4", {}, c[10].length > 1 ? word("verdicts") : word("verdict")));
       c[10].forEach(function (k) { nodes.push(verdictBlock(k)); });
     } else if (c[2] === 1) {
-      nodes.push(el("p", { "class": "muted" }, "No verdict names this cycle."));
+      nodes.push(el("p", { "class": "muted" }, word("no_verdict_cycle")));
     }
     var tasks = nearby(D.tasks[i] || [], c[0], e, 1), errs = nearby(D.errors[i] || [], c[0], e, 0);
-    nodes.push(el("h4", {}, "vCenter tasks around the cycle (\u00B15 min)"));
-    nodes.push(listOf(tasks.map(function (k) { return taskLines(i, k).join(" \u00B7 "); }), "none"));
-    nodes.push(el("h4", {}, "Errors around the cycle (\u00B15 min)"));
-    nodes.push(listOf(errs.map(function (k) { return errorLines(i, k).join(" \u00B7 "); }), "none"));
-    showDetail(c[4] || "Cycle", nodes);
+    nodes.push(el("h4", {}, word("tasks_around")));
+    nodes.push(listOf(tasks.map(function (k) { return taskLines(i, k).join(" \u00B7 "); }), word("none")));
+    nodes.push(el("h4", {}, word("errors_around")));
+    nodes.push(listOf(errs.map(function (k) { return errorLines(i, k).join(" \u00B7 "); }), word("none")));
+    showDetail(c[4] || word("cycle_title"), nodes);
   }
   function listOf(texts, empty) {
     if (!texts.length) return el("p", { "class": "muted" }, empty);
@@ -546,10 +566,11 @@ function startReport(D) {
   function showVm(i) {
     var v = D.vms[i], cy = D.cycles[i] || [];
     var failed = cy.filter(function (c) { return c[2] === 1; }).length;
-    var nodes = [dl([["ESXi host", str(v[1])], ["Health", v[8] ? v[2] + " (" + v[8] + ")" : v[2]], ["Cycles", cy.length], ["Failed", failed],
-      ["Failing in a row", v[7] >= 0 ? v[7] : ""], ["Last success", v[6]],
-      ["vCenter tasks", (D.tasks[i] || []).length], ["Errors", (D.errors[i] || []).length]])];
-    nodes.push(el("h4", {}, v[5].length ? "Verdicts" : "No verdict for this VM"));
+    var health = label("health", v[2]);
+    var nodes = [dl([[word("host"), str(v[1])], [word("health"), v[8] ? health + " (" + v[8] + ")" : health], [word("cycles"), cy.length],
+      [word("failed"), failed], [word("in_a_row"), v[7] >= 0 ? v[7] : ""], [word("last_success"), v[6]],
+      [word("tasks"), (D.tasks[i] || []).length], [word("errors"), (D.errors[i] || []).length]])];
+    nodes.push(el("h4", {}, v[5].length ? word("verdicts") : word("no_verdict_vm")));
     v[5].forEach(function (k) { nodes.push(verdictBlock(k)); });
     showDetail(v[0], nodes);
   }
@@ -613,7 +634,7 @@ function startReport(D) {
     if (k === "c") selectCycle(i, n, false);
     else if (k === "l") selectVm(i, false);
     else if (k === "o") showCard(D.findings[D.outages[n][3]][0]);
-    else if (k === "t") { TL.selVm = i; showDetail(str(D.tasks[i][n][2]) || "vCenter task", [listOf(taskLines(i, n).slice(1), ""), el("p", { "class": "muted" }, "VM " + D.vms[i][0])]); }
+    else if (k === "t") { TL.selVm = i; showDetail(str(D.tasks[i][n][2]) || word("task"), [listOf(taskLines(i, n).slice(1), ""), el("p", { "class": "muted" }, word("vm_line", { name: D.vms[i][0] }))]); }
     else if (k === "e") { TL.selVm = i; showDetail(errorTitle(str(D.errors[i][n][1])), [dl([["VM", D.vms[i][0]], ["Time", fmtTime(D.errors[i][n][0])], ["Source", str(D.errors[i][n][2])]]), el("code", { "class": "logline" }, D.errors[i][n][3])]); }
   }
 
@@ -688,7 +709,7 @@ function startReport(D) {
     byId("tl-reset").addEventListener("click", resetView);
     var local = byId("tl-local");
     if (local) {
-      if (!tzOffset) { local.disabled = true; if (D.tz) local.parentNode.title = "unknown time zone"; }
+      if (!tzOffset) { local.disabled = true; if (D.tz) local.parentNode.title = word("unknown_tz"); }
       local.addEventListener("change", function () { TL.local = local.checked; schedule(true); });
     }
     render(true);
