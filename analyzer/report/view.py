@@ -466,7 +466,8 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
              failures in a row|-1, health note ('' or 'portal: … · cycles: …')]
     cycle:  [start, end|-1, outcome, type, id, error, uploaded bytes|-1, duration s|-1,
              rate MB/s|-1, failed state, [findings]]
-    task:   [start, end|-1, method, outcome, fault type, initiator, task id]
+    task:   [start, duration|-1, method, outcome, fault type, initiator, task id] (a duration,
+            not an end: small numbers compress; the page turns it back into the end)
     error:  [ts, error, source, text]
     outage: [start, end, cause, finding]
     finding: see _findings
@@ -524,7 +525,7 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
                         s(c.get("failed_state")),
                         of_cycle.get(text(c.get("id")), [])])
         cycles.append(row)
-        tasks.append([[start - t0, -1 if end is None else end - t0, s(method), s(outcome), s(fault),
+        tasks.append([[start - t0, -1 if end is None else end - start, s(method), s(outcome), s(fault),
                        s(initiator), text(task_id)]
                       for (method, outcome, fault, initiator, task_id), start, end in zip(vm_tasks, t_start, t_end)
                       if start is not None])

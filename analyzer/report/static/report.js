@@ -4,6 +4,10 @@
 function startReport(D) {
   "use strict";
 
+  (D.tasks || []).forEach(function (row) {  // a task's duration, as written, back to its end
+    row.forEach(function (t) { if (t[1] >= 0) t[1] += t[0]; });
+  });
+
   var byId = function (id) { return document.getElementById(id); };
   var S = D.strings || [];
   var str = function (i) { return i >= 0 && i < S.length ? S[i] : ""; };
