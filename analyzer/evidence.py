@@ -129,8 +129,9 @@ class Case:
     case is built."""
 
     def __init__(self, frames: dict[str, pl.DataFrame], result: CycleResult, library: Library,
-                 tables_present: set[str]):
+                 tables_present: set[str], lang: str = "en"):
         self.library = library
+        self.lang = lang  # the document's language: its Korean texts are built only for "ko"
         self.present = set(tables_present)  # the tables the bundle's sources fill (sources.tables_of)
         self.identities = _table(frames, "identities")
         corrected = result.corrected

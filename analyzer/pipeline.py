@@ -69,9 +69,9 @@ def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis
     frames["cycles"] = cycle_result.cycles
     frames["cycle_disks"] = cycle_result.disks
     # without a dump, the record tables go once judged (the Analysis keeps the others)
-    decision = verdicts.decide(frames, cycle_result, library, diags, sources.tables_of(found.stats),
-                               release=options.dump_tables is None, redact=options.redact)
     lang = _language(options, found.config, diags)
+    decision = verdicts.decide(frames, cycle_result, library, diags, sources.tables_of(found.stats),
+                               release=options.dump_tables is None, redact=options.redact, lang=lang)
     for finding in decision.findings:  # the report names each signature by its title
         signature = library.signatures.get(finding["signature"])
         finding["title"] = signature.title if signature is not None else None
@@ -123,11 +123,6 @@ def _language(options: Options, config: dict, diags: Diagnostics) -> str:
                   "write lang = \"en\" or lang = \"ko\"")
         return i18n.DEFAULT_LANG
     return wanted or i18n.DEFAULT_LANG
-
-
-# What verdicts.decide writes in Korean beside the English (verdicts._korean): in the document only
-# with lang = "ko", so that an English document stays as it was.
-KOREAN_FIELDS = ("title_ko", "cause_title_ko", "summary_ko", "remediation_ko")
 
 
 def _zones(options: Options) -> dict[str, str | None]:
@@ -211,10 +206,6 @@ def _document(path: Path, options: Options, found: ingest.Ingested, cycle_result
     config, stats = found.config, found.stats
     diagnostics = diags.sorted()
     reasons = incomplete_reasons(diagnostics)
-    if lang != "ko":
-        for item in decision.verdicts + decision.outages:
-            for key in KOREAN_FIELDS:
-                item.pop(key, None)
     doc = {
         "schema": "bundle-analyzer/analysis/v1",
         "lang": lang,

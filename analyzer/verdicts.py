@@ -84,7 +84,7 @@ RECORD_TABLES = ("gateway_log", "vcenter_log", "vcenter_events")
 
 
 def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Library, diags: Diagnostics,
-           tables_present: set[str], release: bool = False, redact: bool = True) -> Decision:
+           tables_present: set[str], release: bool = False, redact: bool = True, lang: str = "en") -> Decision:
     """The failures, judged, and the document's VMs, verdicts and outages. `tables_present`: the
     tables the bundle's sources fill (sources.tables_of), which evidence can be looked for in.
 
@@ -95,7 +95,7 @@ def decide(frames: dict[str, pl.DataFrame], cycles: CycleResult, library: Librar
     With `redact`, the texts of the document's VMs (names, cycles, tasks, error lines) and of
     the task table are redacted as columns while they are built (redact.redact_series); the
     pipeline redacts the rest of the document, a few thousand strings."""
-    b = Case(frames, cycles, library, tables_present)
+    b = Case(frames, cycles, library, tables_present, lang)
     b.signals = detectors.Signals(b)
     failures = failures_from_errors(b, diags)
     failures += end_of_bundle_conditions(b, failures)
@@ -579,14 +579,16 @@ def _summary(sig: Signature, facts: dict[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Korean texts (--lang ko): built beside the English ones, kept in the document only with ko
-# (pipeline.KOREAN_FIELDS); the English stay as they are. The UI's words are in analyzer/i18n.
+# Korean texts (--lang ko): built beside the English ones, only when the document is in Korean
+# (Case.lang); the English stay as they are. The UI's words are in analyzer/i18n.
 
 
 def _korean(b: Case, sig: Signature, best: Judgement, facts: dict[str, str], vm: str | None,
             host: str | None) -> dict:
     """A verdict's title_ko, cause_title_ko, summary_ko and remediation_ko: the signature's Korean
     texts filled with the facts of the English summary (a text the signature lacks stays English)."""
+    if b.lang != "ko":
+        return {}
     ko = i18n.messages("ko")
     label = _cause_title_ko(b, sig, best.cause)
     values = _Blank({**facts, "vm": vm or ko.text("verdict.no_vm"), "host": host or ko.text("verdict.no_host"),
@@ -616,6 +618,8 @@ def _cause_title_ko(b: Case, sig: Signature | None, cause_id: str) -> str:
 
 def _unrecognised_korean(b: Case, code: str | None) -> dict:
     """An error outside the catalogue keeps the words it was given (summary, remediation)."""
+    if b.lang != "ko":
+        return {}
     ko = i18n.messages("ko")
     return {"title_ko": ko.text("verdict.unrecognised_title", code=code) if code else
             ko.text("verdict.unrecognised_title_no_code"),
@@ -624,6 +628,8 @@ def _unrecognised_korean(b: Case, code: str | None) -> dict:
 
 def _outage_korean(b: Case, cause: str, start: datetime, end: datetime | None, cycles: int | None,
                    failures: int, vms: int) -> dict:
+    if b.lang != "ko":
+        return {}
     ko = i18n.messages("ko")
     label = _cause_title_ko(b, None, cause)
     until = i18n.format_time(end, "ko") if end else ko.text("verdict.outage_until_end")
