@@ -17,6 +17,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -124,14 +125,20 @@ def _write_json(doc: dict, target: str) -> None:
 
 def _run_with_progress(func, bundle: Path, options):
     """Run a pipeline entry point with a byte progress bar on a terminal."""
+    if not console.is_terminal:  # no bar to draw: the walk need not call back per chunk
+        return func(bundle, options, None)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[member]}", style="dim")]
     with Progress(*columns, console=console, transient=True,
                   disable=not console.is_terminal) as bar:
         task = bar.add_task("reading", total=None, member="")
 
+        @lru_cache(maxsize=1)  # called per chunk: a member's name is redacted once
+        def label(member: str) -> str:
+            return shown(_redacted(member, options)[-60:])
+
         def progress(done: int, member: str) -> None:
-            bar.update(task, completed=done, member=shown(_redacted(member, options)[-60:]))
+            bar.update(task, completed=done, member=label(member))
 
         return func(bundle, options, progress)
 
