@@ -75,6 +75,14 @@ def _name_key(expr: pl.Expr) -> pl.Expr:
     return clean_name(expr).str.to_lowercase()
 
 
+def _name_keys(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.Expr:
+    """_name_key of `column`, as a lookup of the frame's distinct names: the regexes run once per
+    name, not once per row (a week's gateway lines name 300 VMs 700 000 times)."""
+    names = frame.lazy().select(pl.col(column).cast(pl.Utf8).drop_nulls().unique()).collect().to_series()
+    keys = names.to_frame().select(_name_key(pl.col(column))).to_series()
+    return pl.col(column).cast(pl.Utf8).replace_strict(names, keys, default=None, return_dtype=pl.Utf8)
+
+
 def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     def table(name: str, *columns: str) -> pl.DataFrame:
         frame = frames.get(name)
@@ -246,7 +254,7 @@ def resolve(frame: pl.DataFrame | pl.LazyFrame, identities: pl.DataFrame, name_c
     with_moref = ids.drop_nulls("vm_id")
     several = with_moref["_vc"].drop_nulls().n_unique() > 1
     shared = shared_names(identities)
-    name = _name_key(pl.col(name_col)) if name_col and name_col in columns else pl.lit(None, pl.Utf8)
+    name = _name_keys(frame, name_col) if name_col and name_col in columns else pl.lit(None, pl.Utf8)
     moref = pl.col(id_col).cast(pl.Utf8) if id_col and id_col in columns else pl.lit(None, pl.Utf8)
     if not several and not shared:
         # one vCenter: the name, else the MoRef's identity; an expression, not a join, so that a

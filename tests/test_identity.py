@@ -162,6 +162,18 @@ def test_names_lose_quotes_and_brackets_and_placeholders_name_no_vm():
     assert cleaned == ["ERP08"] * 5 + [None] * 10
 
 
+def test_name_keys_looked_up_by_distinct_name_equal_the_keys_computed_per_row():
+    names = ["'ERP08'", "[ERP08]", "ERP08", "erp08", "VMName", "<script>alert(1)</script>", "  App 01 ",
+             "ſtorage", "데이터베이스01", "", None] * 3
+    for dtype in (pl.Utf8, pl.Categorical()):
+        frame = pl.DataFrame({"vm": pl.Series(names, dtype=dtype)})
+        per_row = frame.select(identity._name_key(pl.col("vm")))["vm"].to_list()
+        for given in (frame, frame.lazy()):
+            looked_up = given.lazy().select(identity._name_keys(given, "vm")).collect()["vm"].to_list()
+            assert looked_up == per_row
+    assert per_row[:4] == ["erp08"] * 4 and per_row[4] is None
+
+
 def test_brackets_inside_a_name_are_part_of_it():
     names = ["<script>alert(1)</script>", "[a] b [c]", "(ERP08)", "{ ERP08 }", "<ERP 08>", "a<b>"]
     cleaned = pl.DataFrame({"n": names}).select(identity.clean_name(pl.col("n")))["n"].to_list()
