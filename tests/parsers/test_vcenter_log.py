@@ -450,6 +450,30 @@ def test_progress_without_values_keeps_the_time_of_the_last_assign():
     assert row["progress_ts"] == utc(2024, 5, 14, 10, 25, 40)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["", "vcA", "vcB"]), st.sampled_from(["task-1", "task-2", "task-10"]),
+                          st.integers(0, 30), st.one_of(st.none(), st.integers(0, 3))), max_size=40))
+def test_progress_of_interleaved_tasks_equals_a_walk_of_each_task_in_time_order(rows):
+    """_progress against the rule said plainly: per task, in time order (ties in line order), the
+    last value, and the last time the value changed (a line without a value is always a change)."""
+    from analyzer.parsers.vcenter_log import _progress
+
+    frame = pl.DataFrame({"_vc": [r[0] for r in rows], "id": [r[1] for r in rows],
+                          "ts": [utc(2024, 5, 14, 10, r[2]) for r in rows], "progress": [r[3] for r in rows]},
+                         schema={"_vc": pl.Categorical(), "id": pl.Utf8, "ts": tables.TS, "progress": pl.Int64})
+    expected: dict[tuple, dict] = {}
+    for vc, task, minute, value in sorted(rows, key=lambda r: r[2]):  # stable: ties keep line order
+        seen = expected.setdefault((vc, task), {"progress": None, "progress_ts": None, "_last": "start"})
+        if value is None or value != seen["_last"]:
+            seen["progress_ts"] = utc(2024, 5, 14, 10, minute)  # times only grow in this walk
+        seen["_last"] = value
+        if value is not None:
+            seen["progress"] = value
+    got = {(r["_vc"], r["id"]): {"progress": r["progress"], "progress_ts": r["progress_ts"]}
+           for r in _progress(frame).iter_rows(named=True)}
+    assert got == {key: {k: v for k, v in e.items() if k != "_last"} for key, e in expected.items()}
+
+
 def test_initiator_from_task_event_prefers_same_op_id():
     event = "Event {key} : vim.event.TaskEvent : Task: Create virtual machine snapshot user={user}"
     text = "".join([
