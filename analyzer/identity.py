@@ -75,12 +75,13 @@ def _name_key(expr: pl.Expr) -> pl.Expr:
     return clean_name(expr).str.to_lowercase()
 
 
-def _name_keys(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.Expr:
-    """_name_key of `column`, as a lookup of the frame's distinct names: the regexes run once per
-    name, not once per row (a week's gateway lines name 300 VMs 700 000 times)."""
+def _per_name(frame: pl.DataFrame | pl.LazyFrame, column: str, rule=_name_key) -> pl.Expr:
+    """rule(`column`) (a name's key, or clean_name), as a lookup of the frame's distinct names:
+    the regexes run once per name, not once per row (a week's gateway lines name 300 VMs 700 000
+    times)."""
     names = frame.lazy().select(pl.col(column).cast(pl.Utf8).drop_nulls().unique()).collect().to_series()
-    keys = names.to_frame().select(_name_key(pl.col(column))).to_series()
-    return pl.col(column).cast(pl.Utf8).replace_strict(names, keys, default=None, return_dtype=pl.Utf8)
+    done = names.to_frame().select(rule(pl.col(column))).to_series()
+    return pl.col(column).cast(pl.Utf8).replace_strict(names, done, default=None, return_dtype=pl.Utf8)
 
 
 def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
@@ -107,9 +108,10 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
     pairs = pl.concat([
         gateway.select("ts", "vcenter", name="vm", moref="vm_id"),
         _vpxd_pairs(vpxd),
-    ]).with_columns(name=clean_name(pl.col("name")))
+    ])
+    pairs = pairs.with_columns(name=_per_name(pairs, "name", clean_name))
     pairs = pairs.filter(pl.col("name").is_not_null() & pl.col("moref").is_not_null())
-    pairs = pairs.with_columns(vc=_vcenter_keys(pairs["vcenter"]), key=_name_key(pl.col("name")))
+    pairs = pairs.with_columns(vc=_vcenter_keys(pairs["vcenter"]), key=_per_name(pairs, "name"))
     morefs = pl.concat([
         gateway.lazy().filter(pl.col("vm").is_null()).select("vcenter", moref="vm_id"),
         tasks.lazy().select("vcenter", moref="vm_id"),
@@ -123,7 +125,7 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
 
     names = _names(gateway, portal, tasks, pairs)
     hosts = (gateway.select("ts", "vm", "host").filter(pl.col("host").is_not_null() & pl.col("vm").is_not_null())
-             .sort("ts", nulls_last=False).group_by(key=_name_key(pl.col("vm")))
+             .sort("ts", nulls_last=False).group_by(key=_per_name(gateway, "vm"))
              .agg(host=pl.col("host").last()))
     vc_names = vcenters.select("vc", vc_name="vcenter")
 
@@ -254,7 +256,7 @@ def resolve(frame: pl.DataFrame | pl.LazyFrame, identities: pl.DataFrame, name_c
     with_moref = ids.drop_nulls("vm_id")
     several = with_moref["_vc"].drop_nulls().n_unique() > 1
     shared = shared_names(identities)
-    name = _name_keys(frame, name_col) if name_col and name_col in columns else pl.lit(None, pl.Utf8)
+    name = _per_name(frame, name_col) if name_col and name_col in columns else pl.lit(None, pl.Utf8)
     moref = pl.col(id_col).cast(pl.Utf8) if id_col and id_col in columns else pl.lit(None, pl.Utf8)
     if not several and not shared:
         # one vCenter: the name, else the MoRef's identity; an expression, not a join, so that a

@@ -167,11 +167,13 @@ def test_name_keys_looked_up_by_distinct_name_equal_the_keys_computed_per_row():
              "ſtorage", "데이터베이스01", "", None] * 3
     for dtype in (pl.Utf8, pl.Categorical()):
         frame = pl.DataFrame({"vm": pl.Series(names, dtype=dtype)})
-        per_row = frame.select(identity._name_key(pl.col("vm")))["vm"].to_list()
-        for given in (frame, frame.lazy()):
-            looked_up = given.lazy().select(identity._name_keys(given, "vm")).collect()["vm"].to_list()
-            assert looked_up == per_row
-    assert per_row[:4] == ["erp08"] * 4 and per_row[4] is None
+        for rule in (identity._name_key, identity.clean_name):
+            per_row = frame.select(rule(pl.col("vm")))["vm"].to_list()
+            for given in (frame, frame.lazy()):
+                looked_up = given.lazy().select(identity._per_name(given, "vm", rule)).collect()["vm"].to_list()
+                assert looked_up == per_row
+        keys = frame.select(identity._name_key(pl.col("vm")))["vm"].to_list()
+        assert keys[:4] == ["erp08"] * 4 and keys[4] is None
 
 
 def test_brackets_inside_a_name_are_part_of_it():
