@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -534,8 +535,7 @@ def _plan(paths: list[Path], store: Store, library: str, options: Options,
 
 def _run_local(jobs: list[_Job], workers: int, options: Options, on_result) -> None:
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            on_result(job, analyze_bundle(job.path, job.bundle_id, options))
+        _run_in_process(jobs, options, on_result)
         return
     # spawn, not fork: polars' thread pool does not survive a fork.
     context = multiprocessing.get_context("spawn")
@@ -567,6 +567,32 @@ def _run_local(jobs: list[_Job], workers: int, options: Options, on_result) -> N
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
         pending = retry
+
+
+def _run_in_process(jobs: list[_Job], options: Options, on_result) -> None:
+    """One bundle after another in this process. A Ctrl-C is noted as well as raised: a library
+    may swallow the KeyboardInterrupt raised inside one of its calls (polars prints "Exception
+    ignored" and raises an error of its own), and the bundle would then count as failed and the
+    batch go on. Noted, it stops the batch once the bundle returns, and that result is dropped."""
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    handled = threading.current_thread() is threading.main_thread() and previous is not None
+    if handled:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for job in jobs:
+            bundle = analyze_bundle(job.path, job.bundle_id, options)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            on_result(job, bundle)
+    finally:
+        if handled:
+            signal.signal(signal.SIGINT, previous)
 
 
 class SchedulerUnreachable(UserError):

@@ -135,6 +135,27 @@ def test_a_killed_batch_leaves_whole_files_and_loses_no_finished_work(sig, bundl
     assert not (out / batch.JOURNAL_FILE).exists()  # folded into the cache at the end
 
 
+def test_a_ctrl_c_a_library_swallows_still_stops_an_in_process_batch(monkeypatch):
+    """polars may turn a KeyboardInterrupt raised inside its call into an error of its own: the
+    bundle then comes back failed. The batch must stop all the same and not record that result."""
+    def swallowing(path, bundle_id, options, name=None, exports=True):
+        if bundle_id == "b2":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises here
+            except KeyboardInterrupt:
+                return batch.BundleResult(path, bundle_id, error="TypeError: not a Polars data type")
+        return batch.BundleResult(path, bundle_id)
+
+    monkeypatch.setattr(batch, "analyze_bundle", swallowing)
+    jobs = [batch._Job(f"/b{n}.zip", f"b{n}", f"k{n}", "0") for n in (1, 2, 3)]
+    recorded = []
+    with pytest.raises(KeyboardInterrupt):
+        batch._run_local(jobs, 1, Options(), lambda job, result: recorded.append(job.bundle_id))
+    assert recorded == ["b1"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
 def test_the_journal_keeps_what_finished_and_skips_a_torn_line(tmp_path):
     store = batch.Store(tmp_path)
     store.record(batch.BundleResult("/in/a.zip", "a-1", doc={"vms": []}, html="<html></html>"),
