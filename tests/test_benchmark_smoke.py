@@ -35,3 +35,16 @@ def test_quick_benchmark_prints_a_row_per_tool(tmp_path):
     assert (tmp_path / "quick" / "fleet.zip").is_file()
     assert any((tmp_path / "quick" / "files").rglob("*.log*"))
     assert not (tmp_path / "B.md").exists()
+
+
+def test_stage_benchmark_prints_every_stage_for_both_checkouts(tmp_path):
+    bundle = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stages.py"), str(bundle),
+                           "--before", str(ROOT), "--runs", "1"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:6] for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")}
+    assert list(rows)[:3] == ["load_library", "take_frames", "pair_tasks"] and "all of them" in rows
+    assert all(float(row[2]) > 0 for name, row in rows.items() if name != "all of them")  # peaks
+    assert float(rows["all of them"][0]) > 0
