@@ -129,8 +129,7 @@ def _run_with_progress(func, bundle: Path, options):
         return func(bundle, options, None)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[member]}", style="dim")]
-    with Progress(*columns, console=console, transient=True,
-                  disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("reading", total=None, member="")
 
         @lru_cache(maxsize=1)  # called per chunk: a member's name is redacted once

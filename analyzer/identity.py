@@ -46,12 +46,17 @@ def vcenter_key(expr: pl.Expr) -> pl.Expr:
             .otherwise(text.str.extract(r"^([^.]+)", 1)))
 
 
+def _lookup(names: pl.Series, column: str, rule) -> pl.Expr:
+    """rule(`column`) as a lookup of these names: the rule's regexes run once per distinct name,
+    not once per row (a week's gateway lines name 300 VMs 700 000 times)."""
+    names = names.cast(pl.Utf8).drop_nulls().unique()
+    done = names.to_frame(column).select(rule(pl.col(column))).to_series()
+    return pl.col(column).cast(pl.Utf8).replace_strict(names, done, default=None, return_dtype=pl.Utf8)
+
+
 def _vcenter_keys(*columns: pl.Series) -> pl.Expr:
-    """vcenter_key of the `vcenter` column, as a lookup of these columns' distinct names: the
-    expression's regexes then run once per name, not once per row."""
-    names = pl.concat([c.rename("vcenter") for c in columns]).drop_nulls().unique()
-    keys = names.to_frame().select(vcenter_key(pl.col("vcenter")))["vcenter"]
-    return pl.col("vcenter").replace_strict(names, keys, default=None, return_dtype=pl.Utf8)
+    """vcenter_key of the `vcenter` column, as a lookup of these columns' names."""
+    return _lookup(pl.concat([c.cast(pl.Utf8) for c in columns]), "vcenter", vcenter_key)
 
 
 _QUOTED = r"^['\"`\u2018\u2019\u201c\u201d]\s*(.*?)\s*['\"`\u2018\u2019\u201c\u201d]$"
@@ -76,12 +81,8 @@ def _name_key(expr: pl.Expr) -> pl.Expr:
 
 
 def _per_name(frame: pl.DataFrame | pl.LazyFrame, column: str, rule=_name_key) -> pl.Expr:
-    """rule(`column`) (a name's key, or clean_name), as a lookup of the frame's distinct names:
-    the regexes run once per name, not once per row (a week's gateway lines name 300 VMs 700 000
-    times)."""
-    names = frame.lazy().select(pl.col(column).cast(pl.Utf8).drop_nulls().unique()).collect().to_series()
-    done = names.to_frame().select(rule(pl.col(column))).to_series()
-    return pl.col(column).cast(pl.Utf8).replace_strict(names, done, default=None, return_dtype=pl.Utf8)
+    """rule(`column`) (a name's key, or clean_name), as a lookup of the frame's distinct names."""
+    return _lookup(frame.lazy().select(pl.col(column).cast(pl.Utf8).unique()).collect().to_series(), column, rule)
 
 
 def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> pl.DataFrame:
