@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = r'''
-import io, pickle, resource, sys, time
+import io, pickle, sys, time
 from analyzer.cli import tune_process
 tune_process(["analyze"])
 from pathlib import Path
@@ -49,8 +49,8 @@ with open(saved, "rb") as f:
 options = pipeline.Options()
 tick("load")
 library = signatures.load_library(options.signatures); tick("load_library")
-frames = pipeline._take_frames(found); tick("take_frames")
-pipeline._place_yearless(frames, found.stats, diags)
+frames = pipeline._take_frames(found)
+pipeline._place_yearless(frames, found.stats, diags); tick("take_frames")
 pipeline._pair_tasks(frames, diags); tick("pair_tasks")
 frames["identities"] = identity.build(frames, diags); tick("identity")
 pipeline._match_tasks(frames, library); tick("match_tasks")
