@@ -47,16 +47,62 @@ def test_listed_tasks_are_failures_and_evidence_and_counts_cover_every_task(anal
 
 def test_timeline_draws_every_task_from_the_table(analysis):
     html = report.render(analysis.doc, tasks=analysis.tasks)
-    drawn = sum(len(row) for row in _timeline(html)["tasks"])
+    drawn = sum(len(rows) for rows in _task_rows(_timeline(html)))
     with_start = analysis.tasks.filter(pl.col("start").is_not_null()).height
     assert drawn == with_start > sum(len(vm["tasks"]) for vm in analysis.doc["vms"])
     # without the table, only the listed tasks
-    alone = sum(len(row) for row in _timeline(report.render(analysis.doc))["tasks"])
+    alone = sum(len(rows) for rows in _task_rows(_timeline(report.render(analysis.doc))))
     assert alone == sum(1 for vm in analysis.doc["vms"] for t in vm["tasks"] if t["start"])
+
+
+def test_timeline_task_columns_give_back_each_task_of_the_table(analysis):
+    """Each VM's tasks, written as columns of differences, read back (as the page does) to the
+    table's tasks in its order, also when the table's rows of one VM are not together."""
+    shuffled = analysis.tasks.sample(fraction=1.0, shuffle=True, seed=7)
+    data = _timeline(report.render(analysis.doc, tasks=shuffled))
+    strings = data["strings"]
+    text = lambda i: strings[i] if i >= 0 else None  # noqa: E731
+    names = [lane[0] for lane in data["vms"]]  # a lane's name is its VM's in the document
+    for name, rows in zip(names, _task_rows(data)):
+        table = (shuffled.filter((pl.col("vm").cast(pl.Utf8) == name) & pl.col("start").is_not_null())
+                 .with_columns(pl.col("start").dt.epoch("s") - data["t0"], pl.col("end").dt.epoch("s") - data["t0"]))
+        expected = [[r["start"], -1 if r["end"] is None else r["end"], r["method"], r["outcome"], r["fault_type"],
+                     r["initiator"], r["task_id"] or ""] for r in table.iter_rows(named=True)]
+        assert [[a, b, text(m), text(o), text(f), text(i), t] for a, b, m, o, f, i, t in rows] == expected
+    assert sum(map(len, _task_rows(data))) > 100
+
+
+def test_timeline_tasks_from_the_document_alone_keep_odd_values():
+    """Without the table: a VM's listed tasks, whatever their values (a number as method, no
+    start, a time that is no time), as the page will draw them."""
+    doc = {"vms": [{"vm": "A", "tasks": [
+        {"start": "2024-05-01T10:00:00Z", "end": "2024-05-01T10:00:30Z", "method": 7, "task_id": "task-1"},
+        {"start": None, "end": "2024-05-01T09:00:00Z", "method": "m"},
+        {"start": "soon", "method": "x"},
+        {"start": "2024-05-01T10:05:00Z", "end": None, "outcome": "", "initiator": "me", "task_id": None}]}]}
+    data = _timeline(report.render(doc))
+    strings = data["strings"]
+    rows = [[a, b, strings[m] if m >= 0 else None, o, f, strings[i] if i >= 0 else None, t]
+            for a, b, m, o, f, i, t in _task_rows(data)[0]]
+    assert data["t0"] == 1714557600 - 3600  # the end of the task with no start is a moment too
+    assert rows == [[3600, 3630, "7", -1, -1, None, "task-1"], [3900, -1, None, -1, -1, "me", ""]]
 
 
 def _timeline(html: str) -> dict:
     return unpacked_json(html.split('data-encoding="gzip+base64">')[1].split("</script>")[0])
+
+
+def _task_rows(timeline: dict) -> list[list[list]]:
+    """Each VM's tasks as rows [start, end|-1, method, outcome, fault, initiator, id], read from
+    the timeline's columns the way report.js reads them."""
+    out = []
+    for columns in timeline["tasks"]:
+        rows, at = [], 0
+        for n, step in enumerate(columns[0]):
+            at += step
+            rows.append([at, -1 if columns[1][n] < 0 else at + columns[1][n], *(c[n] for c in columns[2:])])
+        out.append(rows)
+    return out
 
 
 @pytest.mark.browser
@@ -83,7 +129,7 @@ def test_packed_report_works_from_file_in_chromium(analysis, browser, tmp_path):
         first = page.eval_on_selector_all('#tl-svg [data-k="t"][data-v="0"]',
                                           "ts => new Set(ts.map(t => t.dataset.n)).size")
         data = _timeline(path.read_text(encoding="utf-8"))
-        assert first == len(data["tasks"][0]) > 0
+        assert first == len(_task_rows(data)[0]) > 0
         page.locator("#tl-svg .bar").first.hover()
         assert page.locator(".tooltip").is_visible() and "#" in page.inner_text(".tooltip")
     finally:

@@ -428,46 +428,65 @@ def _seconds(values) -> list[int | None]:
     return [None if (seconds := epoch(v)) is None else int(seconds) for v in values]
 
 
-def _task_rows(vms: list[dict], tasks: pl.DataFrame | None) -> list[tuple]:
-    """Per VM (in `vms` order): its tasks' start and end (whole seconds since 1970, None when not
-    a time) and their [method, outcome, fault type, initiator, task id]; from the task table when
-    given (its `vm` is the document's name), else from the document's own list."""
+def _task_frame(vms: list[dict], tasks: pl.DataFrame | None) -> tuple[pl.DataFrame, list]:
+    """Every lane's tasks in one frame (`key`, start and end in whole seconds since 1970, null
+    when not a time, and the _TASK_TEXTS), and each lane's key in it: from the task table when
+    given (keyed by its `vm`, the document's name), else from the document's own lists (keyed by
+    the lane's place)."""
     if tasks is None:
-        out = []
-        for vm in vms:
-            listed = _dicts(vm["raw"].get("tasks"))
-            out.append((_seconds(t.get("start") for t in listed), _seconds(t.get("end") for t in listed),
-                        [[t.get(k) for k in _TASK_TEXTS] for t in listed]))
-        return out
-    frame = tasks.select(pl.col("vm").cast(pl.Utf8), pl.col("start").dt.epoch("s").alias("start"),
-                         pl.col("end").dt.epoch("s").alias("end"), *(pl.col(c).cast(pl.Utf8) for c in _TASK_TEXTS))
-    starts, ends = frame["start"].to_list(), frame["end"].to_list()
-    texts = [list(row) for row in zip(*(frame[c].to_list() for c in _TASK_TEXTS))]
-    spans: dict[str, tuple[int, int]] = {}  # the table holds each VM's tasks in one run
-    at = 0
-    for name, n in frame.group_by("vm", maintain_order=True).len().iter_rows():
-        spans[name] = (at, at + n)
+        listed = [(n, t) for n, vm in enumerate(vms) for t in _dicts(vm["raw"].get("tasks"))]
+        columns = {"key": [n for n, _ in listed],
+                   "start": _seconds(t.get("start") for _, t in listed),
+                   "end": _seconds(t.get("end") for _, t in listed),
+                   **{c: [None if (v := t.get(c)) is None else text(v) for _, t in listed] for c in _TASK_TEXTS}}
+        schema = {"key": pl.Int64, "start": pl.Int64, "end": pl.Int64, **dict.fromkeys(_TASK_TEXTS, pl.Utf8)}
+        return pl.DataFrame(columns, schema=schema), list(range(len(vms)))
+    keys = [vm["raw"].get("vm") for vm in vms]
+    frame = tasks.select(pl.col("vm").cast(pl.Utf8).alias("key"), pl.col("start").dt.epoch("s"),
+                         pl.col("end").dt.epoch("s"), *(pl.col(c).cast(pl.Utf8) for c in _TASK_TEXTS))
+    return frame.filter(pl.col("key").is_in([k for k in keys if k is not None])), keys
+
+
+def _task_columns(frame: pl.DataFrame, keys: list, t0: int, s) -> list[list[list]]:
+    """Per lane (its key in `keys`): its tasks with a start, as the columns [start, duration|-1,
+    method, outcome, fault type, initiator, task id]. The first start is in seconds after t0,
+    each next one in seconds after the start before it; `s` interns the texts but the task id.
+    Small numbers in columns compress far better than rows of times (see _timeline)."""
+    frame = frame.filter(pl.col("start").is_not_null()).sort("key", maintain_order=True)
+    coded = []
+    for c in _TASK_TEXTS[:4]:
+        values = frame[c].drop_nulls().unique(maintain_order=True).to_list()
+        coded.append(pl.col(c).replace_strict(values, [s(v) for v in values], default=-1,
+                                              return_dtype=pl.Int64).fill_null(-1))
+    start, first = pl.col("start"), pl.col("key").ne_missing(pl.col("key").shift(1))
+    columns = frame.select(
+        pl.when(first).then(start - t0).otherwise(start - start.shift(1)),
+        pl.when(pl.col("end").is_null()).then(-1).otherwise(pl.col("end") - start).alias("duration"),
+        *coded, pl.col("task_id").fill_null(""))
+    spans, at = {}, 0
+    for key, n in frame.group_by("key", maintain_order=True).len().iter_rows():
+        spans[key] = (at, at + n)
         at += n
-    out = []
-    for vm in vms:
-        lo, hi = spans.get(vm["raw"].get("vm"), (0, 0))
-        out.append((starts[lo:hi], ends[lo:hi], texts[lo:hi]))
-    return out
+    values = [columns[c].to_list() for c in columns.columns]
+    return [[column[slice(*spans.get(key, (0, 0)))] for column in values] for key in keys]
 
 
 _TASK_TEXTS = ("method", "outcome", "fault_type", "initiator", "task_id")
 
 
 def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[dict],
-              header: dict, titles: dict[str, str], m: Messages, task_rows: list[tuple]) -> dict:
+              header: dict, titles: dict[str, str], m: Messages,
+              task_frame: tuple[pl.DataFrame, list]) -> dict:
     """Compact arrays for the timeline script; times are whole seconds after `t0`.
 
     vm:     [name, host, health, [error ids], [cause ids], [findings], last success,
              failures in a row|-1, health note ('' or 'portal: … · cycles: …')]
     cycle:  [start, end|-1, outcome, type, id, error, uploaded bytes|-1, duration s|-1,
              rate MB/s|-1, failed state, [findings]]
-    task:   [start, duration|-1, method, outcome, fault type, initiator, task id] (a duration,
-            not an end: small numbers compress; the page turns it back into the end)
+    tasks:  per VM, columns rather than rows (see _task_columns): [[start], [duration|-1],
+            [method], [outcome], [fault type], [initiator], [task id]], each start after the one
+            before, a duration rather than an end: small numbers compress; the page turns them
+            back into rows of [start, end|-1, method, outcome, fault type, initiator, task id]
     error:  [ts, error, source, text]
     outage: [start, end, cause, finding]
     finding: see _findings
@@ -479,15 +498,17 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     # Each time is parsed once (a fleet has hundreds of thousands): per VM its cycles, tasks and
     # errors with their times in whole seconds since 1970.
     per_vm = []
-    for vm, (t_start, t_end, tasks) in zip(vms, task_rows):
+    for vm in vms:
         cycles = _dicts(vm["raw"].get("cycles"))
         errors = _dicts(vm["raw"].get("errors"))
         per_vm.append((cycles, _seconds(c.get("start") for c in cycles),
                        _seconds(c.get("end") for c in cycles),
-                       tasks, t_start, t_end,
                        errors, _seconds(e.get("ts") for e in errors)))
     outages = _dicts(doc.get("outages"))
-    moments = [x for times in per_vm for x in chain(*times[1:3], *times[4:6], times[7])]
+    task_times, task_keys = task_frame
+    moments = [x for times in per_vm for x in chain(*times[1:3], times[4])]
+    moments += task_times.select(pl.min_horizontal(pl.min("start"), pl.min("end")).alias("first"),
+                                 pl.max_horizontal(pl.max("start"), pl.max("end")).alias("last")).row(0)
     moments += _seconds(x for o in outages for x in (o.get("start"), o.get("end")))
     if moments:  # in-progress cycles are drawn up to the end of the bundle's sources
         moments += _seconds(x for src in sources.values() if isinstance(src, dict)
@@ -504,10 +525,11 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     s = strings.index
     findings, outage_entry, of_vm, of_cycle = _findings(outage_cards, cards, m)
 
-    lanes, cycles, tasks, errors = [], [], [], []
+    tasks = _task_columns(task_times, task_keys, t0, s)
+    lanes, cycles, errors = [], [], []
     per_vm.reverse()
     for vm in vms:  # popped: each VM's times are freed once its rows are made
-        vm_cycles, c_start, c_end, vm_tasks, t_start, t_end, vm_errors, e_ts = per_vm.pop()
+        vm_cycles, c_start, c_end, vm_errors, e_ts = per_vm.pop()
         lanes.append([vm["name"], s(vm["host"]), vm["health"], vm["errors"], vm["causes"],
                       of_vm.get(vm["name"], []), vm["last_success"],
                       -1 if vm["consecutive"] is None else vm["consecutive"], vm["health_note"]])
@@ -525,10 +547,6 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
                         s(c.get("failed_state")),
                         of_cycle.get(text(c.get("id")), [])])
         cycles.append(row)
-        tasks.append([[start - t0, -1 if end is None else end - start, s(method), s(outcome), s(fault),
-                       s(initiator), text(task_id)]
-                      for (method, outcome, fault, initiator, task_id), start, end in zip(vm_tasks, t_start, t_end)
-                      if start is not None])
         errors.append([[ts - t0, s(e.get("error")), s(e.get("source")), text(e.get("text"))]
                        for e, ts in zip(vm_errors, e_ts) if ts is not None])
     outages = [[rel(card["raw_start"]), rel(card["raw_end"]), s(card["cause"]),
@@ -661,7 +679,7 @@ def build(doc: dict, m: Messages = EN, tasks: pl.DataFrame | None = None) -> dic
         if m.lang != "en" else {}
     _attach_findings(vms, outage_cards, cards, titles)
     hosts = Counter(vm["host"] for vm in vms)
-    timeline = _timeline(doc, vms, outage_cards, cards, header, titles, m, _task_rows(vms, tasks))
+    timeline = _timeline(doc, vms, outage_cards, cards, header, titles, m, _task_frame(vms, tasks))
     unexplained = _unexplained(doc, m)
     return {
         "recognised": recognised,

@@ -4,8 +4,15 @@
 function startReport(D) {
   "use strict";
 
-  (D.tasks || []).forEach(function (row) {  // a task's duration, as written, back to its end
-    row.forEach(function (t) { if (t[1] >= 0) t[1] += t[0]; });
+  // Each VM's tasks come as columns, each start after the one before and a duration rather than
+  // an end (view._task_columns): back to rows of [start, end|-1, method, outcome, fault, initiator, id].
+  D.tasks = (D.tasks || []).map(function (cols) {
+    var rows = [], at = 0;
+    for (var n = 0; n < cols[0].length; n++) {
+      at += cols[0][n];
+      rows.push([at, cols[1][n] < 0 ? -1 : at + cols[1][n], cols[2][n], cols[3][n], cols[4][n], cols[5][n], cols[6][n]]);
+    }
+    return rows;
   });
 
   var byId = function (id) { return document.getElementById(id); };
