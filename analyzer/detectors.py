@@ -98,13 +98,16 @@ class Signals:
                                      b.events.select("ts").collect().to_series(), b.tasks["start"],
                                      b.tasks["end"]], ts.dtype)
         event = pl.col("event")
+        lifecycle = event.is_in(["service_starting", "service_started", "service_stopping", "service_stopped"])
+        heartbeat, vddk, critical = event == "heartbeat", event == "vddk", pl.col("level") == "Critical"
+        # a few thousand rows, read in one scan of the gateway
+        read = timed.filter(pl.any_horizontal(lifecycle, heartbeat, vddk, critical)).sort(order).collect()
 
         def rows(keep: pl.Expr) -> list[dict]:
-            return timed.filter(keep).sort(order).collect().to_dicts()
+            return read.filter(keep).to_dicts()
 
-        self.lifecycle = rows(event.is_in(["service_starting", "service_started", "service_stopping",
-                                           "service_stopped"]))
-        self.heartbeats = rows(event == "heartbeat")
+        self.lifecycle = rows(lifecycle)
+        self.heartbeats = rows(heartbeat)
         # runs of consecutive heartbeats that show cycles queued (appliance_saturated)
         self.queue_runs: list[list[dict]] = [[]]
         for r in self.heartbeats:
@@ -112,8 +115,8 @@ class Signals:
                 self.queue_runs[-1].append(r)
             elif self.queue_runs[-1]:
                 self.queue_runs.append([])
-        self.vddk = rows(event == "vddk")
-        self.criticals = rows(pl.col("level") == "Critical")
+        self.vddk = rows(vddk)
+        self.criticals = rows(critical)
         # The last progress line of each cycle, as a row only when a detector asks for it.
         self._progress = (timed.filter(event == "disk_progress").select("vm_key", "cycle_id", *order, "message")
                           .sort(order).group_by("vm_key", "cycle_id").agg(pl.all().last()).collect())
