@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import cached_property
 from statistics import median
 from typing import Callable
 
@@ -117,15 +118,21 @@ class Signals:
                 self.queue_runs.append([])
         self.vddk = rows(vddk)
         self.criticals = rows(critical)
-        # The last progress line of each cycle, as a row only when a detector asks for it.
-        self._progress = (timed.filter(event == "disk_progress").select("vm_key", "cycle_id", *order, "message")
-                          .sort(order).group_by("vm_key", "cycle_id").agg(pl.all().last()).collect())
-        self._progress_at = {key: i for i, key in enumerate(zip(self._progress["vm_key"].to_list(),
-                                                                 self._progress["cycle_id"].to_list()))}
+
+    @cached_property
+    def _progress(self) -> tuple[pl.DataFrame, dict]:
+        """The last progress line of each cycle, and its row by (vm_key, cycle_id): read when a
+        detector first asks for one (few do), not for every bundle."""
+        order = ("ts", "member", "line")
+        last = (self._gateway.filter(pl.col("ts").is_not_null() & (pl.col("event") == "disk_progress"))
+                .select("vm_key", "cycle_id", *order, "message")
+                .sort(order).group_by("vm_key", "cycle_id").agg(pl.all().last()).collect())
+        return last, {key: i for i, key in enumerate(zip(last["vm_key"].to_list(), last["cycle_id"].to_list()))}
 
     def last_progress(self, vm_key: str, cycle_id: int) -> dict | None:
-        i = self._progress_at.get((vm_key, cycle_id))
-        return None if i is None else self._progress.row(i, named=True)
+        last, at = self._progress
+        i = at.get((vm_key, cycle_id))
+        return None if i is None else last.row(i, named=True)
 
     def last_gateway_row(self, at: datetime) -> dict | None:
         i = self.gw_ts.search_sorted(at, side="right")
@@ -204,8 +211,13 @@ def _points(columns: list[pl.Series], dtype: pl.DataType) -> pl.Series:
 
 def _host_load(b: Case) -> dict[str, tuple[pl.Series, pl.Series]]:
     """Disks uploading at once per ESXi host: change points and the count after each."""
-    hosts = pl.DataFrame([{"cycle": c["cycle"], "_host": short_host(c["host"] or b.host_of(c["vm_key"]))}
-                          for c in b.cycles], schema={"cycle": pl.Utf8, "_host": pl.Utf8})
+    known = pl.DataFrame({"vm_key": list(b.hosts), "_known": list(b.hosts.values())},
+                         schema={"vm_key": pl.Utf8, "_known": pl.Utf8})
+    host = pl.col("host")
+    host = pl.when(host.is_not_null() & (host != "")).then(host).otherwise("_known")  # c["host"] or b.host_of
+    hosts = (b.cycle_hosts.join(known, on="vm_key", how="left")  # evidence.short_host, as columns
+             .select("cycle", pl.when(host != "").then(host.str.split(".").list.first().str.to_lowercase())
+                     .alias("_host")))
     disks = (b.disks.join(hosts, on="cycle", how="left")
              .filter(pl.col("_host").is_not_null() & pl.col("first_progress").is_not_null()))
     start = pl.col("first_progress")

@@ -159,6 +159,7 @@ class Case:
         cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
                   .select(*_CYCLE_FIELDS, to_iso_expr("start").alias("_start_iso"), to_iso_expr("end").alias("_end_iso")))
         self.cycles = _dicts(cycles)
+        self.cycle_hosts = result.cycles.select("cycle", pl.col("vm_key").cast(pl.Utf8), pl.col("host").cast(pl.Utf8))
         self.disks = result.disks
         # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
         # the tasks stay in the frame; rows become dicts only for the document and the detectors.
@@ -225,7 +226,7 @@ class Case:
 
     def release_cycles(self) -> None:
         """Let go of the cycles as dicts: the document's VMs are built."""
-        self.cycles = self.cycles_by_vm = None
+        self.cycles = self.cycles_by_vm = self.cycle_hosts = None
         self.recover_all = self.recover_host = None
 
     # -- identities ---------------------------------------------------------------------------

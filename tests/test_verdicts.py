@@ -447,6 +447,10 @@ def test_low_read_rate_without_connectivity_failures_is_throttling():
     assert (verdict["cause"], verdict["confidence"]) == ("vcenter_read_throttled", "medium")
     [entry] = [e for e in verdict["evidence"] if e["evidence"] == "detect.low_read_rate"]
     assert "0.80 MB/s" in entry["note"]
+    # the cycle's last progress line is the evidence (read only when a detector asks for it)
+    assert entry["text"].startswith("Disk upload progress. vm=APP01 cycleId=2")
+    last = max(r["line"] for r in gw.rows if r["event"] == "disk_progress" and r.get("cycle_id") == 2)
+    assert entry["line"] == last
 
 
 def test_low_rate_is_not_throttling_when_connectivity_failed_in_the_window():
