@@ -385,7 +385,10 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
 def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, matches: pl.DataFrame,
               identities: pl.DataFrame, marks: pl.DataFrame, gateway_last: datetime | None,
               end_of_bundle: datetime | None) -> pl.DataFrame:
-    keys = gw.select("vm_key", "cycle_id").unique().collect()
+    key = ["vm_key", "cycle_id"]
+    starts, ends, states = _starts(gw), _ends(gw), _states(gw)
+    # each cycle line is one of these events (CYCLE_EVENTS): together they hold every cycle
+    keys = pl.concat([f.select(key) for f in (starts, ends, states, disks)]).unique()
     if not keys.height:
         return tables.empty("cycles")
     by_disk = disks.group_by("vm_key", "cycle_id").agg(
@@ -397,13 +400,14 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
     names = (identities.filter(pl.col("vm").is_not_null()).sort("vm")
              .group_by("vm_key").agg(pl.col("vm").first().alias("id_vm"),
                                      pl.col("host").drop_nulls().first().alias("id_host")))
-    frame = (keys.join(_starts(gw), on=["vm_key", "cycle_id"], how="left")
-             .join(_ends(gw), on=["vm_key", "cycle_id"], how="left")
-             .join(_states(gw), on=["vm_key", "cycle_id"], how="left")
-             .join(by_disk, on=["vm_key", "cycle_id"], how="left")
+    frame = (keys.join(starts, on=key, how="left").join(ends, on=key, how="left")
+             .join(states, on=key, how="left").join(by_disk, on=key, how="left")
              .join(names, on="vm_key", how="left"))
-    any_vm = (gw.select("ts", "vm_key", "vm").sort("ts").group_by("vm_key")
-              .agg(pl.col("vm").drop_nulls().first().alias("gw_vm")).collect())
+    # a cycle whose VM no start or end line names: the name on the VM's first line that has one
+    unnamed = frame.filter(pl.all_horizontal(pl.col("id_vm", "vm", "end_vm").is_null()))["vm_key"].unique()
+    any_vm = (gw.filter(pl.col("vm_key").is_in(unnamed.implode())).select("ts", "vm_key", "vm").sort("ts")
+              .group_by("vm_key").agg(pl.col("vm").drop_nulls().first().alias("gw_vm")).collect()
+              if unnamed.len() else pl.DataFrame(schema={"vm_key": pl.Utf8, "gw_vm": pl.Utf8}))
     frame = frame.join(any_vm, on="vm_key", how="left").with_columns(
         pl.coalesce("id_vm", "vm", "end_vm", "gw_vm", "vm_key").alias("vm"),
         pl.coalesce("host", "id_host").alias("host"),
