@@ -74,6 +74,7 @@ EVENTS = (  # message prefix -> event (FORMATS.md section 1)
 
 
 _TOKEN_KEYS = {column: key for key, column in TOKENS.items()}
+_TOKEN_COLUMNS = pl.Enum(sorted(_TOKEN_KEYS))  # pivots faster than text
 # Columns cut from the line as written (the level changes case only).
 _AS_WRITTEN = {"thread", "component", "message", "detail", "vm", "vm_id"}
 
@@ -274,17 +275,15 @@ def _with_tokens(records: pl.DataFrame) -> pl.DataFrame:
     """key=value tokens of the message as columns (names of TOKENS' values), strings for now."""
     with_eq = records.filter(pl.col("message").str.contains("=", literal=True))
     token = pl.col("token")
-    equals = token.str.find("=", literal=True)  # the key is a word: the first "=" ends it
-    tokens = (
-        with_eq.select("line", token=pl.col("message").str.extract_all(_TOKEN))
-        .explode("token")
-        .drop_nulls("token")
-        .with_columns(token.str.strip_chars_start())
-        .select("line", key=token.str.slice(0, equals).replace_strict(TOKENS, default=None),
-                value=token.str.slice(equals + 1))
-        .drop_nulls("key")
-        .with_columns(value=_clean_value(pl.col("value")))
-    )
+    parts = (with_eq.select("line", token=pl.col("message").str.extract_all(_TOKEN))
+             .explode("token")
+             .drop_nulls("token")
+             # the key is a word: the first "=" ends it
+             .select("line", parts=token.str.strip_chars_start().str.splitn("=", 2)))
+    key, value = pl.col("parts").struct.field("field_0"), pl.col("parts").struct.field("field_1")
+    tokens = (parts.filter(key.is_in(list(TOKENS)))
+              .select("line", key=key.replace_strict(TOKENS, return_dtype=_TOKEN_COLUMNS),
+                      value=_clean_value(value)))
     if tokens.height == 0:
         return records
     wide = tokens.pivot(on="key", index="line", values="value", aggregate_function="first")
