@@ -493,8 +493,13 @@ def _with_initiator(tasks: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame) ->
     candidates = tasks.filter(pl.col("start").is_not_null() & pl.col("task_name").is_not_null())
     if not task_events.height or not candidates.height:
         return tasks.with_columns(initiator=pl.lit(None, pl.Utf8))
+    # the display key of each task's name, worked out once per method (tasks are 100,000s)
+    names = pl.DataFrame({"method": list(METHOD_NAMES), "name": list(METHOD_NAMES.values())})
+    names = names.select("method", key=_display_key(pl.col("name")))
     candidates = (candidates.select("_vc", "id", "start", "op_id",
-                                    _name=_display_key(pl.col("task_name"))).sort("start"))
+                                    _name=pl.col("method").cast(pl.Utf8).replace_strict(
+                                        names["method"], names["key"], default=None))
+                  .sort("start"))
     nearest = {"left_on": "start", "right_on": "ts", "strategy": "nearest", "tolerance": "2s",
                "check_sortedness": False}
     same_op = candidates.filter(pl.col("op_id").is_not_null()).join_asof(
