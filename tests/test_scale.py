@@ -4,12 +4,16 @@ and counts the rest; the report's timeline draws every task, from the task table
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analyzer import pipeline, report
+from analyzer.report import view
 from analyzer.report.page import unpacked_json
 from tests.chromium import needs_chromium
 
@@ -134,3 +138,18 @@ def test_packed_report_works_from_file_in_chromium(analysis, browser, tmp_path):
         assert page.locator(".tooltip").is_visible() and "#" in page.inner_text(".tooltip")
     finally:
         page.close()
+
+
+_ISO_LIKE = st.one_of(
+    st.builds(lambda d, digits, tail: d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{d.microsecond:06d}"[:digits + 1] if digits else "") + tail,
+              st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+              st.integers(0, 7), st.sampled_from(["Z", "", "+09:00", "-00:30", "Z ", "z"])),
+    st.text(max_size=30), st.integers(), st.none(), st.just("2024-02-30T00:00:00Z"),
+    st.just("1969-12-31T23:59:59.500Z"))
+
+
+@given(st.lists(_ISO_LIKE, max_size=30))
+def test_timeline_seconds_read_in_one_go_are_the_one_by_one_seconds(values):
+    """The report reads the document's times with polars when they have its own form, one by one
+    otherwise: the same seconds either way (before 1970, out of range, not a time at all)."""
+    assert view._seconds(values) == [view._one_second(v) for v in values]
