@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import tomllib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.signatures import SignatureError, lint, load_library
 
@@ -318,3 +323,58 @@ columns = { level = "Error" }
     flagged = [p for p in lint(directory) if "no VM name" in p.message]
     assert [(p.key, p.severity) for p in flagged] == [("examples[1]", "warning")], flagged
     assert "'APP01' [esx07]" in flagged[0].message and "narrow" in flagged[0].hint
+
+
+# --------------------------------------------------------------------------------------------
+# jsonschema-rs tells valid files apart, jsonschema words the problems (load._schema_errors):
+# the two must agree on which files are valid, or a problem would go unsaid.
+
+def _documents() -> list[dict]:
+    from analyzer.signatures.load import BUILTIN_DIR
+    return [tomllib.loads(p.read_text(encoding="utf-8")) for p in sorted(BUILTIN_DIR.glob("*.toml"))]
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False)
+                       | st.text(max_size=8) | st.sampled_from(["vm", "error", "1h", "any", "gateway_log"]),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                    max_size=3), max_leaves=6)
+
+
+def _mutated(doc: dict, data) -> dict:
+    """The document with one value somewhere replaced, removed, or a key added."""
+    doc = copy.deepcopy(doc)
+    node = doc
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            break
+        key = data.draw(st.sampled_from(keys))
+        if isinstance(node[key], (dict, list)) and node[key] and data.draw(st.booleans()):
+            node = node[key]
+            continue
+        action = data.draw(st.sampled_from(["replace", "remove", "add"]))
+        if action == "replace":
+            node[key] = data.draw(_VALUES)
+        elif action == "remove":
+            del node[key]
+        elif isinstance(node, dict):
+            node[data.draw(st.text(min_size=1, max_size=6))] = data.draw(_VALUES)
+        else:
+            node.append(data.draw(_VALUES))
+        break
+    return doc
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.data())
+def test_both_schema_validators_agree_on_every_mutated_signature(data):
+    from analyzer.signatures.load import _quick_validator, _validator
+    documents = _documents()
+    doc = _mutated(documents[data.draw(st.integers(0, len(documents) - 1))], data)
+    assert _quick_validator().is_valid(doc) == (not list(_validator().iter_errors(doc)))
+
+
+def test_both_schema_validators_find_every_builtin_signature_valid():
+    from analyzer.signatures.load import _quick_validator, _validator
+    for doc in _documents():
+        assert _quick_validator().is_valid(doc) and not list(_validator().iter_errors(doc))

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import jsonschema
+import jsonschema_rs
 import polars as pl
 
 from analyzer import tables
@@ -31,6 +31,9 @@ from analyzer.signatures.model import (
     ANY, CONFIDENCES, DETECTORS, SCOPES, SEVERITIES, SOURCES, TEXT_COLUMNS, Cause, Example, Library,
     Matcher, Signature,
 )
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the library inside the package; a source checkout reads the repo's directory.
@@ -237,7 +240,26 @@ def json_schema() -> dict:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # for the files jsonschema-rs finds wrong: 50 ms to import otherwise
+
     return jsonschema.Draft202012Validator(json_schema())
+
+
+@cache
+def _quick_validator():
+    return jsonschema_rs.validator_for(json_schema())
+
+
+def _schema_errors(raw: dict) -> list[jsonschema.ValidationError]:
+    """What the schema finds wrong in `raw`. jsonschema-rs tells a valid file apart about 150
+    times faster (55 signatures: 1 ms against 140 ms, at every run); jsonschema words the
+    problems of an invalid one, and decides alone what jsonschema-rs cannot read."""
+    try:
+        if _quick_validator().is_valid(raw):
+            return []
+    except Exception:  # noqa: BLE001 - a value jsonschema-rs does not take (a TOML date...)
+        pass
+    return list(_validator().iter_errors(raw))
 
 
 def _key(path: Iterable) -> str | None:
@@ -520,7 +542,7 @@ def parse_signature(data: bytes, stem: str, file: str) -> tuple[Signature | None
     except tomllib.TOMLDecodeError as exc:
         return None, (Problem(file, None, f"not valid TOML: {exc}",
                               "regexes are easiest in '''…''' literal strings (no escaping)"),)
-    problems = sorted({_schema_problem(file, e) for e in _validator().iter_errors(raw)})
+    problems = sorted({_schema_problem(file, e) for e in _schema_errors(raw)})
     if problems:
         return None, tuple(problems)
     if raw["id"] != stem:
