@@ -266,7 +266,7 @@ def _without_unsettled(gw: pl.LazyFrame, unsettled: dict[str, list[str]], diags:
 
 
 def _ends(gw: pl.LazyFrame) -> pl.DataFrame:
-    ends = gw.filter(pl.col("event").is_in(["cycle_completed", "cycle_failed"])).sort("ts", "line")
+    ends = tables.as_text(gw.filter(pl.col("event").is_in(["cycle_completed", "cycle_failed"]))).sort("ts", "line")
     return ends.group_by("vm_key", "cycle_id").agg(
         pl.col("ts").last().alias("end"),
         pl.when(pl.col("event").last() == "cycle_completed").then(pl.lit("succeeded"))
@@ -282,7 +282,7 @@ def _ends(gw: pl.LazyFrame) -> pl.DataFrame:
 
 
 def _starts(gw: pl.LazyFrame) -> pl.DataFrame:
-    starts = gw.filter(pl.col("event") == "cycle_started").sort("ts", "line")
+    starts = tables.as_text(gw.filter(pl.col("event") == "cycle_started")).sort("ts", "line")
     return starts.group_by("vm_key", "cycle_id").agg(
         pl.col("ts").first().alias("start"),
         pl.col("vm").first(),
@@ -296,7 +296,7 @@ def _starts(gw: pl.LazyFrame) -> pl.DataFrame:
 
 
 def _states(gw: pl.LazyFrame) -> pl.DataFrame:
-    states = gw.filter(pl.col("event") == "state_changed").sort("ts", "line")
+    states = tables.as_text(gw.filter(pl.col("event") == "state_changed")).sort("ts", "line")
     return states.group_by("vm_key", "cycle_id").agg(
         pl.col("state_from").filter(pl.col("state_to") == "Failed").last().alias("from_failed"),
         pl.col("state_to").filter(pl.col("state_to") != "Failed").last().alias("last_state"),
@@ -305,7 +305,7 @@ def _states(gw: pl.LazyFrame) -> pl.DataFrame:
 
 
 def _disks(gw: pl.LazyFrame) -> pl.DataFrame:
-    progress = gw.filter(pl.col("event") == "disk_progress").with_columns(
+    progress = tables.as_text(gw.filter(pl.col("event") == "disk_progress")).with_columns(
         pl.coalesce("disk_id", "disk").alias("_disk"))
     return progress.group_by("vm_key", "cycle_id", "_disk").agg(
         pl.col("disk").drop_nulls().first(),
@@ -369,7 +369,6 @@ def build(frames: dict[str, pl.DataFrame], diags: Diagnostics) -> CycleResult:
     unsettled = identity.unsettled(identities)
     if unsettled:
         gw = _without_unsettled(gw, unsettled, diags)
-    gw = tables.as_text(gw)
     disks = _disks(gw)
     cycles = _assemble(gw, disks, _portal_failures(_table(frames, "portal_events"), identities),
                        matches, identities, marks, gateway_last, end_of_bundle)
@@ -405,7 +404,7 @@ def _assemble(gw: pl.LazyFrame, disks: pl.DataFrame, portal: pl.DataFrame, match
              .join(names, on="vm_key", how="left"))
     # a cycle whose VM no start or end line names: the name on the VM's first line that has one
     unnamed = frame.filter(pl.all_horizontal(pl.col("id_vm", "vm", "end_vm").is_null()))["vm_key"].unique()
-    any_vm = (gw.filter(pl.col("vm_key").is_in(unnamed.implode())).select("ts", "vm_key", "vm").sort("ts")
+    any_vm = (tables.as_text(gw.filter(pl.col("vm_key").is_in(unnamed.implode()))).select("ts", "vm_key", "vm").sort("ts")
               .group_by("vm_key").agg(pl.col("vm").drop_nulls().first().alias("gw_vm")).collect()
               if unnamed.len() else pl.DataFrame(schema={"vm_key": pl.Utf8, "gw_vm": pl.Utf8}))
     frame = frame.join(any_vm, on="vm_key", how="left").with_columns(
