@@ -348,10 +348,12 @@ def concat(name: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 def store(name: str, frame: pl.DataFrame) -> bytes:
     """The frame, conformed to `name`'s schema, as compressed Parquet: kept rows wait in memory
-    this way until the ingest ends (a 1 GiB bundle's gateway rows take about 20 MiB so, against
-    220 as a frame). Writing copies the rows out: the frame they were cut from can go."""
+    this way until the ingest ends (the 300-VM fleet's gateway rows take 32 MiB so). Writing
+    copies the rows out: the frame they were cut from can go. Snappy rather than zstd: the later
+    stages scan these parts a dozen times, and snappy reads in half the time (a slice of gateway
+    rows: 11 against 20 ms) for 1.8 times the bytes (all parts of the fleet: 52 against 29 MiB)."""
     out = io.BytesIO()
-    conform(name, frame).write_parquet(out, compression="zstd")
+    conform(name, frame).write_parquet(out, compression="snappy")
     return out.getvalue()
 
 
