@@ -517,8 +517,8 @@ def _timeline(doc: dict, vms: list[dict], outage_cards: list[dict], cards: list[
     """
     bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
     sources = bundle.get("sources") if isinstance(bundle.get("sources"), dict) else {}
-    # Each time is parsed once (a fleet has hundreds of thousands): per VM its cycles, tasks and
-    # errors with their times in whole seconds since 1970.
+    # Each time is parsed once (a fleet has hundreds of thousands): per VM its cycles and errors
+    # with their times in whole seconds since 1970 (the tasks': _task_frame).
     cycles_of = [_dicts(vm["raw"].get("cycles")) for vm in vms]
     errors_of = [_dicts(vm["raw"].get("errors")) for vm in vms]
     per_vm = list(zip(cycles_of, _lane_seconds(cycles_of, "start"), _lane_seconds(cycles_of, "end"),
