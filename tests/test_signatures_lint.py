@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import tomllib
 
 import pytest
@@ -329,7 +330,8 @@ columns = { level = "Error" }
 # jsonschema-rs tells valid files apart, jsonschema words the problems (load._schema_errors):
 # the two must agree on which files are valid, or a problem would go unsaid.
 
-def _documents() -> list[dict]:
+@functools.cache
+def _documents() -> list[dict]:  # each test copies the one it changes (_mutated)
     from analyzer.signatures.load import BUILTIN_DIR
     return [tomllib.loads(p.read_text(encoding="utf-8")) for p in sorted(BUILTIN_DIR.glob("*.toml"))]
 
