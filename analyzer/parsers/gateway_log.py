@@ -240,20 +240,16 @@ def _fold(lines: pl.DataFrame) -> pl.DataFrame:
 
 def _header_columns(records: pl.DataFrame, tz: str | None) -> pl.DataFrame:
     field = pl.col("header").struct.field
-    # most logs write `2024-05-14T10:21:33.512Z`: read directly, the general reader takes the rest
-    records = records.with_columns(ts_text=field("ts")).with_columns(
-        _fast=pl.col("ts_text").str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.fZ",
-                                             strict=False))
-    slow = pl.col("_fast").is_null()
-    ts, naive = timeparse.iso(pl.when(slow).then(pl.col("ts_text")), tz)
+    records = records.with_columns(ts_text=field("ts"))
+    ts, naive = timeparse.iso_fast(pl.col("ts_text"), tz)
     records = records.with_columns(
-        ts=pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"), ts),
-        naive=slow & naive,
+        ts=ts,
+        naive=naive,
         level=field("level").str.to_lowercase().replace_strict(LEVELS, default=None),
         thread=field("thread"),
         component=field("component"),
         message=pl.col("text").str.slice(field("head").str.len_chars()),
-    ).drop("header", "text", "_fast")
+    ).drop("header", "text")
     return records.with_columns(ts=pl.when(pl.col("ts").dt.year().is_between(*PLAUSIBLE_YEARS))
                                 .then("ts"))
 

@@ -70,6 +70,15 @@ def _naive_from_parts(date: pl.Expr, time: pl.Expr, frac: pl.Expr) -> pl.Expr:
         pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
 
 
+def iso_fast(text: pl.Expr, tz: str | None = None) -> tuple[pl.Expr, pl.Expr]:
+    """iso(), with the usual `2024-05-14T10:21:33.512Z` read directly: the general reader, about
+    30 times slower, reads only the rest (a null costs it next to nothing)."""
+    usual = text.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$")  # strptime takes `999-...`
+    fast = pl.when(usual).then(text).str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
+    ts, naive = iso(pl.when(fast.is_null()).then(text), tz)
+    return pl.coalesce(fast.dt.replace_time_zone("UTC"), ts), fast.is_null() & naive
+
+
 def iso(text: pl.Expr, tz: str | None = None) -> tuple[pl.Expr, pl.Expr]:
     """ISO 8601 (Z, offset or naive) at the start of `text` -> (UTC ts, naive flag)."""
     parts = text.str.extract_groups(_ISO)
