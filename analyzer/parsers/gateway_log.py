@@ -240,11 +240,8 @@ def _fold(lines: pl.DataFrame) -> pl.DataFrame:
 
 def _header_columns(records: pl.DataFrame, tz: str | None) -> pl.DataFrame:
     field = pl.col("header").struct.field
-    records = records.with_columns(ts_text=field("ts"))
-    ts, naive = timeparse.iso_fast(pl.col("ts_text"), tz)
+    records = timeparse.with_iso(records.with_columns(ts_text=field("ts")), "ts_text", tz)
     records = records.with_columns(
-        ts=ts,
-        naive=naive,
         level=field("level").str.to_lowercase().replace_strict(LEVELS, default=None),
         thread=field("thread"),
         component=field("component"),

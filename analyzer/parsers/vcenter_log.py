@@ -368,10 +368,12 @@ def _events(records: pl.DataFrame) -> pl.DataFrame:
         return tables.empty("vcenter_events")
     p, s = pl.col("plain").struct.field, pl.col("syslog").struct.field
     plain_text = p("msg")
-    created, _ = timeparse.iso_fast(s("created"))  # syslog events give it: thousands a slice
+    # syslog events give their creation time: thousands a slice
+    found = timeparse.with_iso(found.with_columns(_created=s("created")), "_created", ts="_created_ts",
+                               naive="_created_naive")
     return found.select(
         "member", "line", "vcenter", "op_id",
-        ts=pl.coalesce(created, pl.col("ts")),
+        ts=pl.coalesce("_created_ts", "ts"),
         event_key=pl.coalesce(p("key"), s("key")),
         event_type=pl.coalesce(p("type"), s("type")),
         severity=pl.coalesce(s("sev"), pl.col("level")),

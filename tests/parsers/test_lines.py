@@ -33,10 +33,10 @@ _STAMPS = st.one_of(
 
 @settings(max_examples=400)
 @given(st.lists(_STAMPS, max_size=25), st.sampled_from([None, "+09:00", "Asia/Seoul"]))
-def test_iso_fast_reads_every_stamp_as_the_general_reader(stamps, tz):
-    """timeparse.iso_fast reads the usual `...Z` stamps directly and leaves the rest to iso: the
+def test_with_iso_reads_every_stamp_as_the_general_reader(stamps, tz):
+    """timeparse.with_iso reads the usual `...Z` stamps directly and leaves the rest to iso: the
     same times and naive flags as iso alone."""
     frame = pl.DataFrame({"t": stamps}, schema={"t": pl.Utf8})
-    fast = frame.select(*(e.alias(n) for e, n in zip(timeparse.iso_fast(pl.col("t"), tz), ("ts", "naive"))))
+    fast = timeparse.with_iso(frame, "t", tz).select("ts", "naive")
     slow = frame.select(*(e.alias(n) for e, n in zip(timeparse.iso(pl.col("t"), tz), ("ts", "naive"))))
     assert fast.equals(slow)
