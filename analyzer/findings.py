@@ -75,9 +75,15 @@ def findings(matches: pl.DataFrame) -> list[dict]:
 def is_problem() -> pl.Expr:
     """A record of a level of warning or worse, or of no level with words of failure in its
     text (on a table with `level` and `message`)."""
-    level = pl.col("level").cast(pl.Utf8).str.to_lowercase()
-    text = pl.col("message").cast(pl.Utf8)
-    return (level.is_in(PROBLEM_LEVELS) | (level.is_null() & text.str.contains(PROBLEM_WORDS))).fill_null(False)
+    return (_problem_level() | (pl.col("level").is_null() & _failure_words(pl.col("message")))).fill_null(False)
+
+
+def _problem_level() -> pl.Expr:
+    return pl.col("level").cast(pl.Utf8).str.to_lowercase().is_in(PROBLEM_LEVELS)
+
+
+def _failure_words(text: pl.Expr) -> pl.Expr:
+    return text.cast(pl.Utf8).str.contains(PROBLEM_WORDS)
 
 
 def problem_records(source: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -88,10 +94,9 @@ def problem_records(source: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyF
     frame = frame.lazy()
     columns = (pl.lit(source).alias("source"), pl.col("member").cast(pl.Utf8), "line", "ts",
                pl.col("message").cast(pl.Utf8).alias("text"))
-    level = pl.col("level").cast(pl.Utf8).str.to_lowercase()
-    with_level = frame.filter(level.is_in(PROBLEM_LEVELS)).select(*columns)
+    with_level = frame.filter(_problem_level()).select(*columns)
     without = frame.filter(pl.col("level").is_null()).select(*columns).collect()
-    return (pl.concat([with_level, without.lazy().filter(pl.col("text").str.contains(PROBLEM_WORDS))])
+    return (pl.concat([with_level, without.lazy().filter(_failure_words(pl.col("text")))])
             .sort("member", "line"))
 
 
