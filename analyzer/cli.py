@@ -123,10 +123,10 @@ def _write_json(doc: dict, target: str) -> None:
                      "--json")
 
 
-def _run_with_progress(func, bundle: Path, options):
+def _run_with_progress(func, bundle: Path, options, **more):
     """Run a pipeline entry point with a byte progress bar on a terminal."""
     if not console.is_terminal:  # no bar to draw: the walk need not call back per chunk
-        return func(bundle, options, None)
+        return func(bundle, options, None, **more)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[member]}", style="dim")]
     with Progress(*columns, console=console, transient=True) as bar:
@@ -139,7 +139,7 @@ def _run_with_progress(func, bundle: Path, options):
         def progress(done: int, member: str) -> None:
             bar.update(task, completed=done, member=label(member))
 
-        return func(bundle, options, progress)
+        return func(bundle, options, progress, **more)
 
 
 @app.command()
@@ -172,7 +172,7 @@ def analyze(
         prepare_folder(dump_tables, "--dump-tables")
     # only the document and the task table are needed from here on: the analysis' other tables
     # go before the report is built
-    analysis = _run_with_progress(pipeline.analyze, bundle, options)
+    analysis = _run_with_progress(pipeline.analyze, bundle, options, while_reading=report.prepare)
     doc, tasks = analysis.doc, analysis.tasks
     del analysis
     html_path = out_dir / f"{safe_stem(bundle)}.html"

@@ -51,11 +51,15 @@ class Analysis:
     tasks: pl.DataFrame | None = None
 
 
-def analyze(path: Path, options: Options = Options(), progress=None) -> Analysis:
-    """Run every stage on one bundle. `progress(done_bytes, member_path)` is called per member."""
+def analyze(path: Path, options: Options = Options(), progress=None, while_reading=None) -> Analysis:
+    """Run every stage on one bundle. `progress(done_bytes, member_path)` is called per member;
+    `while_reading()` as the bundle starts to be read (to start work of the caller's own in the
+    background: reading leaves a core idle now and then)."""
     path = Path(path)
     diags = Diagnostics()
     library = signatures.load_library(options.signatures)
+    if while_reading is not None:
+        while_reading()
     found = ingest.ingest(path, _zones(options), library, diags, progress)
     frames = _take_frames(found)
     _place_yearless(frames, found.stats, diags)

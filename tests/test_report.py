@@ -497,3 +497,38 @@ def test_a_lone_vmware_log_through_the_pipeline(tmp_path):
     recognised = Page(section(html, "recognised")).text()
     assert "A datastore of the VM ran out of space" in recognised
     assert "APP01/vmware.log:5" in recognised and "There is no more space for virtual disk" in recognised
+
+
+def test_the_template_compiled_in_the_background_gives_the_same_page(monkeypatch):
+    import analyzer.report as report_module
+    from analyzer.report import page
+
+    doc = load("sample")
+    page.environment.cache_clear()
+    plain = render(doc)
+    page.environment.cache_clear()
+    report_module.prepare()  # the command line starts it before the analysis
+    assert render(doc) == plain
+    assert report_module.TEMPLATE in {name for _, name in page.environment().cache}
+
+
+def test_a_template_the_background_cannot_compile_fails_the_render_not_the_run(monkeypatch):
+    import threading
+
+    import jinja2
+
+    import analyzer.report as report_module
+    from analyzer.report import page
+
+    page.environment.cache_clear()
+    monkeypatch.setattr(report_module, "TEMPLATE", "no-such-template.html.j2")
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", raised.append)
+    report_module.prepare()
+    for thread in threading.enumerate():
+        if thread.name == "report-template":
+            thread.join()
+    assert raised == []  # no traceback from the background thread
+    with pytest.raises(jinja2.TemplateNotFound):
+        render(load("sample"))
+    page.environment.cache_clear()

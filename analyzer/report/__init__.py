@@ -9,6 +9,7 @@ gzip-compressed JSON in base64 (`page.packed_json`), inflated by the page.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,10 @@ from analyzer.i18n import DEFAULT_LANG, check_lang, messages
 from analyzer.report import view
 from analyzer.report.page import environment, packed_json, page_words, script_json
 
-__all__ = ["render"]
+__all__ = ["prepare", "render"]
+
+TEMPLATE = "report.html.j2"
+_compiling = threading.Lock()
 
 SCRIPT_LABELS = ("health", "outcome", "severity", "confidence", "cycle_type")  # words report.js shows
 
@@ -37,8 +41,25 @@ def render(doc: dict, lang: str | None = None, tasks: pl.DataFrame | None = None
         words = script_json({"lang": m.lang, "text": m.script("js"), "time": m.script("time"),
                              "labels": {group: m.script(group) for group in SCRIPT_LABELS},
                              "causes": model.pop("cause_titles")})
-        template = environment().get_template("report.html.j2")
-        return template.render(**model, data=data, script_messages=words, **page_words(m))
+        return _template().render(**model, data=data, script_messages=words, **page_words(m))
+
+
+def prepare() -> None:
+    """Compile the page's template in the background (0.1 s of Jinja's parsing), for a caller
+    that renders once its analysis is done (pipeline.analyze's `while_reading`)."""
+    threading.Thread(target=_warm, name="report-template", daemon=True).start()
+
+
+def _warm() -> None:
+    try:
+        _template()
+    except Exception:  # noqa: BLE001 - render meets the same error and reports it
+        pass
+
+
+def _template():
+    with _compiling:  # one compile: render waits for the one under way
+        return environment().get_template(TEMPLATE)
 
 
 @contextmanager
