@@ -25,6 +25,7 @@ from typing import Callable
 
 import polars as pl
 
+from analyzer import tables
 from analyzer.evidence import RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, short_host
 from analyzer.parsers.timeparse import to_iso
 from analyzer.signatures.model import DETECTORS, Library, Signature
@@ -68,10 +69,6 @@ class Signals:
     """The bundle as the detectors read it."""
 
     def __init__(self, b: Case):
-        per_cycle = b.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls(), pl.col("last_progress").max())
-        cycles = per_cycle["cycle"].to_list()
-        self.disk_rates: dict[str, list[float]] = dict(zip(cycles, per_cycle["rate_mbps"].to_list()))
-        self.disk_last: dict[str, datetime] = dict(zip(cycles, per_cycle["last_progress"].to_list()))
         self._gateway_points(b)
         self.gaps = self._silences(b.end, param(b.library, None, "silence_minutes"))
         self.downs = self._service_down(b.end)
@@ -211,13 +208,7 @@ def _points(columns: list[pl.Series], dtype: pl.DataType) -> pl.Series:
 
 def _host_load(b: Case) -> dict[str, tuple[pl.Series, pl.Series]]:
     """Disks uploading at once per ESXi host: change points and the count after each."""
-    known = pl.DataFrame({"vm_key": list(b.hosts), "_known": list(b.hosts.values())},
-                         schema={"vm_key": pl.Utf8, "_known": pl.Utf8})
-    host = pl.col("host")
-    host = pl.when(host.is_not_null() & (host != "")).then(host).otherwise("_known")  # c["host"] or b.host_of
-    hosts = (b.cycle_hosts.join(known, on="vm_key", how="left")  # evidence.short_host, as columns
-             .select("cycle", pl.when(host != "").then(host.str.split(".").list.first().str.to_lowercase())
-                     .alias("_host")))
+    hosts = b.with_short_host(b.cycle_frame.select("cycle", "vm_key", "host")).select("cycle", "_host")
     disks = (b.disks.join(hosts, on="cycle", how="left")
              .filter(pl.col("_host").is_not_null() & pl.col("first_progress").is_not_null()))
     start = pl.col("first_progress")
@@ -324,7 +315,7 @@ def low_read_rate(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
     if c is None:
         return None
     threshold = param(b.library, f.error, "low_rate_mbps")
-    rates = b.signals.disk_rates.get(c["cycle"], [])
+    rates = c["disk_rates"] or []
     rate = max(rates) if rates else c["rate_mbps"]
     if rate is None or rate >= threshold or not (c["uploaded_bytes"] or rates):
         return None
@@ -342,7 +333,7 @@ def low_read_rate(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | 
 
 def _upload_rate(b: Case, c: dict) -> float | None:
     """MB/s while uploading: the disks' reported rates, else bytes over the whole cycle."""
-    rates = b.signals.disk_rates.get(c["cycle"])
+    rates = c["disk_rates"]
     return sum(rates) / len(rates) if rates else c["rate_mbps"]
 
 
@@ -397,10 +388,57 @@ def stall(b: Case, vm_key: str) -> tuple[dict, datetime] | None:
     # A cycle still uploading (progress in the last grace period) is slow, not stalled.
     for c in cycles:
         if c["outcome"] == "in_progress" and c["start"] and c["start"] >= last["end"]:
-            seen = b.signals.disk_last.get(c["cycle"])
+            seen = c["disk_last"]
             if seen and b.end - seen <= grace:
                 return None
     return last, due
+
+
+# The screen's slack on its thresholds: polars and Python may round a mean or a median apart in
+# the last bits; the screen must keep every VM the rules above would flag.
+_SCREEN_SLACK = 1e-6
+
+
+def may_stall_or_slow(b: Case, stalled: bool = True, slow: bool = True) -> list[str | None]:
+    """The VMs on which `stall`, or `why_slow` on the VM's last running and last completed cycle,
+    could find something: worked out on the columns of every cycle, it keeps more VMs than the
+    rules flag, never fewer (they then judge each VM kept, on its cycles)."""
+    cycles = b.cycle_frame
+    keep: set[str | None] = set()
+    succeeded = pl.col("outcome") == "succeeded"
+    if stalled and b.end is not None:
+        # stall: nothing completed within the grace after the last success (due is never before it)
+        grace = timedelta(minutes=param(b.library, b.library.signatures.get(STALLED), "stall_grace_minutes"))
+        last_ok = (cycles.filter(succeeded & pl.col("end").is_not_null())
+                   .group_by("vm_key").agg(pl.col("end").max()))
+        keep.update(last_ok.filter(pl.col("end") < b.end - grace)["vm_key"].to_list())
+    if slow:
+        sig = b.library.signatures.get(SLOW)
+        fraction, factor = param(b.library, sig, "slow_rate_fraction"), param(b.library, sig, "slow_duration_factor")
+        rates = pl.col("disk_rates")
+        rate = pl.when(rates.list.len() > 0).then(rates.list.mean()).otherwise("rate_mbps")  # _upload_rate
+        done = (cycles.filter(succeeded).with_columns(_rate=rate)
+                .group_by("vm_key", "type").agg(
+                    pl.len().alias("_done"),
+                    pl.col("_rate").filter(pl.col("_rate").is_not_null() & (pl.col("_rate") != 0)).median()
+                    .alias("_rate_median"),
+                    pl.col("duration_sec").drop_nulls().median().alias("_duration_median")))
+        running = pl.col("outcome") == "in_progress"
+        gw_last = b.signals.gw_last
+        duration = (pl.when(running).then((pl.lit(gw_last, tables.TS) - pl.col("start")).dt.total_microseconds() / 1e6)
+                    .otherwise("duration_sec") if gw_last is not None else pl.col("duration_sec"))
+        rate_bound = fraction * pl.col("_rate_median")
+        duration_bound = factor * pl.col("_duration_median")
+        last = (cycles.filter(pl.col("start").is_not_null() & (succeeded | running))
+                .group_by("vm_key", "outcome").agg(pl.all().last())
+                .with_columns(_rate=rate, _duration=duration)
+                .join(done, on=["vm_key", "type"], how="left", nulls_equal=True))
+        flagged = last.filter(
+            (pl.col("_done") - succeeded.cast(pl.Int64) >= param(b.library, sig, "min_successful_cycles"))
+            & ((succeeded & (pl.col("_rate") < rate_bound + rate_bound.abs() * _SCREEN_SLACK))
+               | (pl.col("_duration") > duration_bound - duration_bound.abs() * _SCREEN_SLACK)).fill_null(False))
+        keep.update(flagged["vm_key"].to_list())
+    return list(keep)
 
 
 def slow_cycle(b: Case, f: Failure, lo: datetime, hi: datetime) -> Finding | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -110,16 +111,44 @@ class Failure:
 class Recoveries:
     """Successful cycles, to ask: did one run entirely after `since` and end by `until`?"""
 
-    def __init__(self, spans: list[tuple[datetime, datetime]]):
-        spans = sorted(spans)
-        self.starts = [s for s, _ in spans]
-        self.min_end_from = [e for _, e in spans]
-        for i in range(len(spans) - 2, -1, -1):
-            self.min_end_from[i] = min(self.min_end_from[i], self.min_end_from[i + 1])
+    def __init__(self, spans: pl.DataFrame):
+        """`spans`: the cycles' start and end columns (neither null)."""
+        # as microseconds since 1970: a list of ints is read from the frame at once
+        spans = spans.select(pl.col("start", "end").dt.epoch("us")).sort("start", "end")
+        self.starts = spans["start"].to_list()
+        # the earliest end of the cycles from each start on
+        self.min_end_from = spans["end"].reverse().cum_min().reverse().to_list()
 
     def between(self, since: datetime, until: datetime) -> bool:
-        i = bisect.bisect_left(self.starts, since)
-        return i < len(self.starts) and self.min_end_from[i] <= until
+        i = bisect.bisect_left(self.starts, _microseconds(since))
+        return i < len(self.starts) and self.min_end_from[i] <= _microseconds(until)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _microseconds(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+class CyclesByVm(Mapping):
+    """vm_key -> the VM's cycles as dicts (CYCLE_FIELDS), in the order of the frame given; each
+    VM's made when first asked for."""
+
+    def __init__(self, frame: pl.DataFrame):
+        self._parts = frame.partition_by("vm_key", as_dict=True, maintain_order=True)
+        self._made: dict[str | None, list[dict]] = {}
+
+    def __getitem__(self, vm_key: str | None) -> list[dict]:
+        if vm_key not in self._made:
+            self._made[vm_key] = self._parts[(vm_key,)].to_dicts()
+        return self._made[vm_key]
+
+    def __iter__(self) -> Iterator[str | None]:
+        return (vm_key for (vm_key,) in self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
 
 
 class Case:
@@ -154,12 +183,14 @@ class Case:
         # a shared VM name with nothing else to place it: the VM whose cycle ran then
         self.matches = identity.settle(self._keyed_matches(matches, _table(frames, "vcenter_log")),
                                        self.identities, result.cycles)
-        # The columns read here and by the detectors; _start_iso/_end_iso: the document's
-        # timestamps, formatted once per column (see _vms).
-        cycles = (result.cycles.sort("start", "cycle", nulls_last=True)
-                  .select(*_CYCLE_FIELDS, to_iso_expr("start").alias("_start_iso"), to_iso_expr("end").alias("_end_iso")))
-        self.cycles = _dicts(cycles)
-        self.cycle_hosts = result.cycles.select("cycle", pl.col("vm_key").cast(pl.Utf8), pl.col("host").cast(pl.Utf8))
+        # Every cycle, in order, with its disks' rates and last progress (the detectors'): what is
+        # asked of all cycles is asked of these columns; a VM's cycles become dicts when first
+        # asked for (cycles_by_vm): a fleet has tens of thousands, its failures are on a few VMs.
+        per_disk = result.disks.group_by("cycle").agg(pl.col("rate_mbps").drop_nulls().alias("disk_rates"),
+                                                      pl.col("last_progress").max().alias("disk_last"))
+        self.cycle_frame = (result.cycles.join(per_disk, on="cycle", how="left")
+                            .sort("start", "cycle", nulls_last=True).select(*CYCLE_FIELDS))
+        self.cycles_by_vm = CyclesByVm(self.cycle_frame)
         self.disks = result.disks
         # Each VM's tasks in order, as row numbers of self.tasks (a VM's run: self._task_runs):
         # the tasks stay in the frame; rows become dicts only for the document and the detectors.
@@ -183,17 +214,16 @@ class Case:
         self.hosts = {r["vm_key"]: r["host"] for r in (
             self.identities.filter(pl.col("host").is_not_null()).sort("vm_key", "host")
             .unique("vm_key", keep="last").to_dicts())}
-        self.cycles_by_vm: dict[str, list[dict]] = defaultdict(list)
-        for c in self.cycles:
-            self.cycles_by_vm[c["vm_key"]].append(c)
-            if c["host"] and c["vm_key"] not in self.hosts:
-                self.hosts[c["vm_key"]] = c["host"]
-        ok = [c for c in self.cycles if c["outcome"] == "succeeded" and c["start"] and c["end"]]
-        self.recover_all = Recoveries([(c["start"], c["end"]) for c in ok])
-        by_host = defaultdict(list)
-        for c in ok:
-            by_host[short_host(c["host"] or self.host_of(c["vm_key"]))].append((c["start"], c["end"]))
-        self.recover_host = {k: Recoveries(v) for k, v in by_host.items()}
+        # a VM no identity places on a host: the host of its first cycle that names one
+        first_host = (self.cycle_frame.filter(pl.col("host").is_not_null() & (pl.col("host") != ""))
+                      .group_by("vm_key", maintain_order=True).agg(pl.col("host").first()))
+        for vm_key, host in zip(first_host["vm_key"].to_list(), first_host["host"].to_list()):
+            self.hosts.setdefault(vm_key, host)
+        ok = self.cycle_frame.filter((pl.col("outcome") == "succeeded") & pl.col("start").is_not_null()
+                                     & pl.col("end").is_not_null()).select("start", "end", "vm_key", "host")
+        self.recover_all = Recoveries(ok)
+        self.recover_host = {host: Recoveries(spans) for (host,), spans in
+                             self.with_short_host(ok).group_by("_host")}
 
         self.by_signature: dict[str, list[dict]] = defaultdict(list)
         # A row with no time (an impossible timestamp, a text with none) cannot sit in a window:
@@ -225,8 +255,8 @@ class Case:
         self.signals = None
 
     def release_cycles(self) -> None:
-        """Let go of the cycles as dicts: the document's VMs are built."""
-        self.cycles = self.cycles_by_vm = self.cycle_hosts = None
+        """Let go of the cycles (and their dicts): the document's VMs are built."""
+        self.cycle_frame = self.cycles_by_vm = None
         self.recover_all = self.recover_host = None
 
     # -- identities ---------------------------------------------------------------------------
@@ -276,8 +306,9 @@ class Case:
         names = {}
         for r in self.identities.filter(pl.col("vm").is_not_null()).sort("vm_key", "vm").to_dicts():
             names.setdefault(r["vm_key"], r["vm"])
-        for c in self.cycles:
-            names.setdefault(c["vm_key"], c["vm"])
+        first = self.cycle_frame.group_by("vm_key", maintain_order=True).agg(pl.col("vm").first())
+        for vm_key, vm in zip(first["vm_key"].to_list(), first["vm"].to_list()):
+            names.setdefault(vm_key, vm)
         for r in (self.matches.filter(pl.col("vm").is_not_null()).select("vm_key", "vm").unique()
                   .sort("vm_key", "vm").to_dicts()):
             names.setdefault(r["vm_key"], r["vm"])
@@ -290,6 +321,16 @@ class Case:
 
     def host_of(self, vm_key: str | None) -> str | None:
         return self.hosts.get(vm_key) if vm_key else None
+
+    def with_short_host(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`frame` (vm_key, host) with `_host`: short_host(host or host_of(vm_key)), as columns."""
+        known = pl.DataFrame({"vm_key": list(self.hosts), "_known": list(self.hosts.values())},
+                             schema={"vm_key": pl.Utf8, "_known": pl.Utf8})
+        host = pl.col("host").cast(pl.Utf8)
+        host = pl.when(host.is_not_null() & (host != "")).then(host).otherwise("_known")
+        return (frame.join(known, on="vm_key", how="left", maintain_order="left")
+                .with_columns(_host=pl.when(host != "").then(host.str.split(".").list.first().str.to_lowercase()))
+                .drop("_known"))
 
     def tasks_of(self, vm_key: str | None) -> list[dict]:
         """The VM's vCenter tasks (rows of self.tasks) by start."""
@@ -313,7 +354,7 @@ class Case:
         """Each VM's tasks (rows of task_table, in its order) as the document lists them."""
         frame = tasks.select("vm_key", "task_id", "method", to_iso_expr("start").alias("start"),
                              to_iso_expr("end").alias("end"), "outcome", "fault_type", "initiator")
-        columns = [_values(frame[c]) for c in frame.columns]
+        columns = [interned_list(frame[c]) for c in frame.columns]
         out: dict[str, list[dict]] = {}
         for k, a, b, c, d, e, f, g in zip(*columns):
             out.setdefault(k, []).append({"task_id": a, "method": b, "start": c, "end": d, "outcome": e,
@@ -378,17 +419,14 @@ def short_host(host: str | None) -> str | None:
     return host.split(".")[0].lower() if host else None
 
 
-_CYCLE_FIELDS = ("vm_key", "vm", "vm_id", "host", "cycle", "cycle_id", "type", "start", "end", "outcome",
-                 "failed_state", "error", "uploaded_bytes", "duration_sec", "rate_mbps", "member", "line")
+# A cycle as verdicts and detectors read it: a row of CYCLES, and its disks' upload rates (a list)
+# and last progress.
+CYCLE_FIELDS = ("vm_key", "vm", "vm_id", "host", "cycle", "cycle_id", "type", "start", "end", "outcome",
+                "failed_state", "error", "uploaded_bytes", "duration_sec", "rate_mbps", "member", "line",
+                "disk_rates", "disk_last")
 
 
-def _dicts(frame: pl.DataFrame) -> list[dict]:
-    """frame.to_dicts(), sharing repeated strings (see _values)."""
-    names = frame.columns
-    return [dict(zip(names, row)) for row in zip(*(_values(frame[c]) for c in names))]
-
-
-def _values(column: pl.Series) -> list:
+def interned_list(column: pl.Series) -> list:
     """column.to_list(), with one str object per distinct value when values repeat (method,
     outcome, initiator): the document holds hundreds of thousands of them."""
     if isinstance(column.dtype, pl.Categorical):

@@ -25,8 +25,8 @@ import polars as pl
 from analyzer import detectors, findings, i18n, identity
 from analyzer.cycles import CycleResult
 from analyzer.diagnostics import Diagnostics
-from analyzer.evidence import (RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided, family_of,
-                               short_host)
+from analyzer.evidence import (RULED_OUT, SLOW, STALLED, Case, Entry, Failure, Finding, Undecided,
+                               family_of, interned_list, short_host)
 from analyzer.parsers.timeparse import to_iso, to_iso_expr
 from analyzer.redact import redact_columns, redact_series
 from analyzer.signatures.load import cause_titles_ko
@@ -295,7 +295,8 @@ def end_of_bundle_conditions(b: Case, failures: list[Failure]) -> list[Failure]:
         if f.vm_key is not None and f.ts is not None:
             last_failure[f.vm_key] = max(last_failure.get(f.vm_key, f.ts), f.ts)
     out = []
-    for vm_key, cycles in sorted(b.cycles_by_vm.items()):
+    for vm_key in sorted(detectors.may_stall_or_slow(b, stalled is not None, slow is not None)):
+        cycles = b.cycles_by_vm[vm_key]
         done = [c["end"] for c in cycles if c["outcome"] == "succeeded" and c["end"]]
         since = max(done) if done else None
         if vm_key in last_failure and (since is None or last_failure[vm_key] >= since):
@@ -544,7 +545,8 @@ def _enabled_since(b: Case, f: Failure) -> bool:
     severity = pl.col("severity").str.to_lowercase().str.strip_chars()
     later = b.portal.filter((pl.col("ts") > f.until) & pl.col("event_type").is_in(kinds)
                             & ~severity.is_in(_ERROR_SEVERITIES).fill_null(False))
-    return later.height > 0 or any(c["type"] == "initial" and c["start"] and c["start"] > f.until for c in b.cycles)
+    initial_after = b.cycle_frame.filter((pl.col("type") == "initial") & (pl.col("start") > f.until))
+    return later.height > 0 or initial_after.height > 0
 
 
 def _severity(b: Case, f: Failure) -> str:
@@ -819,31 +821,19 @@ def _unrecognised(b: Case) -> list[dict]:
     return out
 
 
-def _cycle_doc(c: dict, error: str | None, shown) -> dict:
-    return {"id": shown(c["cycle"]), "type": shown(c["type"]), "start": c["_start_iso"], "end": c["_end_iso"],
-            "outcome": shown(c["outcome"]), "uploaded_bytes": c["uploaded_bytes"],
-            "error": shown(c["error"] or error),
-            "duration_sec": None if c["duration_sec"] is None else round(c["duration_sec"], 3),
-            "rate_mbps": None if c["rate_mbps"] is None else round(c["rate_mbps"], 3),
-            "failed_state": shown(c["failed_state"])}
-
-
-def _shown(texts, redact: bool):
-    """A function giving each of `texts` as the document shows it: the distinct texts are
-    redacted as one column, and only those that change are looked up."""
+def _redactions(texts, redact: bool) -> dict[str, str]:
+    """Each of `texts` that the document shows otherwise, and how: the distinct texts are redacted
+    as one column."""
     if not redact:
-        return lambda text: text
+        return {}
     distinct = pl.Series(list({t for t in texts if t}), dtype=pl.Utf8)
-    changed = {a: b for a, b in zip(distinct.to_list(), redact_series(distinct).to_list()) if a != b}
-    if not changed:
-        return lambda text: text
-    return lambda text: changed.get(text, text)
+    return {a: b for a, b in zip(distinct.to_list(), redact_series(distinct).to_list()) if a != b}
 
 
 def _vms(b: Case, judged: list[Judgement], redact: bool) -> tuple[list[dict], list[str | None]]:
     """The document's VMs, and each one's key; their `tasks` are left empty (see decide). With
     `redact`, their texts are redacted as columns: the error lines' columns, and one column of
-    every distinct name, host, id and cycle text (see _shown)."""
+    every distinct name, host, id and cycle text (see _redactions)."""
     by_vm: dict[str, list[Judgement]] = defaultdict(list)
     cycle_error: dict[str, str] = {}
     for j in judged:
@@ -860,43 +850,84 @@ def _vms(b: Case, judged: list[Judgement], redact: bool) -> tuple[list[dict], li
                             ("error", "source", "text"), redact).to_dicts():
         errors_by_vm[r.pop("vm_key")].append(r)
     portal = _portal_health(b)
-    keys = list(set(b.cycles_by_vm) | set(by_vm) | set(errors_by_vm) | set(portal))
+    cycles = b.cycle_frame
+    stats = _cycle_stats(cycles)
+    keys = list(set(stats) | set(by_vm) | set(errors_by_vm) | set(portal))
     ids = defaultdict(set)
     for r in b.identities.filter(pl.col("vm_id").is_not_null()).to_dicts():
         ids[r["vm_key"]].add(r["vm_id"])
-    for c in b.cycles:
-        if c["vm_id"]:
-            ids[c["vm_key"]].add(c["vm_id"])
-    shown = _shown([*(b.name_of(k) for k in keys), *(b.host_of(k) for k in keys), *(i for v in ids.values() for i in v),
-                    *(c[f] for c in b.cycles for f in ("cycle", "type", "outcome", "error", "failed_state"))],
-                   redact)
+    cycle_ids = cycles.filter(pl.col("vm_id").is_not_null() & (pl.col("vm_id") != "")).select("vm_key", "vm_id").unique()
+    for vm_key, vm_id in zip(cycle_ids["vm_key"].to_list(), cycle_ids["vm_id"].to_list()):
+        ids[vm_key].add(vm_id)
+    changed = _redactions([*(b.name_of(k) for k in keys), *(b.host_of(k) for k in keys),
+                           *(i for v in ids.values() for i in v),
+                           *(t for f in _CYCLE_TEXTS for t in cycles[f].drop_nulls().unique().to_list())], redact)
+
+    def shown(text: str | None) -> str | None:
+        return changed.get(text, text)
+
+    cycle_docs = _cycle_docs(cycles, cycle_error, changed)
     out = []
     for key in keys:
-        cycles = b.cycles_by_vm.get(key, [])
-        done = [c for c in cycles if c["outcome"] == "succeeded" and c["end"]]
-        last_ok = max((c["end"] for c in done), default=None)
-        ordered = sorted(cycles, key=lambda c: (c["start"] or c["end"], c["cycle"]))
-        after = [c for c in ordered
-                 if c["outcome"] == "failed" and (last_ok is None or (c["end"] or c["start"]) > last_ok)]
+        last_ok, failed_after = stats.get(key, (None, 0))
         loose = [j for j in by_vm[key] if not j.failure.cycles and j.failure.occurrences
                  and (last_ok is None or (j.failure.ts is not None and j.failure.ts > last_ok))]
-        consecutive = len(after) + len(loose)
-        derived = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, bool(cycles))
+        consecutive = failed_after + len(loose)
+        derived = _health(consecutive, {j.failure.error.id for j in by_vm[key]}, key in stats)
         # OUTPUT.md: health is the portal's Normal/Warning/Critical where the bundle has it
-        health = portal.get(key) or derived
+        health_now = portal.get(key) or derived
         basis = {"health_basis": "portal" if portal.get(key) else "cycles"}
-        if portal.get(key) and cycles and derived != health:
+        if portal.get(key) and key in stats and derived != health_now:
             basis["derived_health"] = derived  # the cycles tell another story: the report says so
         out.append({
             "vm": shown(b.name_of(key)), "vm_ids": sorted(shown(i) for i in ids[key]), "host": shown(b.host_of(key)),
-            "health": health, **basis,
+            "health": health_now, **basis,
             "last_successful_cycle_end": to_iso(last_ok), "consecutive_failures": consecutive,
-            "cycles": [_cycle_doc(c, cycle_error.get(c["cycle"]), shown) for c in ordered],
+            "cycles": cycle_docs.get(key, []),
             "tasks": [],
             "errors": errors_by_vm.get(key, []),
         })
     order = sorted(range(len(out)), key=lambda i: ((out[i]["vm"] or "").lower(), out[i]["vm"] or ""))
     return [out[i] for i in order], [keys[i] for i in order]
+
+
+_CYCLE_TEXTS = ("cycle", "type", "outcome", "error", "failed_state")  # a cycle's texts the document shows
+
+
+def _cycle_stats(cycles: pl.DataFrame) -> dict[str | None, tuple[datetime | None, int]]:
+    """Per VM with cycles: the end of its last successful cycle, and how many cycles failed after it."""
+    last_ok = pl.col("end").filter((pl.col("outcome") == "succeeded") & pl.col("end").is_not_null()).max()
+    after = (pl.col("outcome") == "failed") & (pl.col("_last_ok").is_null()
+                                               | (pl.coalesce("end", "start") > pl.col("_last_ok")))
+    per_vm = (cycles.with_columns(last_ok.over("vm_key").alias("_last_ok"))
+              .group_by("vm_key").agg(pl.col("_last_ok").first(), after.sum().alias("_after")))
+    return dict(zip(per_vm["vm_key"].to_list(), zip(per_vm["_last_ok"].to_list(), per_vm["_after"].to_list())))
+
+
+def _cycle_docs(cycles: pl.DataFrame, cycle_error: dict[str, str],
+                changed: dict[str, str]) -> dict[str | None, list[dict]]:
+    """Each VM's cycles as the document lists them, by start (else end), with their texts as
+    the document shows them (`changed`) and the error judged on the cycle where its row names none."""
+    def shown(name: str, column: pl.Expr) -> pl.Expr:
+        return column.replace(changed).alias(name) if changed else column.alias(name)
+
+    judged_error = (pl.col("cycle").replace_strict(cycle_error, default=None, return_dtype=pl.Utf8)
+                    if cycle_error else pl.lit(None, pl.Utf8))
+    error = pl.when(pl.col("error").is_not_null() & (pl.col("error") != "")).then("error").otherwise(judged_error)
+    frame = (cycles.sort("vm_key", pl.coalesce("start", "end"), "cycle", nulls_last=True, maintain_order=True)
+             .select("vm_key", shown("id", pl.col("cycle")), shown("type", pl.col("type")),
+                     to_iso_expr("start").alias("start"), to_iso_expr("end").alias("end"),
+                     shown("outcome", pl.col("outcome")), "uploaded_bytes", shown("error", error),
+                     "duration_sec", "rate_mbps", shown("failed_state", pl.col("failed_state"))))
+    columns = [interned_list(frame[c]) for c in frame.columns]
+    for n in (frame.columns.index("duration_sec"), frame.columns.index("rate_mbps")):
+        columns[n] = [None if x is None else round(x, 3) for x in columns[n]]
+    out: dict[str | None, list[dict]] = defaultdict(list)
+    for vm_key, cycle, kind, start, end, outcome, uploaded, error_id, duration, rate, failed_state in zip(*columns):
+        out[vm_key].append({"id": cycle, "type": kind, "start": start, "end": end, "outcome": outcome,
+                            "uploaded_bytes": uploaded, "error": error_id, "duration_sec": duration,
+                            "rate_mbps": rate, "failed_state": failed_state})
+    return out
 
 
 _PORTAL_HEALTH = {"normal": "healthy", "warning": "warning", "critical": "critical"}

@@ -4,17 +4,19 @@ and counts the rest; the report's timeline draws every task, from the task table
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer import pipeline, report
+from analyzer import detectors, evidence, pipeline, report, tables
 from analyzer.report import view
 from analyzer.report.page import unpacked_json
+from analyzer.signatures.load import load_library
 from tests.chromium import needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +155,75 @@ def test_timeline_seconds_read_in_one_go_are_the_one_by_one_seconds(values):
     """The report reads the document's times with polars when they have its own form, one by one
     otherwise: the same seconds either way (before 1970, out of range, not a time at all)."""
     assert view._seconds(values) == [view._one_second(v) for v in values]
+
+
+# -- the verdict stage asks its questions about every cycle of the columns (evidence.Case) ---------
+
+_T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+_MINUTES = st.integers(0, 3000).map(lambda m: _T0 + timedelta(minutes=m))
+_CYCLE = st.fixed_dictionaries({
+    "vm_key": st.sampled_from(["a", "a", "b"]),  # a few VMs with enough like cycles for a median
+    "type": st.sampled_from(["delta"] * 6 + ["initial", None]),
+    "outcome": st.sampled_from(["succeeded"] * 4 + ["failed", "in_progress", "in_progress"]),
+    "start": st.none() | _MINUTES,
+    "length": st.sampled_from([20, 30, 30, 40, 150, 400]),  # minutes; mostly alike, some far longer
+    "ended": st.booleans(),
+    "rate_mbps": st.none() | st.sampled_from([0.0, 0.5, 3.0, 10.0, 40.0]),
+    "disk_rates": st.none() | st.lists(st.sampled_from([0.0, 0.7, 2.0, 5.0, 30.0]), max_size=3),
+})
+
+
+def _cycle_case(rows: list[dict], end: datetime, gw_last: datetime | None) -> SimpleNamespace:
+    """What detectors.stall, why_slow and may_stall_or_slow read of a Case, for these cycles."""
+    cycles = []
+    for n, r in enumerate(rows):
+        end_at = r["start"] + timedelta(minutes=r["length"]) if r["start"] and r["ended"] else None
+        cycles.append({"vm_key": r["vm_key"], "cycle": f"c{n:03}", "type": r["type"], "outcome": r["outcome"],
+                       "start": r["start"], "end": end_at,
+                       "duration_sec": r["length"] * 60.0 if r["ended"] else None,
+                       "rate_mbps": r["rate_mbps"], "disk_rates": r["disk_rates"],
+                       "disk_last": end_at or r["start"]})
+    frame = pl.DataFrame(cycles, schema={"vm_key": pl.Utf8, "cycle": pl.Utf8, "type": pl.Utf8, "outcome": pl.Utf8,
+                                         "start": tables.TS, "end": tables.TS, "duration_sec": pl.Float64,
+                                         "rate_mbps": pl.Float64, "disk_rates": pl.List(pl.Float64),
+                                         "disk_last": tables.TS})
+    frame = frame.sort("start", "cycle", nulls_last=True)
+    return SimpleNamespace(cycle_frame=frame, cycles_by_vm=evidence.CyclesByVm(frame), library=_LIBRARY, end=end,
+                           portal_status={}, signals=SimpleNamespace(gw_last=gw_last))
+
+
+_LIBRARY = load_library()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_CYCLE, min_size=4, max_size=24), _MINUTES, st.none() | _MINUTES)
+def test_the_stall_and_slow_screen_keeps_every_vm_the_rules_flag(rows, end, gw_last):
+    b = _cycle_case(rows, end, gw_last)
+    kept = set(detectors.may_stall_or_slow(b))
+    for vm_key, cycles in b.cycles_by_vm.items():
+        ended = [c for c in cycles if c["outcome"] == "succeeded" and c["start"]]
+        running = [c for c in cycles if c["outcome"] == "in_progress" and c["start"]]
+        flagged = detectors.stall(b, vm_key) or any(detectors.why_slow(b, vm_key, c) for c in running[-1:] + ended[-1:])
+        if flagged:
+            assert vm_key in kept
+
+
+def test_the_stall_and_slow_screen_leaves_out_vms_that_keep_pace():
+    # four like cycles, the last one as fast as the others, the bundle ending right after it
+    rows = [{"vm_key": "a", "type": "delta", "outcome": "succeeded", "start": _T0 + timedelta(hours=h), "length": 30,
+             "ended": True, "rate_mbps": 10.0, "disk_rates": [10.0]} for h in range(5)]
+    b = _cycle_case(rows, _T0 + timedelta(hours=4, minutes=40), None)
+    assert detectors.may_stall_or_slow(b) == []
+    rows[-1] = {**rows[-1], "length": 300}  # the last one five times as long: slow
+    b = _cycle_case(rows, _T0 + timedelta(hours=9, minutes=10), None)
+    assert detectors.may_stall_or_slow(b) == ["a"]
+
+
+@given(st.lists(st.tuples(_MINUTES, st.integers(0, 900)), max_size=12), _MINUTES, st.integers(0, 900))
+def test_recoveries_find_a_cycle_run_entirely_in_the_window(spans, since, length):
+    spans = [(start, start + timedelta(minutes=n)) for start, n in spans]
+    until = since + timedelta(minutes=length)
+    frame = pl.DataFrame({"start": [s for s, _ in spans], "end": [e for _, e in spans]},
+                         schema={"start": tables.TS, "end": tables.TS})
+    expected = any(since <= s and e <= until for s, e in spans)
+    assert evidence.Recoveries(frame).between(since, until) == expected

@@ -752,13 +752,13 @@ def test_vcenter_line_is_tied_to_its_vm_by_moref_or_by_the_opid_of_its_task(text
 
 
 
-def test_document_values_are_the_column_with_repeated_strings_shared():
+def test_documentinterned_list_are_the_column_with_repeated_strings_shared():
     import polars as pl
 
-    from analyzer.evidence import _values
+    from analyzer.evidence import interned_list
     repeated = pl.Series(["a", None, "b", "a", "a", "b", "a", "a", None])
-    out = _values(repeated)
+    out = interned_list(repeated)
     assert out == repeated.to_list() and out[0] is out[3]
     for column in (pl.Series(["x", "y", "z"]), pl.Series([1, None, 1, 1, 1, 1]), pl.Series([], dtype=pl.Utf8),
                    pl.Series([None, None, None, None], dtype=pl.Utf8)):
-        assert _values(column) == column.to_list()
+        assert interned_list(column) == column.to_list()
