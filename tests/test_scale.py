@@ -3,6 +3,7 @@ and counts the rest; the report's timeline draws every task, from the task table
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +27,10 @@ BUNDLE = ROOT / "sample_bundles" / "backup-task-conflict.zip"
 @pytest.fixture(scope="module")
 def analysis():
     return pipeline.analyze(BUNDLE)
+
+
+def test_the_bundle_hash_read_while_the_bundle_is_parsed_is_the_files(analysis):
+    assert analysis.doc["bundle"]["sha256"] == hashlib.sha256(BUNDLE.read_bytes()).hexdigest()
 
 
 def test_listed_tasks_are_failures_and_evidence_and_counts_cover_every_task(analysis):
