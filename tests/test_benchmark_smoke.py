@@ -37,27 +37,27 @@ def test_quick_benchmark_prints_a_row_per_tool(tmp_path):
     assert not (tmp_path / "B.md").exists()
 
 
-def test_stage_benchmark_prints_every_stage_for_both_checkouts(tmp_path):
+def _compare_with_itself(script: str, tmp_path) -> dict[str, list[str]]:
+    """The rows of the table that a two-checkout benchmark prints for this checkout against
+    itself, one round on a sample bundle: first cell -> the next four."""
     bundle = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stages.py"), str(bundle),
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), str(bundle),
                            "--before", str(ROOT), "--runs", "1"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {line.split("|")[1].strip(): line.split("|")[2:6] for line in done.stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| stage")}
+    table = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| ")]
+    return {cells[1].strip(): cells[2:6] for cells in table[1:]}  # the first row is the header
+
+
+def test_stage_benchmark_prints_every_stage_for_both_checkouts(tmp_path):
+    rows = _compare_with_itself("bench_stages.py", tmp_path)
     assert list(rows)[:3] == ["load_library", "take_frames", "pair_tasks"] and "all of them" in rows
     assert all(float(row[2]) > 0 for name, row in rows.items() if name != "all of them")  # peaks
     assert float(rows["all of them"][0]) > 0
 
 
 def test_fixed_cost_benchmark_times_the_real_command_line(tmp_path):
-    bundle = ROOT / "sample_bundles" / "case-disk-upload-timeout.zip"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_fixed_costs.py"), str(bundle),
-                           "--before", str(ROOT), "--runs", "1"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = {line.split("|")[1].strip(): line.split("|")[2:6] for line in done.stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| checkout")}
+    rows = _compare_with_itself("bench_fixed_costs.py", tmp_path)
     assert set(rows) == {"before", "after"}
     for wall, ingest, after, share in rows.values():
         assert 0 < float(ingest) < float(wall) and 0 < float(after) < float(wall)
