@@ -70,19 +70,24 @@ def _naive_from_parts(date: pl.Expr, time: pl.Expr, frac: pl.Expr) -> pl.Expr:
         pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False)
 
 
+def usual_utc(text: pl.Expr) -> pl.Expr:
+    """`text` read as a UTC time when it has the usual shape, `2024-05-14T10:21:33.512Z` (checked
+    first: strptime also takes a 3-digit year); null otherwise. About 30 times faster than iso()."""
+    usual = text.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$")
+    return pl.when(usual).then(text).str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.fZ",
+                                                  strict=False)
+
+
 def with_iso(frame: pl.DataFrame, text: str, tz: str | None = None, ts: str = "ts",
              naive: str = "naive") -> pl.DataFrame:
-    """`frame` with the columns `ts` and `naive`: iso() of its column `text`, the usual
-    `2024-05-14T10:21:33.512Z` read directly (checked for that shape first: strptime also takes
-    a 3-digit year), the general reader, about 30 times slower, only for the rest. Materialised
-    step by step: eager polars does not share repeated sub-expressions."""
+    """`frame` with the columns `ts` and `naive`: iso() of its column `text`, the usual shape read
+    by usual_utc and the general reader only for the rest. Materialised step by step: eager
+    polars does not share repeated sub-expressions."""
     value = pl.col(text)
-    usual = value.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$")
-    frame = frame.with_columns(
-        _fast=pl.when(usual).then(value).str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False))
+    frame = frame.with_columns(_fast=usual_utc(value))
     slow = pl.col("_fast").is_null()
     other_ts, other_naive = iso(pl.when(slow).then(value), tz)
-    return frame.with_columns(pl.coalesce(pl.col("_fast").dt.replace_time_zone("UTC"), other_ts).alias(ts),
+    return frame.with_columns(pl.coalesce("_fast", other_ts).alias(ts),
                               (slow & other_naive).alias(naive)).drop("_fast")
 
 

@@ -16,6 +16,7 @@ import polars as pl
 import analyzer
 from analyzer.diagnostics import incomplete_reasons_in
 from analyzer.i18n import Messages, format_iso, messages, parse_iso
+from analyzer.parsers.timeparse import usual_utc
 from analyzer.report.jsontext import same_with_orjson
 
 HEALTH_ORDER = ("critical", "warning", "unknown", "healthy")
@@ -425,15 +426,11 @@ class _Strings(dict):
 
 def _seconds(values) -> list[int | None]:
     """int(epoch(value)) of each value, None where it is not a time. The document's own form
-    (timeparse.to_iso: a fleet's report reads 100,000s of them) is read by polars, any other
-    value one by one."""
+    (timeparse.to_iso: a fleet's report reads 100,000s of them) is read by polars (usual_utc),
+    any other value one by one."""
     values = list(values)
-    text = pl.col("text")
-    own_form = text.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$")
     fast = (pl.DataFrame({"text": [v if v.__class__ is str else None for v in values]}, schema={"text": pl.Utf8})
-            .select(pl.when(own_form).then(text).str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.fZ",
-                                                              strict=False).dt.epoch("s"))
-            .to_series().to_list())
+            .select(usual_utc(pl.col("text")).dt.epoch("s")).to_series().to_list())
     # before 1970, int() of a fraction rounds up where the epoch rounds down: one by one
     return [seconds if seconds is not None and seconds >= 0 else _one_second(v)
             for seconds, v in zip(fast, values)]
